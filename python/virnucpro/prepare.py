@@ -1,0 +1,211 @@
+"""The `prepare` stage: input sequences to chunk table and frame shards.
+
+Writes, under the output folder:
+- `shards/shard_NNNNN.nucleotide.fa` and `shards/shard_NNNNN.protein.faa`: the kept frames,
+  `shard_size` records each, numbered from 00001 in input order, `>id\\nseq\\n` without wrapping;
+- `chunks.tsv`: every chunk, also those that kept no frame;
+- `input_sequences.tsv`: every input sequence with its length and chunk count (empty ones too);
+- `prepare.json`: parameters and counts, written last: the stage is complete when it exists.
+
+Everything is written into a staging folder that replaces the outputs only when the whole input was
+read without error, so a failed run never leaves shards that look finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from virnucpro import __version__
+from virnucpro.errors import InputError
+from virnucpro.frames import translate_chunks
+from virnucpro.progress import progress_task
+from virnucpro.sequences import SequenceFile, SequenceRecord
+from virnucpro.shards import SHARDS_DIR, shard_paths
+
+log = logging.getLogger("virnucpro")
+
+CHUNK_SIZES = (300, 500)
+DEFAULT_SHARD_SIZE = 10_000
+CHUNKS_TSV = "chunks.tsv"
+INPUT_SEQUENCES_TSV = "input_sequences.tsv"
+PREPARE_JSON = "prepare.json"
+CHUNKS_COLUMNS = ("sequence_id", "chunk_index", "chunk_id", "start", "end", "length", "n_frames", "frames")
+INPUT_SEQUENCES_COLUMNS = ("sequence_id", "record", "length", "n_chunks")
+# Sequences are translated together in batches of about this many bases (see frames.py).
+_BATCH_BASES = 4_000_000
+
+
+@dataclass
+class PrepareSummary:
+    input: str
+    input_format: str
+    input_compressed: bool
+    chunk_size: int
+    shard_size: int
+    sequences: int = 0
+    empty_sequences: int = 0
+    bases: int = 0
+    chunks: int = 0
+    chunks_without_frames: int = 0
+    frames: int = 0
+    shards: list[dict] = field(default_factory=list)  # [{"name": "shard_00001", "records": n}]
+    version: str = __version__
+
+
+class _ShardWriter:
+    """Writes frames into numbered nucleotide/protein shard pairs of `shard_size` records."""
+
+    def __init__(self, folder: Path, shard_size: int):
+        self.folder = folder
+        self.shard_size = shard_size
+        self.shards: list[dict] = []
+        self._nucleotide: BinaryIO | None = None
+        self._protein: BinaryIO | None = None
+        self._records = 0
+
+    def write(self, frame_id: bytes, nucleotides: bytes, protein: bytes) -> None:
+        if self._nucleotide is None or self._records == self.shard_size:
+            self._open_next()
+        self._nucleotide.write(b">%s\n%s\n" % (frame_id, nucleotides))
+        self._protein.write(b">%s\n%s\n" % (frame_id, protein))
+        self._records += 1
+        self.shards[-1]["records"] = self._records
+
+    def _open_next(self) -> None:
+        self.close()
+        number = len(self.shards) + 1
+        nucleotide_path, protein_path = shard_paths(self.folder, number)
+        self._nucleotide = open(nucleotide_path, "wb")  # noqa: SIM115 (closed in close())
+        self._protein = open(protein_path, "wb")  # noqa: SIM115
+        self.shards.append({"name": nucleotide_path.name.split(".")[0], "records": 0})
+        self._records = 0
+
+    def close(self) -> None:
+        for handle in (self._nucleotide, self._protein):
+            if handle is not None:
+                handle.close()
+        self._nucleotide = self._protein = None
+
+
+def prepare(
+    input_path: str | Path,
+    outdir: str | Path,
+    chunk_size: int = 500,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    quiet: bool = False,
+) -> PrepareSummary:
+    """Run the stage; raises `InputError` (one line) on bad input or an unusable output folder."""
+    if chunk_size not in CHUNK_SIZES:
+        raise InputError(f"--chunk-size must be 300 or 500 (the published classifiers), not {chunk_size}")
+    if shard_size < 1:
+        raise InputError(f"--shard-size must be at least 1, not {shard_size}")
+    outdir = Path(outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".prepare-", dir=outdir))
+    except OSError as err:
+        raise InputError(f"{outdir}: cannot write the output folder ({err.strerror})") from None
+    try:
+        summary = _prepare_into(Path(input_path), staging, chunk_size, shard_size, quiet)
+        _publish(staging, outdir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info(
+        "prepare: %d sequences, %d chunks (%d without a stop-free frame), %d frames in %d shards",
+        summary.sequences,
+        summary.chunks,
+        summary.chunks_without_frames,
+        summary.frames,
+        len(summary.shards),
+    )
+    return summary
+
+
+def _prepare_into(input_path: Path, staging: Path, chunk_size: int, shard_size: int, quiet: bool):
+    source = SequenceFile(input_path)
+    (staging / SHARDS_DIR).mkdir()
+    writer = _ShardWriter(staging / SHARDS_DIR, shard_size)
+    summary = PrepareSummary(str(input_path), "", False, chunk_size, shard_size)
+    with (
+        open(staging / CHUNKS_TSV, "w", encoding="utf-8", newline="\n") as chunks_out,
+        open(staging / INPUT_SEQUENCES_TSV, "w", encoding="utf-8", newline="\n") as sequences_out,
+        progress_task(f"prepare {input_path.name}", quiet=quiet, unit="bytes") as progress,
+    ):
+        if input_path.is_file():
+            progress.set_total(source.size)
+        chunks_out.write("\t".join(CHUNKS_COLUMNS) + "\n")
+        sequences_out.write("\t".join(INPUT_SEQUENCES_COLUMNS) + "\n")
+        batch: list[SequenceRecord] = []
+        batch_bases = 0
+        for record in source.records():
+            batch.append(record)
+            batch_bases += len(record.sequence)
+            if batch_bases >= _BATCH_BASES:
+                _process_batch(batch, chunk_size, writer, chunks_out, sequences_out, summary)
+                progress.set_completed(source.bytes_read())
+                batch, batch_bases = [], 0
+        _process_batch(batch, chunk_size, writer, chunks_out, sequences_out, summary)
+        progress.set_completed(source.bytes_read())
+    writer.close()
+    summary.input_format = source.format
+    summary.input_compressed = source.compressed
+    summary.shards = writer.shards
+    with open(staging / PREPARE_JSON, "w", encoding="utf-8") as fh:
+        json.dump(asdict(summary), fh, indent=2)
+        fh.write("\n")
+    return summary
+
+
+def _process_batch(batch, chunk_size, writer, chunks_out, sequences_out, summary) -> None:
+    if not batch:
+        return
+    n_chunks = [0] * len(batch)
+    for chunk in translate_chunks([record.sequence for record in batch], chunk_size):
+        record = batch[chunk.sequence_index]
+        n_chunks[chunk.sequence_index] += 1
+        chunk_id = f"{record.id}_chunk_{chunk.index}"
+        encoded_id = chunk_id.encode()
+        for frame in chunk.frames:
+            writer.write(encoded_id + frame.label.encode(), frame.nucleotides, frame.protein)
+        labels = ",".join(frame.label for frame in chunk.frames)
+        chunks_out.write(
+            f"{record.id}\t{chunk.index}\t{chunk_id}\t{chunk.start + 1}\t{chunk.end}\t"
+            f"{chunk.end - chunk.start}\t{len(chunk.frames)}\t{labels}\n"
+        )
+        summary.chunks += 1
+        summary.frames += len(chunk.frames)
+        summary.chunks_without_frames += not chunk.frames
+    for record, count in zip(batch, n_chunks, strict=True):
+        sequences_out.write(f"{record.id}\t{record.number}\t{len(record.sequence)}\t{count}\n")
+        summary.sequences += 1
+        summary.bases += len(record.sequence)
+        if not record.sequence:
+            summary.empty_sequences += 1
+            log.warning("%s: record %d (%s) is empty: no chunks", summary.input, record.number, record.id)
+
+
+def _publish(staging: Path, outdir: Path) -> None:
+    """Move the finished outputs into place, the completion marker (prepare.json) last."""
+    (outdir / PREPARE_JSON).unlink(missing_ok=True)
+    old_shards = outdir / SHARDS_DIR
+    if old_shards.exists():
+        shutil.rmtree(old_shards)
+    (staging / SHARDS_DIR).rename(old_shards)
+    for name in (CHUNKS_TSV, INPUT_SEQUENCES_TSV, PREPARE_JSON):
+        (staging / name).replace(outdir / name)
+
+
+def read_summary(outdir: str | Path) -> PrepareSummary | None:
+    """The summary of a complete prepare output folder, or None when it is missing or unfinished."""
+    path = Path(outdir) / PREPARE_JSON
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return PrepareSummary(**data)
+    except (OSError, ValueError, TypeError):
+        return None

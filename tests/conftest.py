@@ -1,0 +1,50 @@
+"""Shared fixtures: paths to the bundled data and the read-only parity fixtures in ../shared, and a
+runner for the real `virnucpro` command in a subprocess (the code under test, not a mock)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
+SHARED = REPO.parent / "shared"
+GOLDEN = SHARED / "golden"
+PARITY = SHARED / "parity"
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "python"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["HF_HUB_OFFLINE"] = "1"
+    env.setdefault("COLUMNS", "120")
+    return env
+
+
+def run_cli(*args: str | os.PathLike, check: bool = False, **kwargs) -> subprocess.CompletedProcess:
+    """Run `python -m virnucpro ARGS...` in a subprocess, capturing text output."""
+    result = subprocess.run(
+        [sys.executable, "-m", "virnucpro", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        **kwargs,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"virnucpro {args} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def example_fasta() -> Path:
+    return DATA / "example.fa"
+
+
+def golden_or_skip() -> Path:
+    if not GOLDEN.is_dir():
+        pytest.skip(f"golden fixtures not present at {GOLDEN}")
+    return GOLDEN
