@@ -48,3 +48,13 @@ def golden_or_skip() -> Path:
     if not GOLDEN.is_dir():
         pytest.skip(f"golden fixtures not present at {GOLDEN}")
     return GOLDEN
+
+
+@pytest.fixture(scope="session")
+def test_models(tmp_path_factory) -> Path:
+    """The small random models of `virnucpro make-test-models`, built once per test session."""
+    from virnucpro.test_models import make_test_models
+
+    folder = tmp_path_factory.mktemp("test-models")
+    make_test_models(folder)
+    return folder
