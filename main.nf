@@ -150,7 +150,8 @@ def sampleName(file) {
 def checkChoice(name, choices, why) {
     def value = params[name].toString()
     if (!(value in choices)) {
-        error("--${name} must be ${choices.join(' or ')} (${why}), got '${value}'")
+        def allowed = choices.size() == 2 ? choices.join(' or ') : "one of ${choices.join(', ')}"
+        error("--${name} must be ${allowed} (${why}), got '${value}'")
     }
 }
 
