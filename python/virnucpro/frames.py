@@ -97,9 +97,10 @@ class _TranslatedBuffer:
             (self.reverse, self.reverse_aa, self.length - end, self.length - begin, "R"),
         )
         for strand, amino_acids, lo, hi, prefix in strands:
+            last_codon_end = max(hi - 2, 0)  # never negative: a negative slice end counts from the end
             for offset in range(3):
                 start = lo + offset
-                protein = amino_acids[start : hi - 2 : 3].translate(None, _DROPPED_BYTE)
+                protein = amino_acids[start:last_codon_end:3].translate(None, _DROPPED_BYTE)
                 if not protein or b"*" in protein:
                     continue
                 stop = min(start + 3 * len(protein) + 1, hi)
