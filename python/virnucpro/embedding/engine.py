@@ -131,11 +131,14 @@ def embed_sequences(
     out = np.empty((len(tokens), embedder.dim), dtype=np.float32)
     max_rows: int | None = None
     for planned in embedder.batches([len(t) for t in tokens]):
-        pending = [planned] if max_rows is None else split_batch(planned, max_rows)
+        pending = [planned]
         while pending:
             if should_stop is not None and should_stop():
                 raise VirNucProError("stopped because another worker failed")
             batch = pending.pop(0)
+            if max_rows is not None and len(batch) > max_rows:
+                pending[:0] = split_batch(batch, max_rows)
+                continue
             ids, mask = pad_right([tokens[i] for i in batch], embedder.pad_id)
             try:
                 vectors = embedder.pooled(ids, mask)
@@ -152,7 +155,7 @@ def embed_sequences(
                     ids.shape[1],
                     max_rows,
                 )
-                pending[:0] = split_batch(batch, max_rows)
+                pending.insert(0, batch)
                 continue
             out[batch] = vectors.cpu().numpy()
             if on_batch is not None:
