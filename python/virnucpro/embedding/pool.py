@@ -208,7 +208,8 @@ def run_pool(job: EmbedJob, plan: list[list[FileTask]], device_names: list[str],
         def handle(message) -> None:
             nonlocal failure
             if isinstance(message, logging.LogRecord):
-                log.handle(message)
+                if message.levelno >= log.getEffectiveLevel():  # --quiet applies to workers too
+                    log.handle(message)
                 return
             what, index, *rest = message
             if what == "start":

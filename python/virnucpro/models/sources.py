@@ -104,7 +104,7 @@ def resolve_model(spec: str | os.PathLike[str], revision: str | None = None) -> 
 def download_hub(repo_id: str, revision: str | None) -> tuple[Path, str]:
     """Snapshot folder and commit hash of a hub model, downloading what is missing from the cache."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, IncompleteSnapshotError, LocalEntryNotFoundError
 
     wanted = revision or "main"
     try:
@@ -113,8 +113,9 @@ def download_hub(repo_id: str, revision: str | None) -> tuple[Path, str]:
             folder = Path(snapshot_download(repo_id, revision=wanted, allow_patterns=HUB_FALLBACK_PATTERNS))
     except LocalEntryNotFoundError as err:
         why = "HF_HUB_OFFLINE=1 is set" if offline() else "the hub cannot be reached"
+        state = "incomplete in" if isinstance(err, IncompleteSnapshotError) else "not in"
         raise VirNucProError(
-            f"model {repo_id} (revision {wanted}) is not in the Hugging Face cache and {why}; "
+            f"model {repo_id} (revision {wanted}) is {state} the Hugging Face cache and {why}; "
             + PREFETCH_HINT.format(name=repo_id)
         ) from err
     except (HfHubHTTPError, OSError, ValueError) as err:
