@@ -99,9 +99,7 @@ def checkParameters() {
     checkInteger('shard_size', 1)
     checkInteger('shards_per_task', 1)
     checkInteger('dnabert_batch_size', 1)
-    if (params.esm_tokens_per_batch != null) {
-        checkInteger('esm_tokens_per_batch', 1)
-    }
+    checkInteger('esm_tokens_per_batch', 1)
     checkInteger('gpus', 0)
     checkInteger('cpu_workers', 1)
     checkInteger('max_retries', 0)

@@ -19,7 +19,6 @@ process EMBED_PROTEIN {
     def args = task.ext.args ?: ''
     def revision = params.esm_revision ? "--revision '${params.esm_revision}'" : ''
     def tokens_per_batch = task.ext.tokens_per_batch ?: params.esm_tokens_per_batch
-    def batch = tokens_per_batch ? "--tokens-per-batch ${tokens_per_batch}" : ''
     """
     virnucpro embed-protein ${shards} \\
         --outdir embeddings \\
@@ -27,7 +26,7 @@ process EMBED_PROTEIN {
         --devices auto \\
         --workers ${params.cpu_workers} \\
         --precision ${params.precision} \\
-        ${batch} \\
+        --tokens-per-batch ${tokens_per_batch} \\
         --quiet \\
         ${args}
 
