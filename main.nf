@@ -94,6 +94,11 @@ def checkParameters() {
         error("Unknown parameter ${given.sort().collect { name -> '--' + name }.join(', ')}${hint}; see --help")
     }
 
+    // `--slurm_options --account=x` makes Nextflow read a bare flag (true): ask for a value
+    def schema = schemaParameters()
+    schema.findAll { name, spec -> spec.type == 'string' && params[name] instanceof Boolean }.each { name, spec ->
+        error("--${name} needs a value; write values that start with '-' as --${name}='--option=value'")
+    }
     checkChoice('chunk_size', ['300', '500'], 'the chunk sizes of the published classifiers')
     checkChoice('precision', ['fp32', 'bf16', 'fp16'], 'fp32 matches the published classifier')
     checkInteger('shard_size', 1)

@@ -4,6 +4,7 @@ Maven Central when no Nextflow is installed), the environment tasks need, and th
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, cli_env, run_cli
+from conftest import DATA, REPO, cli_env, run_cli
 
 NEXTFLOW = REPO / "scripts" / "nextflow"
 # The commands the pipeline calls besides `prepare`
@@ -81,6 +82,47 @@ def published_files(folder: Path) -> dict[str, bytes]:
 def final_outputs(run_outdir: Path) -> dict[str, bytes]:
     """What `virnucpro run` wrote at its --outdir's top level (its intermediates stay in work/)."""
     return {path.name: path.read_bytes() for path in sorted(run_outdir.iterdir()) if path.is_file()}
+
+
+# The test profile's settings, given to `virnucpro run` for the reference outputs
+TEST_PROFILE_OPTIONS = ("--chunk-size", "500", "--shard-size", "12", "--workers", "1")
+# report's outputs (design section 5) that every sample folder holds, besides the figures
+SAMPLE_FILES = (
+    "prediction_results.txt",
+    "prediction_results_highestscore.csv",
+    "chunks.tsv",
+    "sequences.tsv",
+    "viral.fa",
+    "report.html",
+    "run.json",
+)
+_reference_runs: dict[Path, Path] = {}
+
+
+def reference_run(folder: Path, models: Path) -> Path:
+    """`virnucpro run` on the bundled example with the test models, once per session: the outputs
+    that the pipeline's must equal."""
+    if models not in _reference_runs:
+        outdir = folder / "reference"
+        options = [
+            *("--dnabert-model", models / "dnabert-s", "--esm-model", models / "esm2"),
+            *("--classifier", models / "classifier", *TEST_PROFILE_OPTIONS, "--quiet"),
+        ]
+        run_cli("run", DATA / "example.fa", "--outdir", outdir, *options, check=True)
+        _reference_runs[models] = outdir
+    return _reference_runs[models]
+
+
+def assert_same_outputs(sample_folder: Path, reference: Path) -> None:
+    """Byte-identical to `virnucpro run`'s outputs, except run.json (timings, Nextflow's metadata)."""
+    published = published_files(sample_folder)
+    expected = final_outputs(reference)
+    assert sorted(published) == sorted(expected)
+    assert set(SAMPLE_FILES) <= set(published)
+    for name, content in expected.items():
+        if name != "run.json":
+            assert published[name] == content, f"{name} differs from virnucpro run's"
+    json.loads(published["run.json"])
 
 
 def require_stages() -> None:

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, REPO, run_cli
+from conftest import DATA, REPO
 from nextflow_support import (
-    final_outputs,
+    SAMPLE_FILES,
+    assert_same_outputs,
     nextflow_env,
-    published_files,
     read_trace,
+    reference_run,
     require_stages,
     run_nextflow,
     run_pipeline,
@@ -27,16 +28,6 @@ from nextflow_support import (
 pytestmark = pytest.mark.nextflow
 
 PROCESSES = ("MAKE_TEST_MODELS", "PREPARE", "EMBED_DNA", "EMBED_PROTEIN", "PREDICT", "REPORT")
-# report's outputs (design section 5) that every sample folder holds, besides the figures
-SAMPLE_FILES = (
-    "prediction_results.txt",
-    "prediction_results_highestscore.csv",
-    "chunks.tsv",
-    "sequences.tsv",
-    "viral.fa",
-    "report.html",
-    "run.json",
-)
 
 
 def schema_parameters() -> dict[str, dict]:
@@ -170,6 +161,7 @@ BAD_PARAMETERS = [
         "--classifier '/nonexistent/500_model.pth': no such file or folder",
     ),
     (["--input", DATA / "example.fa", "--classifier", DATA], "cannot read a classifier there"),
+    (["--input", DATA / "example.fa", "--slurm_options"], "--slurm_options needs a value"),
 ]
 
 
@@ -209,32 +201,12 @@ def test_stub_run_completes_every_process(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # the test profile for real, against `virnucpro run`
 
-# The test profile's settings, given to `virnucpro run` for the reference outputs
-TEST_PROFILE_OPTIONS = ("--chunk-size", "500", "--shard-size", "12", "--workers", "1")
-
-
-def reference_options(models: Path) -> list[str]:
-    return [
-        "--dnabert-model",
-        str(models / "dnabert-s"),
-        "--esm-model",
-        str(models / "esm2"),
-        "--classifier",
-        str(models / "classifier"),
-        *TEST_PROFILE_OPTIONS,
-    ]
-
 
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory, request) -> Path:
+def reference(tmp_path_factory, request) -> Path:
     """`virnucpro run` on the bundled example with the test models: the outputs to match."""
     require_stages()
-    test_models = request.getfixturevalue("test_models")
-    outdir = tmp_path_factory.mktemp("reference") / "out"
-    run_cli(
-        "run", DATA / "example.fa", "--outdir", outdir, *reference_options(test_models), "--quiet", check=True
-    )
-    return outdir
+    return reference_run(tmp_path_factory.mktemp("reference"), request.getfixturevalue("test_models"))
 
 
 @pytest.fixture(scope="module")
@@ -246,22 +218,10 @@ def test_profile_run(tmp_path_factory) -> Path:
     return launch
 
 
-def assert_same_outputs(sample_folder: Path, reference: Path) -> None:
-    """Byte-identical to `virnucpro run`'s outputs, except run.json (timings, Nextflow's metadata)."""
-    published = published_files(sample_folder)
-    expected = final_outputs(reference)
-    assert sorted(published) == sorted(expected)
-    assert set(SAMPLE_FILES) <= set(published)
-    for name, content in expected.items():
-        if name != "run.json":
-            assert published[name] == content, f"{name} differs from virnucpro run's"
-    json.loads(published["run.json"])
-
-
 @pytest.mark.slow
-def test_test_profile_outputs_equal_virnucpro_run(test_profile_run, reference_run):
+def test_test_profile_outputs_equal_virnucpro_run(test_profile_run, reference):
     outdir = test_profile_run / "out"
-    assert_same_outputs(outdir / "example", reference_run)
+    assert_same_outputs(outdir / "example", reference)
     run_info = json.loads((outdir / "example" / "run.json").read_text())["nextflow"]
     assert run_info["engine"] == "nextflow"
     assert run_info["params"]["precision"] == "fp32"
@@ -312,7 +272,7 @@ def _sequence_id(frame_id: str) -> str:
 
 
 @pytest.mark.slow
-def test_two_inputs_give_two_samples_and_touching_one_reruns_only_it(tmp_path, reference_run):
+def test_two_inputs_give_two_samples_and_touching_one_reruns_only_it(tmp_path, reference):
     inputs = tmp_path / "reads"
     inputs.mkdir()
     shutil.copy(DATA / "example.fa", inputs / "example.fa")
@@ -323,12 +283,12 @@ def test_two_inputs_give_two_samples_and_touching_one_reruns_only_it(tmp_path, r
     run_pipeline("-profile", "test", "--input", "reads/*.fa", "--outdir", "out", cwd=tmp_path)
     outdir = tmp_path / "out"
     assert sorted(p.name for p in outdir.iterdir()) == ["example", "pipeline_info", "subset"]
-    assert_same_outputs(outdir / "example", reference_run)
+    assert_same_outputs(outdir / "example", reference)
 
     # The subset's sample holds exactly its own sequences, scored as in the whole example
     sequences = (outdir / "subset" / "sequences.tsv").read_text().splitlines()
     assert [line.split("\t")[0] for line in sequences[1:]] == subset_ids
-    reference_rows = (reference_run / "prediction_results.txt").read_text().splitlines()
+    reference_rows = (reference / "prediction_results.txt").read_text().splitlines()
     subset_rows = (outdir / "subset" / "prediction_results.txt").read_text().splitlines()
     assert subset_rows[0] == reference_rows[0]
     assert subset_rows[1:] == [
