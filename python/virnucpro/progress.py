@@ -77,7 +77,13 @@ def progress_task(
         yield _Task(None, None, "" if quiet else description, total)
         return
     count = DownloadColumn() if unit == "bytes" else MofNCompleteColumn()
-    columns = [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), count, TimeElapsedColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        count,
+        TimeElapsedColumn(),
+    ]
     with Progress(*columns, console=stderr_console, transient=False) as progress:
         task_id = progress.add_task(description, total=total)
         yield _Task(progress, task_id, description, total)
