@@ -121,7 +121,9 @@ def read_pth_classifier(
             f"{path}: refused to load: not a plain VirNucPro classifier (weights-only loading: {first_line})"
         ) from None
     except Exception as err:  # torch.load fails in many ways on files that are not its format
-        raise InputError(f"{path}: not a readable PyTorch classifier file ({type(err).__name__}: {err})") from None
+        raise InputError(
+            f"{path}: not a readable PyTorch classifier file ({type(err).__name__}: {err})"
+        ) from None
     if isinstance(loaded, nn.Module):
         state = loaded.state_dict()
     elif isinstance(loaded, dict):
