@@ -1,19 +1,25 @@
 """The VirNucPro classifier: an MLP over the concatenated DNABERT-S and ESM-2 mean embeddings.
 
 Stored as `model.safetensors` (the original module's state-dict key names) plus `config.json`.
+The published `.pth` files (whole pickled modules) are read without executing pickle code and can
+be converted once with `convert_classifier`; every command accepts either form.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import asdict, dataclass
+import pickle
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from virnucpro.atomic import atomic_path
+from virnucpro.errors import InputError
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -57,7 +63,150 @@ def save_classifier(model: MLPClassifier, outdir: str | Path, config: Classifier
 def load_classifier_folder(folder: str | Path) -> tuple[MLPClassifier, ClassifierConfig]:
     """Load a classifier saved by `save_classifier`, in eval mode on the CPU."""
     folder = Path(folder)
-    config = ClassifierConfig(**json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")))
-    model = MLPClassifier(config.input_dim, config.hidden_dim, config.num_classes)
-    model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    try:
+        config = ClassifierConfig(**json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")))
+        model = MLPClassifier(config.input_dim, config.hidden_dim, config.num_classes)
+        model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    except OSError as err:
+        raise InputError(f"{folder}: cannot read the classifier ({err.strerror}: {err.filename})") from None
+    except (ValueError, TypeError, RuntimeError, SafetensorError) as err:
+        raise InputError(f"{folder}: not a valid classifier folder ({err})") from None
     return model.eval(), config
+
+
+# --- Reading the published `.pth` files and resolving a classifier given in any form. ---
+
+
+# The published files hold a whole module pickled from the training script, whose class lives in
+# `__main__`. They are read with torch's weights-only unpickler, which builds only the classes on
+# this allow-list; `__main__.MLPClassifier` becomes a harmless stand-in that only holds submodules.
+# Anything else in the file (a command, an unknown class) is refused before it can run.
+class _PickledMLP(nn.Module):
+    """Stand-in for the training script's `__main__.MLPClassifier`: state only, no code of its own."""
+
+
+_PTH_ALLOWED_GLOBALS = [
+    (_PickledMLP, "__main__.MLPClassifier"),
+    nn.Linear,
+    nn.BatchNorm1d,
+    nn.Dropout,
+]
+# The published classifiers are 768 (DNABERT-S) + 2560 (ESM-2 3B) wide.
+_PUBLISHED_WIDTHS = {768 + 2560: (768, 2560)}
+_STATE_KEYS = (
+    "hidden_layer.weight",
+    "hidden_layer.bias",
+    "bn1.weight",
+    "bn1.bias",
+    "bn1.running_mean",
+    "bn1.running_var",
+    "output_layer.weight",
+    "output_layer.bias",
+)
+
+
+def read_pth_classifier(
+    path: str | Path, source: str | None = None
+) -> tuple[MLPClassifier, ClassifierConfig]:
+    """Load an original `.pth` classifier (a pickled module or a state dict) without running its code."""
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals(_PTH_ALLOWED_GLOBALS):
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"{path}: classifier file not found") from None
+    except pickle.UnpicklingError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(
+            f"{path}: refused to load: not a plain VirNucPro classifier (weights-only loading: {first_line})"
+        ) from None
+    except Exception as err:  # torch.load fails in many ways on files that are not its format
+        raise InputError(
+            f"{path}: not a readable PyTorch classifier file ({type(err).__name__}: {err})"
+        ) from None
+    if isinstance(loaded, nn.Module):
+        state = loaded.state_dict()
+    elif isinstance(loaded, dict):
+        state = loaded
+    else:
+        raise InputError(f"{path}: holds a {type(loaded).__name__}, not a classifier module or state dict")
+    return _model_from_state(state, path, source or str(path))
+
+
+def _model_from_state(state: dict, path: Path, source: str) -> tuple[MLPClassifier, ClassifierConfig]:
+    missing = [key for key in _STATE_KEYS if key not in state]
+    if missing:
+        raise InputError(f"{path}: not a VirNucPro classifier: missing {', '.join(missing)}")
+    hidden_dim, input_dim = state["hidden_layer.weight"].shape
+    num_classes = state["output_layer.weight"].shape[0]
+    dnabert_dim, esm_dim = _PUBLISHED_WIDTHS.get(int(input_dim), (None, None))
+    config = ClassifierConfig(
+        input_dim=int(input_dim),
+        hidden_dim=int(hidden_dim),
+        num_classes=int(num_classes),
+        dnabert_dim=dnabert_dim,
+        esm_dim=esm_dim,
+        source=source,
+    )
+    model = MLPClassifier(config.input_dim, config.hidden_dim, config.num_classes)
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except RuntimeError as err:
+        raise InputError(f"{path}: weights do not fit the classifier's layers ({err})") from None
+    return model.eval(), config
+
+
+@dataclass(frozen=True)
+class LoadedClassifier:
+    model: MLPClassifier
+    config: ClassifierConfig
+    name: str  # as the user gave it (path, URL or hub id)
+    revision: str  # resolved commit for hub models, "local" for files
+    sha256: str  # of the weights file: identifies the exact weights in provenance records
+
+
+def load_classifier(spec: str | Path, revision: str | None = None) -> LoadedClassifier:
+    """A classifier given as a converted folder, a `.safetensors` file beside its config, an original
+    `.pth`, or (through `virnucpro.models.sources`) a hub id or URL of one of these."""
+    path = Path(spec)
+    resolved_revision = "local"
+    if not path.exists():
+        from virnucpro.models.sources import resolve_model
+
+        resolved = resolve_model(str(spec), revision)
+        path, resolved_revision = Path(resolved.path), resolved.revision
+    weights = _weights_file(path)
+    if weights.suffix == ".safetensors":
+        model, config = load_classifier_folder(weights.parent)
+    else:
+        model, config = read_pth_classifier(weights, source=str(spec))
+    return LoadedClassifier(model, config, str(spec), resolved_revision, file_sha256(weights))
+
+
+def _weights_file(path: Path) -> Path:
+    if path.is_dir():
+        for candidate in (path / WEIGHTS_FILE, *sorted(path.glob("*.pth")), *sorted(path.glob("*.pt"))):
+            if candidate.is_file():
+                return candidate
+        raise InputError(f"{path}: no {WEIGHTS_FILE} (with {CONFIG_FILE}) or .pth classifier in this folder")
+    if path.suffix == ".safetensors" and not (path.parent / CONFIG_FILE).is_file():
+        raise InputError(f"{path}: a classifier's .safetensors needs its {CONFIG_FILE} beside it")
+    return path
+
+
+def convert_classifier(
+    source: str | Path, outdir: str | Path, revision: str | None = None
+) -> ClassifierConfig:
+    """Write any accepted classifier form as `model.safetensors` + `config.json` in `outdir`."""
+    loaded = load_classifier(source, revision)
+    config = replace(loaded.config, source=loaded.config.source or str(source))
+    save_classifier(loaded.model, outdir, config)
+    return config
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

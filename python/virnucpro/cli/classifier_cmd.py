@@ -1,0 +1,36 @@
+"""`virnucpro convert-classifier`: an original `.pth` classifier to safetensors + JSON config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from virnucpro.classifier import convert_classifier
+from virnucpro.cli.app import app
+from virnucpro.progress import configure_logging, log
+
+
+@app.command("convert-classifier")
+def convert_classifier_command(
+    source: str = typer.Argument(
+        ...,
+        help="The classifier: an original .pth (read without running pickle code), a converted folder, "
+        "a URL or a hub id.",
+    ),
+    outdir: Path = typer.Argument(..., help="Folder to write model.safetensors and config.json into."),
+    revision: str = typer.Option(None, "--revision", help="Hub revision (branch, tag or commit) of SOURCE."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, warnings and errors only."),
+) -> None:
+    """Convert a classifier once, so later runs read plain tensors (model.safetensors) and a JSON
+    config (input width, hidden width, classes, source) instead of a pickle."""
+    configure_logging(quiet=quiet)
+    config = convert_classifier(source, outdir, revision)
+    log.info(
+        "convert-classifier: %s -> %s (%d inputs, %d hidden, %d classes)",
+        source,
+        outdir,
+        config.input_dim,
+        config.hidden_dim,
+        config.num_classes,
+    )

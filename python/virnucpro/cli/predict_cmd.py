@@ -1,0 +1,37 @@
+"""`virnucpro predict`: score each shard's joined embeddings with the classifier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from virnucpro.cli.app import app
+from virnucpro.predict import predict_files
+from virnucpro.progress import configure_logging
+
+
+@app.command("predict")
+def predict_command(
+    embedding_files: list[Path] = typer.Argument(
+        ...,
+        help="The shards' shard_NNNNN.dnabert.parquet and shard_NNNNN.esm.parquet files, paired by "
+        "shard name.",
+    ),
+    classifier: str = typer.Option(
+        ...,
+        "--classifier",
+        help="Classifier: a converted folder (model.safetensors + config.json), an original .pth, a URL "
+        "or a hub id.",
+    ),
+    classifier_revision: str = typer.Option(
+        None, "--classifier-revision", help="Hub revision of --classifier (default: main)."
+    ),
+    outdir: Path = typer.Option(..., "--outdir", "-o", help="Folder for shard_NNNNN.scores.parquet."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, warnings and errors only."),
+) -> None:
+    """Join each shard's DNABERT-S and ESM-2 embeddings by id, concatenate them (DNABERT-S first),
+    score them with the classifier in eval mode and write OUTDIR/shard_NNNNN.scores.parquet
+    (id, score_others, score_virus). Complete score files made from the same inputs are kept."""
+    configure_logging(quiet=quiet)
+    predict_files(embedding_files, classifier, outdir, revision=classifier_revision, quiet=quiet)

@@ -1,0 +1,73 @@
+"""`virnucpro report`: the final tables, FASTA, HTML report and run.json from all scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from virnucpro.cli.app import app
+from virnucpro.errors import InputError
+from virnucpro.progress import configure_logging
+from virnucpro.report import DEFAULT_MIN_VIRAL_FRACTION, report
+from virnucpro.score_files import SCORES_SUFFIX
+
+
+def read_run_info(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise InputError(f"{path}: cannot read --run-info ({err.strerror})") from None
+    except ValueError as err:
+        raise InputError(f"{path}: --run-info is not valid JSON ({err})") from None
+    if not isinstance(content, dict):
+        raise InputError(f"{path}: --run-info must hold a JSON object")
+    return content
+
+
+@app.command("report")
+def report_command(
+    input: Path = typer.Option(..., "--input", help="The reads or contigs given to prepare (for viral.fa)."),
+    prepared: Path = typer.Option(
+        ..., "--prepared", help="The prepare stage's output folder (chunks.tsv ...)."
+    ),
+    scores: list[Path] = typer.Option(
+        None,
+        "--scores",
+        help="Every shard_NNNNN.scores.parquet of the run, or a folder holding them; several may follow "
+        "one --scores.",
+    ),
+    more_scores: list[Path] = typer.Argument(
+        None, help="Further score files (`--scores A B C` puts B, C here).", show_default=False
+    ),
+    outdir: Path = typer.Option(..., "--outdir", "-o", help="Folder for the final outputs."),
+    min_viral_fraction: float = typer.Option(
+        DEFAULT_MIN_VIRAL_FRACTION,
+        "--min-viral-fraction",
+        help="A sequence is called virus when at least this fraction (0 to 1) of its scored chunks is viral.",
+    ),
+    run_info: Path = typer.Option(
+        None, "--run-info", help="JSON file whose keys are merged into run.json (e.g. workflow metadata)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, warnings and errors only."),
+) -> None:
+    """Write prediction_results.txt and prediction_results_highestscore.csv (the original's layout),
+    chunks.tsv, sequences.tsv, viral.fa, report.html with its PNG figures, and run.json."""
+    configure_logging(quiet=quiet)
+    files = score_files([*(scores or []), *(more_scores or [])])
+    report(input, prepared, files, outdir, min_viral_fraction, read_run_info(run_info), quiet=quiet)
+
+
+def score_files(paths: list[Path]) -> list[Path]:
+    """The given files, with each folder replaced by the score files it holds."""
+    files = []
+    for path in paths:
+        files.extend(sorted(path.glob(f"shard_*{SCORES_SUFFIX}")) if path.is_dir() else [path])
+    if not files:
+        raise InputError(
+            f"--scores: no shard_NNNNN{SCORES_SUFFIX} file given or found in {', '.join(map(str, paths))}"
+        )
+    return files

@@ -1,0 +1,104 @@
+"""`virnucpro train`: train the MLP classifier on labelled sequences or embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from virnucpro.cli.app import app
+from virnucpro.cli.run_cmd import (
+    BATCH_SIZE,
+    CHUNK_SIZE,
+    DEVICES,
+    DNABERT_MODEL,
+    DNABERT_REVISION,
+    ESM_MODEL,
+    ESM_REVISION,
+    PRECISION,
+    QUIET,
+    TOKENS_PER_BATCH,
+    WORKERS,
+    embedding_options,
+)
+from virnucpro.progress import configure_logging
+from virnucpro.train import TrainSettings, train
+
+DEFAULTS = TrainSettings()
+
+
+@app.command("train")
+def train_command(
+    viral: list[Path] = typer.Option(
+        ...,
+        "--viral",
+        help="Viral examples: FASTA/FASTQ files (embedded here), or folders/files of "
+        "shard_NNNNN.dnabert.parquet + .esm.parquet. Repeat for several.",
+    ),
+    others: list[Path] = typer.Option(
+        ..., "--others", help="Non-viral examples, in the same forms as --viral."
+    ),
+    outdir: Path = typer.Option(
+        ...,
+        "--outdir",
+        "-o",
+        help="Folder for model.safetensors, config.json and metrics.json (usable as --classifier).",
+    ),
+    epochs: int = typer.Option(
+        DEFAULTS.max_epochs, "--epochs", help="Most epochs (early stopping usually ends sooner)."
+    ),
+    patience: int = typer.Option(
+        DEFAULTS.patience, "--patience", help="Stop after this many epochs without a lower validation loss."
+    ),
+    learning_rate: float = typer.Option(
+        DEFAULTS.learning_rate, "--learning-rate", help="SGD learning rate (momentum 0.9)."
+    ),
+    train_batch_size: int = typer.Option(
+        DEFAULTS.batch_size, "--train-batch-size", help="Rows per training step."
+    ),
+    hidden_dim: int = typer.Option(DEFAULTS.hidden_dim, "--hidden-dim", help="Width of the hidden layer."),
+    validation_fraction: float = typer.Option(
+        DEFAULTS.validation_fraction,
+        "--validation-fraction",
+        help="Share of each class held out for early stopping.",
+    ),
+    test_fraction: float = typer.Option(
+        DEFAULTS.test_fraction,
+        "--test-fraction",
+        help="Share of each class held out for the reported metrics.",
+    ),
+    seed: int = typer.Option(
+        DEFAULTS.seed, "--seed", help="Seed of the split, initial weights and shuffling."
+    ),
+    chunk_size: int = CHUNK_SIZE,
+    dnabert_model: str = DNABERT_MODEL,
+    dnabert_revision: str = DNABERT_REVISION,
+    esm_model: str = ESM_MODEL,
+    esm_revision: str = ESM_REVISION,
+    devices: str = DEVICES,
+    workers: int = WORKERS,
+    precision: str = PRECISION,
+    batch_size: int = BATCH_SIZE,
+    tokens_per_batch: int = TOKENS_PER_BATCH,
+    quiet: bool = QUIET,
+) -> None:
+    """Train the classifier with the original's settings (SGD lr 2e-4, momentum 0.9, StepLR(10, 0.85),
+    batch 32, early stopping with patience 5) on a seeded train/validation/test split; early stopping
+    watches the validation loss, metrics.json reports accuracy, precision, recall, F1 and AUROC on
+    the test split."""
+    configure_logging(quiet=quiet)
+    settings = TrainSettings(
+        learning_rate=learning_rate,
+        batch_size=train_batch_size,
+        patience=patience,
+        max_epochs=epochs,
+        hidden_dim=hidden_dim,
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+    options = embedding_options(
+        chunk_size, dnabert_model, dnabert_revision, esm_model, esm_revision, devices, workers, precision,
+        batch_size, tokens_per_batch,
+    )  # fmt: skip
+    train(viral, others, outdir, settings, options, quiet=quiet)

@@ -1,0 +1,183 @@
+"""The `predict` stage: a shard's two embedding files, joined by id, scored by the classifier.
+
+Feature = DNABERT-S vector then ESM-2 vector (the order the published classifiers were trained on).
+Rows keep the DNABERT-S file's order (shard order); the ESM-2 rows are matched by id, never by
+position, and a missing or duplicated id stops the stage with the ids named.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from virnucpro import __version__
+from virnucpro.classifier import LoadedClassifier, load_classifier
+from virnucpro.embedding_files import EmbeddingTable, is_complete, read_embeddings, read_metadata
+from virnucpro.errors import InputError
+from virnucpro.progress import progress_task
+from virnucpro.score_files import SCORES_SUFFIX, write_scores
+from virnucpro.shards import shard_of
+
+log = logging.getLogger("virnucpro")
+
+DNABERT_SUFFIX = ".dnabert.parquet"
+ESM_SUFFIX = ".esm.parquet"
+# Rows scored per forward pass: bounds memory; eval-mode results do not depend on it.
+SCORE_BATCH = 8192
+_NAMES_SHOWN = 5
+
+
+def pair_embedding_files(paths: Sequence[str | Path]) -> list[tuple[str, Path, Path]]:
+    """(shard, dnabert file, esm file) for every shard, in shard order; both files are required."""
+    found: dict[str, dict[str, Path]] = {}
+    for raw in paths:
+        path = Path(raw)
+        kind = next(
+            (
+                k
+                for k, suffix in (("dnabert", DNABERT_SUFFIX), ("esm", ESM_SUFFIX))
+                if path.name.endswith(suffix)
+            ),
+            None,
+        )
+        try:
+            shard = shard_of(path)
+        except ValueError:
+            shard = None
+        if kind is None or shard is None:
+            raise InputError(
+                f"{path}: not an embedding file "
+                f"(expected shard_NNNNN{DNABERT_SUFFIX} or shard_NNNNN{ESM_SUFFIX})"
+            )
+        previous = found.setdefault(shard, {}).setdefault(kind, path)
+        if previous != path:
+            raise InputError(f"{shard}: two {kind} embedding files given: {previous} and {path}")
+    pairs = []
+    for shard in sorted(found):
+        files = found[shard]
+        for kind, suffix in (("dnabert", DNABERT_SUFFIX), ("esm", ESM_SUFFIX)):
+            if kind not in files:
+                raise InputError(
+                    f"{shard}: no {shard}{suffix} given to pair with {next(iter(files.values()))}"
+                )
+        pairs.append((shard, files["dnabert"], files["esm"]))
+    return pairs
+
+
+def _named(ids: Sequence[str]) -> str:
+    shown = ", ".join(ids[:_NAMES_SHOWN])
+    return shown + (f" and {len(ids) - _NAMES_SHOWN} more" if len(ids) > _NAMES_SHOWN else "")
+
+
+def join_features(
+    dnabert: EmbeddingTable, esm: EmbeddingTable, dnabert_path: Path, esm_path: Path
+) -> tuple[list[str], np.ndarray]:
+    """Ids in the DNABERT-S file's order and the [n, dnabert_dim + esm_dim] float32 features."""
+    for table, path in ((dnabert, dnabert_path), (esm, esm_path)):
+        duplicates = sorted(k for k, n in Counter(table.ids).items() if n > 1)
+        if duplicates:
+            raise InputError(f"{path}: duplicate ids {_named(duplicates)}")
+    esm_row = {frame_id: row for row, frame_id in enumerate(esm.ids)}
+    missing_in_esm = [i for i in dnabert.ids if i not in esm_row]
+    if missing_in_esm:
+        raise InputError(f"{esm_path}: ids of {dnabert_path.name} missing: {_named(missing_in_esm)}")
+    if len(esm.ids) != len(dnabert.ids):
+        dnabert_ids = set(dnabert.ids)
+        extra = [i for i in esm.ids if i not in dnabert_ids]
+        raise InputError(f"{dnabert_path}: ids of {esm_path.name} missing: {_named(extra)}")
+    order = np.fromiter((esm_row[i] for i in dnabert.ids), dtype=np.int64, count=len(dnabert.ids))
+    dnabert_vectors = dnabert.vectors.reshape(len(dnabert.ids), -1)
+    esm_vectors = esm.vectors.reshape(len(esm.ids), -1)[order]
+    return list(dnabert.ids), np.concatenate([dnabert_vectors, esm_vectors], axis=1).astype(np.float32)
+
+
+@torch.no_grad()
+def score_features(model: torch.nn.Module, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities (others, virus) as float32, the classifier in eval mode."""
+    model.eval()
+    chunks = []
+    for start in range(0, features.shape[0], SCORE_BATCH):
+        batch = torch.from_numpy(np.ascontiguousarray(features[start : start + SCORE_BATCH]))
+        chunks.append(torch.softmax(model(batch), dim=1).numpy())
+    probabilities = np.concatenate(chunks) if chunks else np.zeros((0, 2), dtype=np.float32)
+    return probabilities[:, 0].astype(np.float32), probabilities[:, 1].astype(np.float32)
+
+
+def scores_metadata(classifier: LoadedClassifier, dnabert_path: Path, esm_path: Path) -> dict[str, str]:
+    """Provenance of a scores file: the classifier and both embedding files' own metadata."""
+    metadata = {
+        "classifier": classifier.name,
+        "classifier_revision": classifier.revision,
+        "classifier_sha256": classifier.sha256,
+        "classifier_input_dim": str(classifier.config.input_dim),
+        "version": __version__,
+    }
+    for prefix, path in (("dnabert", dnabert_path), ("esm", esm_path)):
+        metadata.update({f"{prefix}.{k}": v for k, v in read_metadata(path).items()})
+    return metadata
+
+
+def _check_widths(
+    shard: str, dnabert: EmbeddingTable, esm: EmbeddingTable, classifier: LoadedClassifier
+) -> None:
+    config = classifier.config
+    width = dnabert.dim + esm.dim
+    expected = [(config.dnabert_dim, dnabert.dim, "DNABERT-S"), (config.esm_dim, esm.dim, "ESM-2")]
+    wrong = [f"{label} {got} (expected {want})" for want, got, label in expected if want not in (None, got)]
+    if width != config.input_dim or wrong:
+        raise InputError(
+            f"{shard}: embeddings of {dnabert.dim} (DNABERT-S) + {esm.dim} (ESM-2) = {width} values, "
+            f"but the classifier {classifier.name} takes {config.input_dim}"
+            + (f": {', '.join(wrong)}" if wrong else "")
+            + "; use the embedding models the classifier was trained with"
+        )
+
+
+def predict_shard(
+    shard: str, dnabert_path: Path, esm_path: Path, classifier: LoadedClassifier, outdir: Path
+) -> Path:
+    """Score one shard into `outdir/shard_NNNNN.scores.parquet`, unless a complete file exists."""
+    out = outdir / f"{shard}{SCORES_SUFFIX}"
+    try:
+        metadata = scores_metadata(classifier, dnabert_path, esm_path)
+        rows = int(metadata["dnabert.rows"])
+    except (OSError, KeyError, ValueError) as err:
+        raise InputError(f"{dnabert_path} or {esm_path}: not a readable embedding file ({err})") from None
+    if is_complete(out, metadata, rows):
+        log.debug("%s: complete, kept", out)
+        return out
+    dnabert, esm = read_embeddings(dnabert_path), read_embeddings(esm_path)
+    _check_widths(shard, dnabert, esm, classifier)
+    ids, features = join_features(dnabert, esm, dnabert_path, esm_path)
+    score_others, score_virus = score_features(classifier.model, features)
+    write_scores(out, ids, score_others, score_virus, metadata)
+    return out
+
+
+def predict_files(
+    embedding_files: Sequence[str | Path],
+    classifier: str | Path | LoadedClassifier,
+    outdir: str | Path,
+    revision: str | None = None,
+    quiet: bool = False,
+) -> list[Path]:
+    """Score every shard whose two embedding files are given; returns the scores files in shard order."""
+    pairs = pair_embedding_files(embedding_files)
+    loaded = classifier if isinstance(classifier, LoadedClassifier) else load_classifier(classifier, revision)
+    outdir = Path(outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{outdir}: cannot write the output folder ({err.strerror})") from None
+    outputs = []
+    with progress_task("predict", total=len(pairs), quiet=quiet, unit="shards") as progress:
+        for shard, dnabert_path, esm_path in pairs:
+            outputs.append(predict_shard(shard, dnabert_path, esm_path, loaded, outdir))
+            progress.advance()
+    log.info("predict: %d shards scored with %s", len(outputs), loaded.name)
+    return outputs

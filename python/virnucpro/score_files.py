@@ -1,0 +1,67 @@
+"""Score files: Parquet with `id` (string), `score_others` and `score_virus` (float32 softmax
+probabilities, class 0 and class 1), one row per frame in shard order, and the provenance in the
+schema metadata: the classifier (name, revision, sha256 of its weights) and both embedding files'
+own metadata (prefixed `dnabert.` and `esm.`), so a score can be traced to every model behind it.
+
+Written by `virnucpro predict`, read by `virnucpro report`. Resume checks use
+`embedding_files.is_complete`, which reads any of our Parquet files' row count and provenance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from virnucpro.atomic import atomic_path
+from virnucpro.embedding_files import METADATA_PREFIX, read_metadata
+
+SCORES_SUFFIX = ".scores.parquet"
+
+
+@dataclass(frozen=True)
+class ScoreTable:
+    ids: list[str]
+    score_others: np.ndarray  # float32, P(class 0)
+    score_virus: np.ndarray  # float32, P(class 1)
+    metadata: dict[str, str]
+
+
+def write_scores(
+    path: str | Path,
+    ids: Sequence[str],
+    score_others: np.ndarray,
+    score_virus: np.ndarray,
+    metadata: Mapping[str, str],
+) -> None:
+    """Write atomically; `metadata` values are strings."""
+    others = np.ascontiguousarray(score_others, dtype=np.float32)
+    virus = np.ascontiguousarray(score_virus, dtype=np.float32)
+    if not (len(ids) == others.shape[0] == virus.shape[0]) or others.ndim != 1 or virus.ndim != 1:
+        raise ValueError(f"{len(ids)} ids but scores of shapes {others.shape} and {virus.shape}")
+    schema_meta = {f"{METADATA_PREFIX}{k}": str(v) for k, v in metadata.items()}
+    schema_meta[f"{METADATA_PREFIX}rows"] = str(len(ids))
+    table = pa.table(
+        {
+            "id": pa.array(list(ids), type=pa.string()),
+            "score_others": pa.array(others, type=pa.float32()),
+            "score_virus": pa.array(virus, type=pa.float32()),
+        }
+    ).replace_schema_metadata(schema_meta)
+    with atomic_path(path) as tmp:
+        # Same settings as the embedding files: the bytes are a pure function of the values.
+        pq.write_table(table, tmp, compression="none", use_dictionary=False, write_statistics=False)
+
+
+def read_scores(path: str | Path) -> ScoreTable:
+    table = pq.read_table(path, columns=["id", "score_others", "score_virus"])
+    return ScoreTable(
+        ids=table.column("id").to_pylist(),
+        score_others=table.column("score_others").to_numpy().astype(np.float32, copy=False),
+        score_virus=table.column("score_virus").to_numpy().astype(np.float32, copy=False),
+        metadata=read_metadata(path),
+    )

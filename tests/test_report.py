@@ -1,0 +1,305 @@
+"""`virnucpro report`: the original's two files in its exact layout, the added tables, viral.fa,
+the HTML page and PNGs (deterministic bytes) and run.json, from synthetic scores."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import zlib
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import golden_or_skip, run_cli
+from synthetic import prepared_example, random_classifier, write_random_embeddings
+from virnucpro.errors import InputError
+from virnucpro.predict import predict_files
+from virnucpro.report import CHUNK_COLUMNS, SEQUENCE_COLUMNS, float32_text, report
+from virnucpro.score_files import read_scores, write_scores
+from virnucpro.sequences import read_sequences
+
+FLOAT32_TEXT = r"\d\.\d+(e-\d\d)?|0\.0|1\.0"
+OUTPUTS = (
+    "prediction_results.txt",
+    "prediction_results_highestscore.csv",
+    "chunks.tsv",
+    "sequences.tsv",
+    "viral.fa",
+    "report.html",
+    "score_histogram.png",
+    "sequence_tracks.png",
+    "run.json",
+)
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """The example prepared for real, random embeddings, a random classifier, real scores files."""
+    from conftest import DATA
+
+    tmp_path = tmp_path_factory.mktemp("scored")
+    prepared = prepared_example(DATA / "example.fa", tmp_path / "prepared")
+    embeddings = write_random_embeddings(prepared, tmp_path / "embeddings")
+    random_classifier(tmp_path / "classifier")
+    scores = predict_files(embeddings, tmp_path / "classifier", tmp_path / "scores", quiet=True)
+    return DATA / "example.fa", prepared, scores
+
+
+@pytest.fixture(scope="module")
+def reported(scored, tmp_path_factory):
+    example, prepared, scores = scored
+    outdir = tmp_path_factory.mktemp("report")
+    result = run_cli(
+        "report", "--input", example, "--prepared", prepared, "--scores", *scores, "--outdir", outdir
+    )
+    assert result.returncode == 0, result.stderr
+    return outdir
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def test_every_output_is_written(reported):
+    assert sorted(p.name for p in reported.iterdir()) == sorted(OUTPUTS)
+
+
+def test_prediction_results_layout_and_values(scored, reported):
+    _, prepared, scores = scored
+    lines = (reported / "prediction_results.txt").read_text().split("\n")
+    assert lines[0] == "Sequence_ID\tPrediction\tscore1\tscore2" and lines[-1] == ""
+    rows = [line.split("\t") for line in lines[1:-1]]
+    # One row per kept frame, in input order (chunks.tsv order, frames F1..R3 within a chunk).
+    expected_ids = [
+        c["chunk_id"] + f
+        for c in read_tsv(prepared / "chunks.tsv")
+        for f in filter(None, c["frames"].split(","))
+    ]
+    assert [r[0] for r in rows] == expected_ids and len(rows) == 30
+    score = {}
+    for path in scores:
+        table = read_scores(path)
+        score.update(zip(table.ids, zip(table.score_others, table.score_virus, strict=True), strict=True))
+    for frame_id, prediction, score1, score2 in rows:
+        assert re.fullmatch(FLOAT32_TEXT, score1) and re.fullmatch(FLOAT32_TEXT, score2)
+        others, virus = score[frame_id]
+        assert (score1, score2) == (str(others), str(virus))  # numpy's float32 text, exactly
+        assert np.float32(score1) == others and np.float32(score2) == virus  # and it round-trips
+        assert prediction == ("virus" if virus > others else "others")
+    assert {r[1] for r in rows} == {"virus", "others"}
+
+
+def test_consensus_recomputed_from_prediction_results(reported):
+    """The original's consensus, recomputed the way its pandas code did it from the text file."""
+    groups = defaultdict(list)
+    for row in read_tsv(reported / "prediction_results.txt"):
+        groups[row["Sequence_ID"][:-2]].append((float(row["score1"]), float(row["score2"])))
+    expected = [(k, max(s[1] for s in v) >= max(s[0] for s in v)) for k, v in sorted(groups.items())]
+    lines = (reported / "prediction_results_highestscore.csv").read_text().splitlines()
+    assert lines[0] == "Modified_ID\tIs_Virus"
+    assert lines[1:] == [f"{k}\t{v}" for k, v in expected]
+    assert {line.split("\t")[1] for line in lines[1:]} == {"True", "False"}
+
+
+def test_layout_matches_the_original_files():
+    """Our writers reproduce the golden files byte for byte from their own values."""
+    golden = golden_or_skip()
+    for path in sorted(golden.glob("*_prediction_results.txt")):
+        text = path.read_text()
+        for line in text.splitlines()[1:]:
+            _, _, score1, score2 = line.split("\t")
+            assert float32_text(np.float32(score1)) == score1 and float32_text(np.float32(score2)) == score2
+        highest = path.with_name(path.name.replace(".txt", "_highestscore.csv")).read_text()
+        assert highest.splitlines()[0] == "Modified_ID\tIs_Virus"
+        assert text.splitlines()[0] == "Sequence_ID\tPrediction\tscore1\tscore2"
+
+
+def test_report_reproduces_golden_files_from_their_scores(tmp_path):
+    """Scores taken from the original's output give back its two files byte for byte."""
+    golden = golden_or_skip()
+    for results in sorted(golden.glob("*_prediction_results.txt")):
+        stem = results.name.removesuffix("_prediction_results.txt")
+        prepared = tmp_path / stem / "prepared"
+        prepared_example(golden / f"{stem}.fa", prepared, shard_size=10_000)
+        rows = [line.split("\t") for line in results.read_text().splitlines()[1:]]
+        write_scores(
+            tmp_path / stem / "shard_00001.scores.parquet",
+            [r[0] for r in rows],
+            np.array([np.float32(r[2]) for r in rows]),
+            np.array([np.float32(r[3]) for r in rows]),
+            {},
+        )
+        outdir = tmp_path / stem / "out"
+        report(
+            golden / f"{stem}.fa",
+            prepared,
+            [tmp_path / stem / "shard_00001.scores.parquet"],
+            outdir,
+            quiet=True,
+        )
+        assert (outdir / "prediction_results.txt").read_bytes() == results.read_bytes()
+        highest = golden / f"{stem}_prediction_results_highestscore.csv"
+        assert (outdir / "prediction_results_highestscore.csv").read_bytes() == highest.read_bytes()
+
+
+def test_chunks_tsv_has_every_chunk(scored, reported):
+    _, prepared, _ = scored
+    prepared_chunks = read_tsv(prepared / "chunks.tsv")
+    with open(reported / "chunks.tsv") as handle:
+        assert tuple(handle.readline().rstrip("\n").split("\t")) == CHUNK_COLUMNS
+    chunks = read_tsv(reported / "chunks.tsv")
+    assert len(chunks) == len(prepared_chunks) == 53
+    predictions = defaultdict(list)
+    for row in read_tsv(reported / "prediction_results.txt"):
+        predictions[row["Sequence_ID"][:-2]].append(row)
+    for chunk, original in zip(chunks, prepared_chunks, strict=True):
+        assert {k: chunk[k] for k in original} == original
+        frames = predictions.get(chunk["chunk_id"], [])
+        if not frames:
+            assert chunk["n_frames"] == "0" and chunk["call"] == "unscored"
+            assert chunk["reason"] == "no stop-free frame" and chunk["max_score_virus"] == ""
+            continue
+        best_virus = max(frames, key=lambda r: float(r["score2"]))
+        assert chunk["max_score_virus"] == best_virus["score2"]
+        assert chunk["max_score_others"] == max((r["score1"] for r in frames), key=float)
+        assert chunk["best_frame"] == best_virus["Sequence_ID"][-2:]
+        viral = float(chunk["max_score_virus"]) >= float(chunk["max_score_others"])
+        assert chunk["call"] == ("virus" if viral else "others") and chunk["reason"] == ""
+    assert sum(c["call"] == "unscored" for c in chunks) == 23
+
+
+def test_sequences_tsv_and_viral_fasta(example_fasta, reported):
+    with open(reported / "sequences.tsv") as handle:
+        assert tuple(handle.readline().rstrip("\n").split("\t")) == SEQUENCE_COLUMNS
+    sequences = read_tsv(reported / "sequences.tsv")
+    records = list(read_sequences(example_fasta))
+    assert [s["sequence_id"] for s in sequences] == [r.id for r in records]
+    chunks = defaultdict(list)
+    for chunk in read_tsv(reported / "chunks.tsv"):
+        chunks[chunk["sequence_id"]].append(chunk)
+    for sequence, record in zip(sequences, records, strict=True):
+        mine = chunks[record.id]
+        scored = [c for c in mine if c["call"] != "unscored"]
+        viral = [c for c in scored if c["call"] == "virus"]
+        assert int(sequence["length"]) == len(record.sequence) and int(sequence["n_chunks"]) == len(mine)
+        assert int(sequence["chunks_scored"]) == len(scored) and int(sequence["viral_chunks"]) == len(viral)
+        if not scored:
+            assert sequence["call"] == "unscored" and sequence["viral_fraction"] == ""
+            continue
+        assert sequence["call"] == ("virus" if len(viral) / len(scored) >= 0.5 else "others")
+        assert float(sequence["viral_fraction"]) == pytest.approx(len(viral) / len(scored), abs=5e-5)
+        assert sequence["max_score_virus"] == max((c["max_score_virus"] for c in scored), key=float)
+    calls = {s["sequence_id"]: s["call"] for s in sequences}
+    assert {"virus", "others", "unscored"} <= set(calls.values())
+    assert calls["empty_11"] == "unscored"
+    expected = "".join(f">{r.header}\n{r.sequence}\n" for r in records if calls[r.id] == "virus")
+    assert (reported / "viral.fa").read_text() == expected
+
+
+def test_min_viral_fraction_changes_sequence_calls(scored, tmp_path):
+    example, prepared, scores = scored
+    strict = report(example, prepared, scores, tmp_path / "strict", min_viral_fraction=1.0, quiet=True)
+    lenient = report(example, prepared, scores, tmp_path / "lenient", min_viral_fraction=0.0, quiet=True)
+    for s in strict.sequences:
+        assert s.call == (
+            "unscored" if not s.chunks_scored else "virus" if s.viral_chunks == s.chunks_scored else "others"
+        )
+    assert all(s.call == "virus" for s in lenient.sequences if s.chunks_scored)
+    assert strict.counts()["sequences_virus"] < lenient.counts()["sequences_virus"]
+    with pytest.raises(InputError, match="between 0 and 1"):
+        report(example, prepared, scores, tmp_path / "bad", min_viral_fraction=1.5, quiet=True)
+
+
+def png_chunks(data: bytes) -> list[bytes]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    names, position = [], 8
+    while position < len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        name = data[position + 4 : position + 8]
+        body = data[position + 8 : position + 8 + length]
+        assert zlib.crc32(name + body) == int.from_bytes(
+            data[position + 8 + length : position + 12 + length], "big"
+        )
+        names.append(name)
+        position += 12 + length
+    return names
+
+
+def test_report_is_byte_identical_across_runs_and_deterministic(scored, reported, tmp_path):
+    example, prepared, scores = scored
+    result = run_cli(
+        "report",
+        "--input",
+        example,
+        "--prepared",
+        prepared,
+        "--scores",
+        *scores,
+        "--outdir",
+        tmp_path / "again",
+    )
+    assert result.returncode == 0, result.stderr
+    for name in OUTPUTS:
+        first, second = (reported / name).read_bytes(), (tmp_path / "again" / name).read_bytes()
+        if name == "run.json":
+            first_json, second_json = json.loads(first), json.loads(second)
+            first_json.pop("timings"), second_json.pop("timings")
+            assert first_json == second_json
+        else:
+            assert first == second, name
+    for name in ("score_histogram.png", "sequence_tracks.png"):
+        chunks = png_chunks((reported / name).read_bytes())
+        assert b"tEXt" not in chunks and b"tIME" not in chunks and b"iTXt" not in chunks
+        assert chunks[0] == b"IHDR" and chunks[-1] == b"IEND"
+
+
+def test_report_html_is_self_contained(reported):
+    page = (reported / "report.html").read_text()
+    assert '<section id="summary">' in page
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert len(images) == 2 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert not re.search(r'(src|href)="(https?:|//)', page)
+    for src, name in zip(images, ("score_histogram.png", "sequence_tracks.png"), strict=True):
+        import base64
+
+        assert base64.b64decode(src.split(",", 1)[1]) == (reported / name).read_bytes()
+
+
+def test_run_json(scored, tmp_path):
+    example, prepared, scores = scored
+    info = tmp_path / "info.json"
+    info.write_text(json.dumps({"workflow": {"name": "nf"}, "timings": {"embed_s": 1.5}}))
+    result = run_cli(
+        "report", "--input", example, "--prepared", prepared, "--scores", scores[0], "--scores", *scores[1:],
+        "--outdir", tmp_path / "out", "--run-info", info,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["workflow"] == {"name": "nf"}
+    assert run["timings"]["embed_s"] == 1.5 and run["timings"]["report_s"] >= 0
+    assert run["parameters"] == {"chunk_size": 500, "min_viral_fraction": 0.5}
+    assert run["counts"]["chunks"] == 53 and run["counts"]["frames"] == 30
+    assert run["models"]["dnabert.model"] == "random-dnabert" and "classifier_sha256" in run["models"]
+    assert run["versions"]["virnucpro"]
+
+
+def test_report_errors_name_the_problem(scored, tmp_path):
+    example, prepared, scores = scored
+    # A missing shard leaves frames without a score: named.
+    with pytest.raises(InputError, match="frames without a score"):
+        report(example, prepared, scores[1:], tmp_path / "a", quiet=True)
+    # Another input than the prepared one.
+    other = tmp_path / "other.fa"
+    other.write_text(">x\nACGT\n")
+    with pytest.raises(InputError, match="not the input the prepare folder was made from"):
+        report(other, prepared, scores, tmp_path / "b", quiet=True)
+    result = run_cli(
+        "report", "--input", example, "--prepared", tmp_path, "--scores", *scores, "--outdir", tmp_path / "c"
+    )
+    assert result.returncode == 2 and "not a finished prepare folder" in result.stderr
+    result = run_cli("report", "--input", example, "--prepared", prepared, "--outdir", tmp_path / "d")
+    assert result.returncode == 2 and "--scores" in result.stderr

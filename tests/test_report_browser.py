@@ -1,0 +1,138 @@
+"""`report.html` in a real headless browser (Debian's chromium, networking off): the summary is
+there, every figure loads, nothing is logged to the console; a screenshot is kept in
+`test-artifacts/report.png`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA, REPO
+from synthetic import prepared_example, random_classifier, write_random_embeddings
+from virnucpro.predict import predict_files
+from virnucpro.report import report
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts"
+# Scripts added to a copy of the page: the first records errors from the start, the second checks
+# the page once it has loaded and writes the result into the DOM, which --dump-dom prints.
+ERROR_HOOK = """<script>
+window.__errors = [];
+window.addEventListener("error", (e) => {
+  window.__errors.push("error: " + (e.message || (e.target && e.target.src) || e.type));
+}, true);
+for (const level of ["error", "warn"]) {
+  const original = console[level];
+  console[level] = (...args) => { window.__errors.push(level + ": " + args.join(" ")); original(...args); };
+}
+</script>"""
+CHECK = """<script>
+window.addEventListener("load", () => {
+  const images = [...document.images].map((img) => ({
+    alt: img.alt, complete: img.complete, width: img.naturalWidth, height: img.naturalHeight }));
+  const summary = document.querySelector("#summary");
+  const result = { images, errors: window.__errors,
+    summary: summary ? summary.innerText : null, title: document.title };
+  const out = document.createElement("pre");
+  out.id = "check-result";
+  out.textContent = JSON.stringify(result);
+  document.body.appendChild(out);
+});
+</script>"""
+# Headless, no network (every host resolves to nothing, no proxy reachable), no background services.
+BASE_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--proxy-server=127.0.0.1:9",
+    "--hide-scrollbars",
+)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's chromium, installed here when missing (we run as root); skipped only if that fails."""
+    if not CHROMIUM.exists():
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+            except (OSError, subprocess.TimeoutExpired) as err:
+                pytest.skip(f"cannot install Debian's chromium ({' '.join(command)}: {err})")
+            if done.returncode != 0:
+                pytest.skip(
+                    f"cannot install Debian's chromium ({' '.join(command)}: {done.stderr.strip()[-300:]})"
+                )
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("browser")
+    prepared = prepared_example(DATA / "example.fa", tmp_path / "prepared")
+    embeddings = write_random_embeddings(prepared, tmp_path / "embeddings")
+    random_classifier(tmp_path / "classifier")
+    scores = predict_files(embeddings, tmp_path / "classifier", tmp_path / "scores", quiet=True)
+    report(DATA / "example.fa", prepared, scores, tmp_path / "out", quiet=True)
+    return tmp_path / "out"
+
+
+def run_chromium(chromium: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [str(chromium), *BASE_FLAGS, f"--user-data-dir={profile}", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=180)
+
+
+def test_report_page_in_headless_chromium(chromium, report_dir, tmp_path):
+    page = (report_dir / "report.html").read_text(encoding="utf-8")
+    checked = page.replace("<head>", "<head>" + ERROR_HOOK, 1).replace("</body>", CHECK + "</body>", 1)
+    assert checked.count("<script>") == 2
+    check_page = tmp_path / "checked.html"
+    check_page.write_text(checked, encoding="utf-8")
+
+    dumped = run_chromium(
+        chromium, tmp_path / "profile-1", "--virtual-time-budget=10000", "--dump-dom", check_page.as_uri()
+    )
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    match = re.search(r'<pre id="check-result">(.*?)</pre>', dumped.stdout, re.S)
+    assert match, f"the check script did not run:\n{dumped.stdout[-2000:]}\n{dumped.stderr[-2000:]}"
+    result = json.loads(
+        match.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    )
+
+    assert result["errors"] == []
+    assert result["title"] == "VirNucPro report: example.fa"
+    assert "sequences\t12" in result["summary"] and "chunks\t53" in result["summary"]
+    assert len(result["images"]) == 2
+    for image in result["images"]:
+        assert image["complete"] and image["width"] > 0 and image["height"] > 0, image
+
+    # The page as published, screenshotted for a person to look at.
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "report.png"
+    screenshot.unlink(missing_ok=True)
+    shot = run_chromium(
+        chromium,
+        tmp_path / "profile-2",
+        "--window-size=1280,2400",
+        "--virtual-time-budget=10000",
+        f"--screenshot={screenshot}",
+        (report_dir / "report.html").as_uri(),
+    )
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    assert screenshot.stat().st_size > 20_000
+    shutil.copy(report_dir / "report.html", ARTIFACTS / "report.html")
