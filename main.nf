@@ -228,8 +228,9 @@ def byShard(meta, files) {
     return (files instanceof List ? files : [files]).collect { f -> [[meta.id, f.name.replaceFirst(/\..*$/, '')], sample, f] }
 }
 
-// What REPORT merges into run.json. Only values that stay the same on a resumed run, so the
-// finished report is reused.
+// What REPORT merges into run.json, as base64 (safe to put in a task script whatever the
+// parameters hold). Only values that stay the same on a resumed run, so the finished report is
+// reused.
 def runInfo() {
     def recorded = params.keySet().findAll { name -> !(name in ['help', 'outdir', 'publish_dir_mode']) && !(name =~ /[A-Z-]/) }
     def info = [
@@ -240,7 +241,7 @@ def runInfo() {
         container_engine: workflow.containerEngine,
         params: recorded.sort().collectEntries { name -> [name, params[name]] },
     ]
-    return groovy.json.JsonOutput.toJson([nextflow: info])
+    return groovy.json.JsonOutput.toJson([nextflow: info]).bytes.encodeBase64().toString()
 }
 
 def schemaParameters() {

@@ -20,6 +20,7 @@ process PREDICT {
     virnucpro predict ${dnabert} ${esm} \\
         --classifier '${classifier}' ${revision} \\
         --outdir scores \\
+        --quiet \\
         ${args}
 
     cat <<-END_VERSIONS > versions.yml

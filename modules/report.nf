@@ -10,7 +10,7 @@ process REPORT {
 
     input:
     tuple val(meta), path(reads), path(prepared), path(scores, arity: '0..*')
-    env('VIRNUCPRO_RUN_INFO')
+    val(run_info_base64)
 
     output:
     tuple val(meta), path("${meta.id}"), emit: results
@@ -20,7 +20,7 @@ process REPORT {
     def args = task.ext.args ?: ''
     def score_options = scores.collect { f -> "--scores '${f}'" }.join(' ')
     """
-    printf '%s\\n' "\$VIRNUCPRO_RUN_INFO" > run_info.json
+    printf '%s' '${run_info_base64}' | base64 -d > run_info.json
     virnucpro report \\
         --input '${reads}' \\
         --prepared '${prepared}' \\
@@ -28,6 +28,7 @@ process REPORT {
         --outdir '${meta.id}' \\
         --min-viral-fraction ${params.min_viral_fraction} \\
         --run-info run_info.json \\
+        --quiet \\
         ${args}
 
     cat <<-END_VERSIONS > versions.yml

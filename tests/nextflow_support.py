@@ -104,11 +104,13 @@ def reference_run(folder: Path, models: Path) -> Path:
     that the pipeline's must equal."""
     if models not in _reference_runs:
         outdir = folder / "reference"
+        # Models named as Nextflow stages them (by folder name): reports show the name given
         options = [
-            *("--dnabert-model", models / "dnabert-s", "--esm-model", models / "esm2"),
-            *("--classifier", models / "classifier", *TEST_PROFILE_OPTIONS, "--quiet"),
+            *("--dnabert-model", "dnabert-s", "--esm-model", "esm2", "--classifier", "classifier"),
+            *TEST_PROFILE_OPTIONS,
+            "--quiet",
         ]
-        run_cli("run", DATA / "example.fa", "--outdir", outdir, *options, check=True)
+        run_cli("run", DATA / "example.fa", "--outdir", outdir, *options, check=True, cwd=models)
         _reference_runs[models] = outdir
     return _reference_runs[models]
 
