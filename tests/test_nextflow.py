@@ -17,6 +17,7 @@ from conftest import DATA, REPO
 from nextflow_support import (
     SAMPLE_FILES,
     assert_same_outputs,
+    final_outputs,
     nextflow_env,
     read_trace,
     reference_run,
@@ -271,33 +272,53 @@ def _sequence_id(frame_id: str) -> str:
     return frame_id.rsplit("_chunk_", 1)[0]
 
 
+def _scores(path: Path) -> dict[str, tuple[str, float, float]]:
+    """prediction_results.txt: frame id -> (prediction, score1, score2)."""
+    rows = [line.split("\t") for line in path.read_text().splitlines()[1:]]
+    return {row[0]: (row[1], float(row[2]), float(row[3])) for row in rows}
+
+
+def assert_scores_match(sample_folder: Path, reference: Path, sequence_ids: list[str]) -> None:
+    """The sample scored exactly its own sequences' frames, with the reference's calls and scores.
+    Shards of another size batch other frames together, which moves float32 scores in the last
+    digits, so scores are compared within 1e-5."""
+    got = _scores(sample_folder / "prediction_results.txt")
+    expected = {
+        frame: row
+        for frame, row in _scores(reference / "prediction_results.txt").items()
+        if _sequence_id(frame) in sequence_ids
+    }
+    assert list(got) == list(expected)
+    assert expected
+    for frame, (call, others, virus) in got.items():
+        assert call == expected[frame][0], frame
+        assert others == pytest.approx(expected[frame][1], abs=1e-5), frame
+        assert virus == pytest.approx(expected[frame][2], abs=1e-5), frame
+    sequences = (sample_folder / "sequences.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in sequences[1:]] == sequence_ids
+
+
 @pytest.mark.slow
 def test_two_inputs_give_two_samples_and_touching_one_reruns_only_it(tmp_path, reference):
     inputs = tmp_path / "reads"
     inputs.mkdir()
     shutil.copy(DATA / "example.fa", inputs / "example.fa")
-    subset = _records(DATA / "example.fa")[:5]
-    (inputs / "subset.fa").write_text("".join(f">{header}\n{sequence}" for header, sequence in subset))
-    subset_ids = [header.split()[0] for header, _ in subset]
+    records = _records(DATA / "example.fa")
+    (inputs / "subset.fa").write_text("".join(f">{header}\n{sequence}" for header, sequence in records[:5]))
+    # One shard per sample: fewer tasks than the test profile's three
+    options = ("-profile", "test", "--input", "reads/*.fa", "--outdir", "out", "--shard_size", "100")
 
-    run_pipeline("-profile", "test", "--input", "reads/*.fa", "--outdir", "out", cwd=tmp_path)
+    run_pipeline(*options, cwd=tmp_path)
     outdir = tmp_path / "out"
     assert sorted(p.name for p in outdir.iterdir()) == ["example", "pipeline_info", "subset"]
-    assert_same_outputs(outdir / "example", reference)
-
-    # The subset's sample holds exactly its own sequences, scored as in the whole example
-    sequences = (outdir / "subset" / "sequences.tsv").read_text().splitlines()
-    assert [line.split("\t")[0] for line in sequences[1:]] == subset_ids
-    reference_rows = (reference / "prediction_results.txt").read_text().splitlines()
-    subset_rows = (outdir / "subset" / "prediction_results.txt").read_text().splitlines()
-    assert subset_rows[0] == reference_rows[0]
-    assert subset_rows[1:] == [
-        row for row in reference_rows[1:] if _sequence_id(row.split("\t")[0]) in subset_ids
-    ]
-    assert len(subset_rows) > 1
+    for sample, chosen in (("example", records), ("subset", records[:5])):
+        assert sorted(p.name for p in (outdir / sample).iterdir()) == sorted(final_outputs(reference))
+        assert_scores_match(outdir / sample, reference, [header.split()[0] for header, _ in chosen])
 
     os.utime(inputs / "subset.fa")  # touched: same content, newer time
-    run_pipeline("-profile", "test", "--input", "reads/*.fa", "--outdir", "out", "-resume", cwd=tmp_path)
-    for row in read_trace(outdir):
+    run_pipeline(*options, "-resume", cwd=tmp_path)
+    trace = read_trace(outdir)
+    assert len(trace) == 11
+    for row in trace:
         sample = row["tag"].split(":")[0]
         assert row["status"] == ("COMPLETED" if sample == "subset" else "CACHED"), row["name"]
