@@ -12,6 +12,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import DATA, REPO
 from nextflow_support import (
@@ -140,6 +141,45 @@ def test_help_lists_every_parameter(tmp_path):
         if not spec.get("hidden"):
             assert f"--{name} " in result.stdout, name
     assert not any((tmp_path / "work").glob("*/*"))  # no task ran
+
+
+def test_readme_documents_every_parameter():
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Running with Nextflow") :]
+    table = section[section.index("### Parameters") : section.index("### Published files")]
+    for name, spec in schema_parameters().items():
+        if not spec.get("hidden"):
+            assert f"`--{name}`" in table, name
+
+
+def test_container_files_agree_with_the_config_and_the_lock():
+    from virnucpro import __version__
+
+    config = (REPO / "nextflow.config").read_text()
+    image = f"ghcr.io/virnucpro/virnucpro:{__version__}"
+    assert f"container = '{image}'" in config
+    assert f"version = '{__version__}'" in config  # the manifest
+    dockerfile = (REPO / "containers" / "Dockerfile").read_text()
+    assert f"-t {image} ." in dockerfile
+    assert f'org.opencontainers.image.version="{__version__}"' in dockerfile
+    assert "pip install --constraint /src/requirements.lock /src" in dockerfile
+    assert "COPY bin/virnucpro /opt/pipeline/bin/virnucpro" in dockerfile
+    assert f"docker build -f containers/Dockerfile -t {image} ." in (REPO / "README.md").read_text()
+
+    lock = dict(
+        line.strip().lower().split("==")
+        for line in (REPO / "requirements.lock").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    environment = yaml.safe_load((REPO / "containers" / "environment.yml").read_text())
+    pip = next(item["pip"] for item in environment["dependencies"] if isinstance(item, dict))
+    pinned = dict(requirement.lower().split("==") for requirement in pip)
+    pyproject = (REPO / "pyproject.toml").read_text()
+    block = re.search(r"^dependencies = \[(.*?)^\]", pyproject, re.S | re.M).group(1)
+    required = {name.lower().replace("-", "_") for name in re.findall(r'^\s*"([\w-]+)', block, re.M)}
+    assert {name.replace("-", "_") for name in pinned} == required
+    for name, version in pinned.items():
+        assert lock[name] == version, name
 
 
 BAD_PARAMETERS = [
