@@ -62,7 +62,9 @@ def test_slurm_profile_runs_every_task_as_a_job(slurm_cluster, tmp_path, request
         assert job is not None, f"{row['name']}: job {row['native_id']} is not in SLURM's records"
         assert job["JobState"] == "COMPLETED"
         assert job["Name"].startswith(f"nf-{row['process']}_")
-        assert Path(job["WorkDir"]).resolve() == launch.resolve()
+        # the job ran in the task's own folder, work/<hash>
+        task_folder = Path(job["WorkDir"]).resolve().relative_to((launch / "work").resolve())
+        assert task_folder.as_posix().startswith(row["hash"]), row["name"]
     assert_same_outputs(launch / "out" / "example", reference)
 
 
