@@ -67,7 +67,7 @@ workflow {
             .map { meta, prepared -> [meta.id, meta, prepared] }
             .join(reads.map { meta, file -> [meta.id, file] })
             .join(scores, remainder: true)
-            .map { id, meta, prepared, file, files -> [meta, file, prepared, files ?: []] }
+            .map { _id, meta, prepared, file, files -> [meta, file, prepared, files ?: []] }
         REPORT(report_inputs, runInfo())
 
         versions
@@ -96,7 +96,7 @@ def checkParameters() {
 
     // `--slurm_options --account=x` makes Nextflow read a bare flag (true): ask for a value
     def schema = schemaParameters()
-    schema.findAll { name, spec -> spec.type == 'string' && params[name] instanceof Boolean }.each { name, spec ->
+    schema.findAll { name, spec -> spec.type == 'string' && params[name] instanceof Boolean }.each { name, _spec ->
         error("--${name} needs a value; write values that start with '-' as --${name}='--option=value'")
     }
     checkChoice('chunk_size', ['300', '500'], 'the chunk sizes of the published classifiers')
@@ -139,7 +139,7 @@ def inputSamples() {
     def samples = matches.sort { f -> f.toString() }.collect { f -> [[id: sampleName(f)], f] }
     samples.each { sample -> checkShellSafe('input', sample[1].name) }
     def byName = samples.groupBy { sample -> sample[0].id }
-    def clash = byName.find { name, group -> group.size() > 1 }
+    def clash = byName.find { _name, group -> group.size() > 1 }
     if (clash) {
         error("--input '${pattern}': ${clash.value.collect { s -> s[1].name }.join(' and ')} would both be sample '${clash.key}' (results go to <outdir>/<sample>/); rename one")
     }

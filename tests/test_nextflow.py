@@ -9,6 +9,8 @@ import os
 import re
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,6 +143,16 @@ def test_help_lists_every_parameter(tmp_path):
         if not spec.get("hidden"):
             assert f"--{name} " in result.stdout, name
     assert not any((tmp_path / "work").glob("*/*"))  # no task ran
+
+
+def test_nextflow_files_pass_the_language_server():
+    """Strict syntax as current Nextflow parses it (24.10 itself does not check it): no error or
+    warning from the Nextflow language server on any script or config file."""
+    result = subprocess.run(
+        [sys.executable, REPO / "scripts" / "nextflow-lint"], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "12 files, 0 errors or warnings" in result.stdout
 
 
 def test_readme_documents_every_parameter():
