@@ -23,8 +23,8 @@ workflow {
         log.info(helpMessage())
     }
     else {
-        def samples = checkParameters()
-        log.info(summary(samples))
+        def samples = checkParameters(params)
+        log.info(summary(params, samples))
 
         def reads = channel.fromList(samples)
         def dnabert_model = channel.empty()
@@ -46,8 +46,8 @@ workflow {
 
         PREPARE(reads)
 
-        EMBED_DNA(PREPARE.out.nucleotide.flatMap { meta, shards -> shardGroups(meta, shards) }, dnabert_model)
-        EMBED_PROTEIN(PREPARE.out.protein.flatMap { meta, shards -> shardGroups(meta, shards) }, esm_model)
+        EMBED_DNA(PREPARE.out.nucleotide.flatMap { meta, shards -> shardGroups(meta, shards, params.shards_per_task) }, dnabert_model)
+        EMBED_PROTEIN(PREPARE.out.protein.flatMap { meta, shards -> shardGroups(meta, shards, params.shards_per_task) }, esm_model)
 
         // [[sample, shard], meta, file] per embedding file, so the two kinds join by shard name
         def dnabert_by_shard = EMBED_DNA.out.embeddings.flatMap { meta, files -> byShard(meta, files) }
@@ -68,7 +68,7 @@ workflow {
             .join(reads.map { meta, file -> [meta.id, file] })
             .join(scores, remainder: true)
             .map { _id, meta, prepared, file, files -> [meta, file, prepared, files ?: []] }
-        REPORT(report_inputs, runInfo())
+        REPORT(report_inputs, runInfo(params))
 
         versions
             .mix(PREPARE.out.versions, EMBED_DNA.out.versions, EMBED_PROTEIN.out.versions, PREDICT.out.versions, REPORT.out.versions)
@@ -82,9 +82,9 @@ workflow {
  * Parameter checks: each problem stops the run before any task starts, with one message that names
  * the parameter, the value and what to do.
  */
-def checkParameters() {
+def checkParameters(settings) {
     def known = schemaParameters().keySet()
-    def unknown = params.keySet().findAll { name -> !(name in known) }
+    def unknown = settings.keySet().findAll { name -> !(name in known) }
     // Nextflow stores --chunk-size both as 'chunk-size' and 'chunkSize': report the spelling given
     def given = unknown.findAll { name -> !unknown.contains(kebabCase(name)) || name.contains('-') }
     if (given) {
@@ -96,37 +96,37 @@ def checkParameters() {
 
     // `--slurm_options --account=x` makes Nextflow read a bare flag (true): ask for a value
     def schema = schemaParameters()
-    schema.findAll { name, spec -> spec.type == 'string' && params[name] instanceof Boolean }.each { name, _spec ->
+    schema.findAll { name, spec -> spec.type == 'string' && settings[name] instanceof Boolean }.each { name, _spec ->
         error("--${name} needs a value; write values that start with '-' as --${name}='--option=value'")
     }
-    checkChoice('chunk_size', ['300', '500'], 'the chunk sizes of the published classifiers')
-    checkChoice('precision', ['fp32', 'bf16', 'fp16'], 'fp32 matches the published classifier')
-    checkInteger('shard_size', 1)
-    checkInteger('shards_per_task', 1)
-    checkInteger('dnabert_batch_size', 1)
-    checkInteger('esm_tokens_per_batch', 1)
-    checkInteger('gpus', 0)
-    checkInteger('cpu_workers', 1)
-    checkInteger('max_retries', 0)
-    def fraction = params.min_viral_fraction.toString()
+    checkChoice(settings, 'chunk_size', ['300', '500'], 'the chunk sizes of the published classifiers')
+    checkChoice(settings, 'precision', ['fp32', 'bf16', 'fp16'], 'fp32 matches the published classifier')
+    checkInteger(settings, 'shard_size', 1)
+    checkInteger(settings, 'shards_per_task', 1)
+    checkInteger(settings, 'dnabert_batch_size', 1)
+    checkInteger(settings, 'esm_tokens_per_batch', 1)
+    checkInteger(settings, 'gpus', 0)
+    checkInteger(settings, 'cpu_workers', 1)
+    checkInteger(settings, 'max_retries', 0)
+    def fraction = settings.min_viral_fraction.toString()
     if (!fraction.isBigDecimal() || fraction.toBigDecimal() < 0 || fraction.toBigDecimal() > 1) {
         error("--min_viral_fraction must be a number from 0 to 1, got '${fraction}'")
     }
-    if (!params.make_test_models) {
-        modelInput('dnabert_model', params.dnabert_model)
-        modelInput('esm_model', params.esm_model)
-        checkClassifier(params.classifier ?: publishedClassifier(params.chunk_size))
+    if (!settings.make_test_models) {
+        modelInput('dnabert_model', settings.dnabert_model)
+        modelInput('esm_model', settings.esm_model)
+        checkClassifier(settings.classifier ?: publishedClassifier(settings.chunk_size))
     }
-    return inputSamples()
+    return inputSamples(settings)
 }
 
 // [[id: sample], file] for every file that --input names; the sample is the file name without
 // its sequence and compression extensions.
-def inputSamples() {
-    if (params.input == null || params.input == true || params.input.toString().trim() == '') {
+def inputSamples(settings) {
+    if (settings.input == null || settings.input == true || settings.input.toString().trim() == '') {
         error("Missing required parameter --input: a FASTA/FASTQ file (plain or gzip) or a quoted glob such as --input 'reads/*.fa.gz'")
     }
-    def pattern = params.input.toString()
+    def pattern = settings.input.toString()
     def isGlob = pattern =~ /[*?\[{]/
     def matches = files(pattern).findAll { f -> f.exists() }
     if (!matches) {
@@ -150,16 +150,16 @@ def sampleName(file) {
     return file.name.replaceFirst(/(?i)\.(gz|bgz|bz2)$/, '').replaceFirst(/(?i)\.(fasta|fas|fa|fna|ffn|fastq|fq|txt)$/, '')
 }
 
-def checkChoice(name, choices, why) {
-    def value = params[name].toString()
+def checkChoice(settings, name, choices, why) {
+    def value = settings[name].toString()
     if (!(value in choices)) {
         def allowed = choices.size() == 2 ? choices.join(' or ') : "one of ${choices.join(', ')}"
         error("--${name} must be ${allowed} (${why}), got '${value}'")
     }
 }
 
-def checkInteger(name, minimum) {
-    def value = params[name].toString()
+def checkInteger(settings, name, minimum) {
+    def value = settings[name].toString()
     if (!(value ==~ /\d+/) || value.toBigInteger() < minimum) {
         error("--${name} must be a whole number of at least ${minimum}, got '${value}'")
     }
@@ -215,10 +215,10 @@ def kebabCase(name) {
     return name.replaceAll(/([A-Z])/, '-$1').toLowerCase()
 }
 
-// Shards in name order, `--shards_per_task` per group: [meta + group number, files]
-def shardGroups(meta, shards) {
+// Shards in name order, `perTask` per group: [meta + group number, files]
+def shardGroups(meta, shards, perTask) {
     def sorted = (shards instanceof List ? shards : [shards]).sort(false) { f -> f.name }
-    def groups = sorted.collate(params.shards_per_task as int)
+    def groups = sorted.collate(perTask as int)
     return (0..<groups.size()).collect { i -> [meta + [group: i + 1], groups[i]] }
 }
 
@@ -231,15 +231,15 @@ def byShard(meta, files) {
 // What REPORT merges into run.json, as base64 (safe to put in a task script whatever the
 // parameters hold). Only values that stay the same on a resumed run, so the finished report is
 // reused.
-def runInfo() {
-    def recorded = params.keySet().findAll { name -> !(name in ['help', 'outdir', 'publish_dir_mode']) && !(name =~ /[A-Z-]/) }
+def runInfo(settings) {
+    def recorded = settings.keySet().findAll { name -> !(name in ['help', 'outdir', 'publish_dir_mode']) && !(name =~ /[A-Z-]/) }
     def info = [
         engine: 'nextflow',
         nextflow_version: nextflow.version.toString(),
         pipeline_version: workflow.manifest.version,
         profile: workflow.profile,
         container_engine: workflow.containerEngine,
-        params: recorded.sort().collectEntries { name -> [name, params[name]] },
+        params: recorded.sort().collectEntries { name -> [name, settings[name]] },
     ]
     return groovy.json.JsonOutput.toJson([nextflow: info]).bytes.encodeBase64().toString()
 }
@@ -271,12 +271,12 @@ def helpMessage() {
     return lines.join('\n')
 }
 
-def summary(samples) {
+def summary(settings, samples) {
     return [
         "VirNucPro, the pipeline ${workflow.manifest.version}",
         "  samples    : ${samples.size()} (${samples.collect { s -> s[0].id }.take(5).join(', ')}${samples.size() > 5 ? ', ...' : ''})",
-        "  outdir     : ${params.outdir}",
-        "  models     : ${params.make_test_models ? 'test models (virnucpro make-test-models)' : "${params.dnabert_model}, ${params.esm_model}, ${params.classifier ?: "published ${params.chunk_size}_model.pth"}"}",
-        "  chunk size : ${params.chunk_size}, precision ${params.precision}, GPUs per task ${params.gpus}",
+        "  outdir     : ${settings.outdir}",
+        "  models     : ${settings.make_test_models ? 'test models (virnucpro make-test-models)' : "${settings.dnabert_model}, ${settings.esm_model}, ${settings.classifier ?: "published ${settings.chunk_size}_model.pth"}"}",
+        "  chunk size : ${settings.chunk_size}, precision ${settings.precision}, GPUs per task ${settings.gpus}",
     ].join('\n')
 }

@@ -5,7 +5,6 @@
 process EMBED_DNA {
     tag "${meta.id}:${meta.group}"
     label 'gpu'
-    publishDir "${params.outdir}/${meta.id}", mode: params.publish_dir_mode, enabled: params.publish_embeddings, pattern: 'embeddings/*'
 
     input:
     tuple val(meta), path(shards, arity: '1..*')
@@ -17,18 +16,8 @@ process EMBED_DNA {
 
     script:
     def args = task.ext.args ?: ''
-    def revision = params.dnabert_revision ? "--revision '${params.dnabert_revision}'" : ''
-    def batch_size = task.ext.batch_size ?: params.dnabert_batch_size
     """
-    virnucpro embed-dna ${shards} \\
-        --outdir embeddings \\
-        --model '${model}' ${revision} \\
-        --devices auto \\
-        --workers ${params.cpu_workers} \\
-        --precision ${params.precision} \\
-        --batch-size ${batch_size} \\
-        --quiet \\
-        ${args}
+    virnucpro embed-dna ${shards} --outdir embeddings --model '${model}' ${args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

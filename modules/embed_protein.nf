@@ -5,7 +5,6 @@
 process EMBED_PROTEIN {
     tag "${meta.id}:${meta.group}"
     label 'gpu'
-    publishDir "${params.outdir}/${meta.id}", mode: params.publish_dir_mode, enabled: params.publish_embeddings, pattern: 'embeddings/*'
 
     input:
     tuple val(meta), path(shards, arity: '1..*')
@@ -17,18 +16,8 @@ process EMBED_PROTEIN {
 
     script:
     def args = task.ext.args ?: ''
-    def revision = params.esm_revision ? "--revision '${params.esm_revision}'" : ''
-    def tokens_per_batch = task.ext.tokens_per_batch ?: params.esm_tokens_per_batch
     """
-    virnucpro embed-protein ${shards} \\
-        --outdir embeddings \\
-        --model '${model}' ${revision} \\
-        --devices auto \\
-        --workers ${params.cpu_workers} \\
-        --precision ${params.precision} \\
-        --tokens-per-batch ${tokens_per_batch} \\
-        --quiet \\
-        ${args}
+    virnucpro embed-protein ${shards} --outdir embeddings --model '${model}' ${args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

@@ -15,13 +15,8 @@ process PREDICT {
 
     script:
     def args = task.ext.args ?: ''
-    def revision = params.classifier_revision ? "--classifier-revision '${params.classifier_revision}'" : ''
     """
-    virnucpro predict ${dnabert} ${esm} \\
-        --classifier '${classifier}' ${revision} \\
-        --outdir scores \\
-        --quiet \\
-        ${args}
+    virnucpro predict ${dnabert} ${esm} --classifier '${classifier}' --outdir scores ${args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

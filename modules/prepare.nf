@@ -18,12 +18,7 @@ process PREPARE {
     script:
     def args = task.ext.args ?: ''
     """
-    virnucpro prepare '${reads}' \\
-        --outdir prepared \\
-        --chunk-size ${params.chunk_size} \\
-        --shard-size ${params.shard_size} \\
-        --quiet \\
-        ${args}
+    virnucpro prepare '${reads}' --outdir prepared ${args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

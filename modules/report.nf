@@ -6,7 +6,6 @@
 process REPORT {
     tag "${meta.id}"
     label 'process_low'
-    publishDir "${params.outdir}", mode: params.publish_dir_mode, pattern: "${meta.id}"
 
     input:
     tuple val(meta), path(reads), path(prepared), path(scores, arity: '0..*')
@@ -26,9 +25,7 @@ process REPORT {
         --prepared '${prepared}' \\
         ${score_options} \\
         --outdir '${meta.id}' \\
-        --min-viral-fraction ${params.min_viral_fraction} \\
         --run-info run_info.json \\
-        --quiet \\
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
