@@ -1,6 +1,7 @@
 """A single-node SLURM cluster for tests: Debian's slurm-wlm and munge, installed with apt-get when
-missing, daemons started by hand as root with a minimal slurm.conf in a temporary folder (own ports,
-so a SLURM already on the machine is left alone), stopped afterwards."""
+missing, daemons started by hand as root with a minimal slurm.conf in a temporary folder (ports
+that are free at the time, so a SLURM already on the machine, or another test run's, is left
+alone), stopped afterwards."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ import time
 from pathlib import Path
 
 PACKAGES = ("slurm-wlm", "munge")
-CTLD_PORT = 16817
-SLURMD_PORT = 16818
 
 
 class SlurmUnavailable(Exception):
@@ -36,6 +35,12 @@ def install_slurm() -> None:
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
         if result.returncode != 0:
             raise SlurmUnavailable(f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _memory_mb() -> int:
@@ -68,10 +73,10 @@ class SlurmCluster:
         self.conf.write_text(
             "\n".join(
                 [
-                    "ClusterName=virnucprotest",
+                    f"ClusterName=virnucpro{os.getpid()}",
                     f"SlurmctldHost={self.node}(127.0.0.1)",
-                    f"SlurmctldPort={CTLD_PORT}",
-                    f"SlurmdPort={SLURMD_PORT}",
+                    f"SlurmctldPort={_free_port()}",
+                    f"SlurmdPort={_free_port()}",
                     "SlurmUser=root",
                     "SlurmdUser=root",
                     "AuthType=auth/munge",
@@ -108,9 +113,19 @@ class SlurmCluster:
                 ["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, env=self.env
             ).stdout.strip()
             if state == "idle":
+                if not self._running("slurmd.pid"):
+                    raise SlurmUnavailable(f"slurmd is not running:\n{self.logs()}")
                 return
             time.sleep(1)
         raise SlurmUnavailable(f"the node did not become idle (state '{state}'):\n{self.logs()}")
+
+    def _running(self, pidfile: str) -> bool:
+        path = self.folder / pidfile
+        try:
+            os.kill(int(path.read_text().split()[0]), 0)
+        except (OSError, ValueError):
+            return False
+        return True
 
     def _start_munge(self) -> None:
         probe = subprocess.run("munge -n | unmunge", shell=True, capture_output=True)
