@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
 
+from conftest import run_cli
 from virnucpro.classifier import load_classifier
 from virnucpro.embedding_files import write_embeddings
 from virnucpro.errors import InputError
@@ -75,8 +75,8 @@ def test_training_learns_a_synthetic_set_and_reloads(tmp_path):
 
     # Same inputs and seed: the same classifier, byte for byte.
     again = run_cli(
-        "train", "--viral", tmp_path / "viral", "--others", tmp_path / "others", "--outdir", tmp_path / "again",
-        "--hidden-dim", "64", "--epochs", "60", "--quiet",
+        "train", "--viral", tmp_path / "viral", "--others", tmp_path / "others",
+        "--outdir", tmp_path / "again", "--hidden-dim", "64", "--epochs", "60", "--quiet",
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "again" / "model.safetensors").read_bytes() == (

@@ -8,7 +8,7 @@ from virnucpro.errors import VirNucProError
 
 # Importing a command module registers its commands on the app.
 from virnucpro.cli import prepare_cmd  # noqa: F401  isort: skip
-from virnucpro.cli import classifier_cmd, predict_cmd, report_cmd, run_cmd, train_cmd  # noqa: F401  isort: skip
+from virnucpro.cli import classifier_cmd, download_cmd, predict_cmd, report_cmd, run_cmd, train_cmd  # noqa: F401  isort: skip
 from virnucpro.cli.app import app
 
 
