@@ -32,15 +32,19 @@ STANDARD_CODE = {
 _DROPPED = ord("-")  # marks a codon that is not three of A/C/G/T; removed from proteins
 _INVALID = 4
 # Base code per byte: A=0, C=1, G=2, T=3, anything else 4 (input is uppercased first).
-_BASE_CODE = np.full(256, _INVALID, dtype=np.uint8)
-for _code, _base in enumerate(b"ACGT"):
-    _BASE_CODE[_base] = _code
-# Amino acid per codon index code0*25 + code1*5 + code2 (base 5, so any invalid base stays apart).
-_CODON_AA = np.full(125, _DROPPED, dtype=np.uint8)
+_BASE_CODE = bytes(b"ACGT".index(byte) if byte in b"ACGT" else _INVALID for byte in range(256))
+# Codon index code0*25 + code1*5 + code2 (base 5, so a codon with an invalid base stays apart) to
+# the amino acid of the codon, and to the amino acid of its reverse complement.
+# Both are 256-byte tables for bytes.translate, which looks up faster than numpy indexing.
+_CODON_AA = bytearray([_DROPPED] * 256)
+_REVERSE_CODON_AA = bytearray([_DROPPED] * 256)
+_COMPLEMENT = bytes.maketrans(b"ACGT", b"TGCA")
 for _codon, _aa in STANDARD_CODE.items():
     _c = [b"ACGT".index(ch.encode()) for ch in _codon]
     _CODON_AA[_c[0] * 25 + _c[1] * 5 + _c[2]] = ord(_aa)
-_COMPLEMENT = bytes.maketrans(b"ACGT", b"TGCA")
+    _r = [3 - code for code in reversed(_c)]
+    _REVERSE_CODON_AA[_r[0] * 25 + _r[1] * 5 + _r[2]] = ord(_aa)
+_CODON_AA, _REVERSE_CODON_AA = bytes(_CODON_AA), bytes(_REVERSE_CODON_AA)
 _DROPPED_BYTE = bytes([_DROPPED])
 
 
@@ -83,11 +87,16 @@ class _TranslatedBuffer:
         self.length = len(upper)
         self.forward = upper
         self.reverse = upper.translate(_COMPLEMENT)[::-1]
-        codes = _BASE_CODE[np.frombuffer(upper, dtype=np.uint8)]
-        self.forward_aa = _codon_amino_acids(codes)
-        # Complement of a code c < 4 is 3 - c; invalid stays invalid.
-        reverse_codes = np.where(codes < _INVALID, 3 - codes, _INVALID).astype(np.uint8)[::-1]
-        self.reverse_aa = _codon_amino_acids(reverse_codes)
+        if self.length < 3:
+            self.forward_aa = self.reverse_aa = b""
+            return
+        codes = np.frombuffer(upper.translate(_BASE_CODE), dtype=np.uint8)
+        # Codes are < 5, so the index stays below 125 in uint8.
+        index = (codes[:-2] * np.uint8(25) + codes[1:-1] * np.uint8(5) + codes[2:]).tobytes()
+        self.forward_aa = index.translate(_CODON_AA)
+        # The reverse strand's codon at q is the reverse complement of the forward codon at
+        # length-3-q: one lookup in the reverse-complement table, read backwards.
+        self.reverse_aa = index[::-1].translate(_REVERSE_CODON_AA)
 
     def frames(self, begin: int, end: int) -> list[Frame]:
         """The kept frames of the chunk buffer[begin:end], in F1..R3 order."""
@@ -97,23 +106,18 @@ class _TranslatedBuffer:
             (self.reverse, self.reverse_aa, self.length - end, self.length - begin, "R"),
         )
         for strand, amino_acids, lo, hi, prefix in strands:
+            last_codon_end = max(hi - 2, 0)  # never negative: a negative slice end counts from the end
             for offset in range(3):
                 start = lo + offset
-                protein = amino_acids[start : hi - 2 : 3].translate(None, _DROPPED_BYTE)
-                if not protein or b"*" in protein:
+                codons = amino_acids[start:last_codon_end:3]
+                if b"*" in codons:  # most frames of real data: rejected before any copy
+                    continue
+                protein = codons.translate(None, _DROPPED_BYTE)
+                if not protein:
                     continue
                 stop = min(start + 3 * len(protein) + 1, hi)
                 kept.append(Frame(f"{prefix}{offset + 1}", strand[start:stop], protein))
         return kept
-
-
-def _codon_amino_acids(codes: np.ndarray) -> bytes:
-    if len(codes) < 3:
-        return b""
-    c = codes.astype(np.uint8)
-    # Codes are < 5, so the index stays below 125; entries with an invalid base map to _DROPPED.
-    index = c[:-2] * np.uint8(25) + c[1:-1] * np.uint8(5) + c[2:]
-    return _CODON_AA[index].tobytes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,12 +136,9 @@ def translate_chunks(sequences: Iterable[str], chunk_size: int) -> Iterator[Chun
     many short reads; pass batches of a few megabases for bounded memory.
     """
     sequences = list(sequences)
-    offsets = []
-    position = 0
-    for sequence in sequences:
-        offsets.append(position)
-        position += len(sequence)
     buffer = _TranslatedBuffer("".join(sequences).upper().encode("ascii"))
-    for sequence_index, (sequence, offset) in enumerate(zip(sequences, offsets, strict=True)):
+    offset = 0
+    for sequence_index, sequence in enumerate(sequences):
         for index, (start, end) in enumerate(chunk_bounds(len(sequence), chunk_size), start=1):
             yield Chunk(sequence_index, index, start, end, buffer.frames(offset + start, offset + end))
+        offset += len(sequence)

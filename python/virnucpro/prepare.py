@@ -75,10 +75,9 @@ class _ShardWriter:
         self._nucleotide.write(b">%s\n%s\n" % (frame_id, nucleotides))
         self._protein.write(b">%s\n%s\n" % (frame_id, protein))
         self._records += 1
-        self.shards[-1]["records"] = self._records
 
     def _open_next(self) -> None:
-        self.close()
+        self.close()  # also records the finished shard's count
         number = len(self.shards) + 1
         nucleotide_path, protein_path = shard_paths(self.folder, number)
         self._nucleotide = open(nucleotide_path, "wb")  # noqa: SIM115 (closed in close())
@@ -87,6 +86,8 @@ class _ShardWriter:
         self._records = 0
 
     def close(self) -> None:
+        if self.shards:
+            self.shards[-1]["records"] = self._records
         for handle in (self._nucleotide, self._protein):
             if handle is not None:
                 handle.close()
@@ -166,21 +167,29 @@ def _process_batch(batch, chunk_size, writer, chunks_out, sequences_out, summary
     if not batch:
         return
     n_chunks = [0] * len(batch)
+    rows = []
+    frames = chunks_without_frames = 0
     for chunk in translate_chunks([record.sequence for record in batch], chunk_size):
         record = batch[chunk.sequence_index]
         n_chunks[chunk.sequence_index] += 1
         chunk_id = f"{record.id}_chunk_{chunk.index}"
-        encoded_id = chunk_id.encode()
-        for frame in chunk.frames:
-            writer.write(encoded_id + frame.label.encode(), frame.nucleotides, frame.protein)
-        labels = ",".join(frame.label for frame in chunk.frames)
-        chunks_out.write(
+        if chunk.frames:
+            encoded_id = chunk_id.encode()
+            for frame in chunk.frames:
+                writer.write(encoded_id + frame.label.encode(), frame.nucleotides, frame.protein)
+            frames += len(chunk.frames)
+            labels = ",".join(frame.label for frame in chunk.frames)
+        else:
+            chunks_without_frames += 1
+            labels = ""
+        rows.append(
             f"{record.id}\t{chunk.index}\t{chunk_id}\t{chunk.start + 1}\t{chunk.end}\t"
             f"{chunk.end - chunk.start}\t{len(chunk.frames)}\t{labels}\n"
         )
-        summary.chunks += 1
-        summary.frames += len(chunk.frames)
-        summary.chunks_without_frames += not chunk.frames
+    chunks_out.writelines(rows)
+    summary.chunks += len(rows)
+    summary.frames += frames
+    summary.chunks_without_frames += chunks_without_frames
     for record, count in zip(batch, n_chunks, strict=True):
         sequences_out.write(f"{record.id}\t{record.number}\t{len(record.sequence)}\t{count}\n")
         summary.sequences += 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import itertools
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,19 +85,22 @@ class SequenceFile:
         if not magic:
             raise self._error("empty file")
         self.compressed = magic == GZIP_MAGIC
-        binary: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if self.compressed else raw
-        text = io.TextIOWrapper(binary, encoding="utf-8", newline=None)
-        first, line_number = _first_non_blank_line(text)
+        peek = self._text(raw)
+        first, line_number = _first_non_blank_line(peek)
+        peek.detach()  # a discarded wrapper would close the file under us
         if first is None:
             raise self._error("no records (the file holds only blank lines)")
         if "\x00" in first:
             raise self._error("not a text file (binary content)")
+        # Reopen from the start: the parsers need a real text handle, and skip leading blank lines.
+        raw.seek(0)
+        text = self._text(raw)
         if first.startswith(">"):
             self.format = "fasta"
-            parsed = ((title, seq) for title, seq in SimpleFastaParser(itertools.chain([first], text)))
+            parsed = SimpleFastaParser(text)
         elif first.startswith("@"):
             self.format = "fastq"
-            parsed = self._fastq(itertools.chain([first], text))
+            parsed = self._fastq(text)
         else:
             raise self._error(
                 f"line {line_number} comes before the first header: expected '>' (FASTA) or '@' (FASTQ)"
@@ -120,10 +122,15 @@ class SequenceFile:
         if number == 0:
             raise self._error("no records")
 
-    def _fastq(self, lines: Iterator[str]) -> Iterator[tuple[str, str]]:
+    def _text(self, raw: BinaryIO) -> io.TextIOWrapper:
+        binary = gzip.GzipFile(fileobj=raw, mode="rb") if self.compressed else raw
+        return io.TextIOWrapper(binary, encoding="utf-8", newline=None)
+
+    def _fastq(self, text: io.TextIOWrapper) -> Iterator[tuple[str, str]]:
         number = 0
         try:
-            for number, (title, seq, _quality) in enumerate(FastqGeneralIterator(lines), start=1):
+            # `number` names the failing record in the error below.
+            for number, (title, seq, _quality) in enumerate(FastqGeneralIterator(text), start=1):  # noqa: B007
                 yield title, seq
         except ValueError as err:
             message = str(err).rstrip(".")

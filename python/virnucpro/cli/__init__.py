@@ -6,9 +6,18 @@ import sys
 
 from virnucpro.errors import VirNucProError
 
-# Importing a command module registers its commands on the app.
-from virnucpro.cli import prepare_cmd  # noqa: F401  isort: skip
-from virnucpro.cli import classifier_cmd, download_cmd, predict_cmd, report_cmd, run_cmd, train_cmd  # noqa: F401  isort: skip
+# Importing a command module registers its commands on the app, in the order `--help` lists them.
+from virnucpro.cli import (  # noqa: F401  isort: skip
+    run_cmd,
+    prepare_cmd,
+    embed_cmd,
+    predict_cmd,
+    report_cmd,
+    train_cmd,
+    models_cmd,
+    download_cmd,
+    classifier_cmd,
+)
 from virnucpro.cli.app import app
 
 

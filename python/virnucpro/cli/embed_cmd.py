@@ -1,0 +1,123 @@
+"""`virnucpro embed-dna` and `virnucpro embed-protein`: the embedding worker pool over shard files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from virnucpro.cli.app import app
+from virnucpro.embedding.engine import DEFAULT_BATCH_SIZE, DEFAULT_TOKENS_PER_BATCH
+from virnucpro.embedding.pool import DEFAULT_THREADS_PER_WORKER, embed_files
+from virnucpro.progress import configure_logging
+
+DEFAULT_DNABERT_MODEL = "zhihan1996/DNABERT-S"
+DEFAULT_ESM_MODEL = "facebook/esm2_t36_3B_UR50D"
+
+OUTDIR_HELP = "Folder for the shard_NNNNN.{kind}.parquet files (created if missing)."
+REVISION_HELP = "Hub revision (branch, tag or commit) of a hub model; default main. Its commit is recorded."
+DEVICES_HELP = (
+    "auto (every visible GPU, else CPU), cpu, cuda (every visible GPU) or cuda:0,1 (those GPUs). "
+    "One worker per GPU; CUDA_VISIBLE_DEVICES limits what is visible."
+)
+WORKERS_HELP = "Worker processes on CPU (--devices cpu, or auto without a GPU); on GPUs one per GPU."
+PRECISION_HELP = "fp32 (default; what the published classifiers were trained on), bf16 or fp16 (GPU, faster)."
+THREADS_HELP = (
+    "CPU threads per worker. Fixed rather than derived from the number of workers, so any --workers "
+    "gives byte-identical files; raise it for a single CPU worker on a many-core machine."
+)
+QUIET_HELP = "No progress, warnings and errors only."
+
+
+@app.command("embed-dna")
+def embed_dna_command(
+    shards: list[Path] = typer.Argument(
+        ..., help="Nucleotide shards (shard_NNNNN.nucleotide.fa) from prepare."
+    ),
+    outdir: Path = typer.Option(..., "--outdir", "-o", help=OUTDIR_HELP.format(kind="dnabert")),
+    model: str = typer.Option(
+        DEFAULT_DNABERT_MODEL,
+        "--model",
+        help="DNABERT-S: hub id, URL or local folder (config, weights, tokenizer.json).",
+    ),
+    revision: str | None = typer.Option(None, "--revision", help=REVISION_HELP),
+    devices: str = typer.Option("auto", "--devices", help=DEVICES_HELP),
+    workers: int = typer.Option(1, "--workers", min=1, help=WORKERS_HELP),
+    precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
+    batch_size: int = typer.Option(
+        DEFAULT_BATCH_SIZE,
+        "--batch-size",
+        min=1,
+        help="Sequences per model call (length-sorted); halved on CUDA OOM.",
+    ),
+    threads_per_worker: int = typer.Option(
+        DEFAULT_THREADS_PER_WORKER, "--threads-per-worker", min=1, help=THREADS_HELP
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+) -> None:
+    """Embed nucleotide shards with DNABERT-S: mean of the last hidden state over every token,
+    [CLS] and [SEP] included (768 values for the real model).
+
+    Writes OUTDIR/shard_NNNNN.dnabert.parquet per input; complete outputs from an earlier run with
+    the same model, revision and precision are kept (resume).
+    """
+    configure_logging(quiet=quiet)
+    embed_files(
+        "dnabert",
+        shards,
+        outdir,
+        model,
+        revision=revision,
+        devices=devices,
+        workers=workers,
+        precision=precision,
+        batch_size=batch_size,
+        quiet=quiet,
+        threads_per_worker=threads_per_worker,
+    )
+
+
+@app.command("embed-protein")
+def embed_protein_command(
+    shards: list[Path] = typer.Argument(..., help="Protein shards (shard_NNNNN.protein.faa) from prepare."),
+    outdir: Path = typer.Option(..., "--outdir", "-o", help=OUTDIR_HELP.format(kind="esm")),
+    model: str = typer.Option(
+        DEFAULT_ESM_MODEL,
+        "--model",
+        help="ESM-2: hub id, URL or local transformers folder (config, weights, vocab.txt).",
+    ),
+    revision: str | None = typer.Option(None, "--revision", help=REVISION_HELP),
+    devices: str = typer.Option("auto", "--devices", help=DEVICES_HELP),
+    workers: int = typer.Option(1, "--workers", min=1, help=WORKERS_HELP),
+    precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
+    tokens_per_batch: int = typer.Option(
+        DEFAULT_TOKENS_PER_BATCH,
+        "--tokens-per-batch",
+        min=1,
+        help="Padded tokens (sequences x longest, <cls>/<eos> included) per model call; halved on CUDA OOM.",
+    ),
+    threads_per_worker: int = typer.Option(
+        DEFAULT_THREADS_PER_WORKER, "--threads-per-worker", min=1, help=THREADS_HELP
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+) -> None:
+    """Embed protein shards with ESM-2: mean of the final layer over residues 1..min(len, 1024),
+    without <cls>, <eos> or padding (2560 values for the 3B model).
+
+    Writes OUTDIR/shard_NNNNN.esm.parquet per input; complete outputs from an earlier run with the
+    same model, revision and precision are kept (resume).
+    """
+    configure_logging(quiet=quiet)
+    embed_files(
+        "esm",
+        shards,
+        outdir,
+        model,
+        revision=revision,
+        devices=devices,
+        workers=workers,
+        precision=precision,
+        tokens_per_batch=tokens_per_batch,
+        quiet=quiet,
+        threads_per_worker=threads_per_worker,
+    )

@@ -1,0 +1,209 @@
+"""The worker pool's invariants, through the real command: 1:1 files in shard order, deterministic
+assignment, resume, workers 1 vs 2 byte-identical, and failing workers (exception, SIGKILL)."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import cli_env, run_cli
+from virnucpro.embedding.engine import embed_sequences, load_embedder
+from virnucpro.embedding.pool import assign_round_robin, embed_files, resolve_devices
+from virnucpro.embedding_files import read_embeddings
+from virnucpro.errors import InputError
+from virnucpro.shards import read_shard, shard_name
+
+
+def write_shards(folder: Path, sizes: list[int], seed: int) -> list[Path]:
+    """Nucleotide shards of random frame-like DNA (50..501 bp), ids in a known order."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number, size in enumerate(sizes, start=1):
+        path = folder / f"{shard_name(number)}.nucleotide.fa"
+        with open(path, "w") as handle:
+            for i in range(size):
+                dna = "".join(rng.choice("ACGT") for _ in range(rng.randint(50, 501)))
+                handle.write(f">seq{number}_{i}_chunk_1F1\n{dna}\n")
+        paths.append(path)
+    return paths
+
+
+def embed_dna(shards, outdir, model, *extra):
+    return run_cli("embed-dna", *shards, "--outdir", outdir, "--model", model, "--devices", "cpu", *extra)
+
+
+def lines(stderr: str, word: str) -> list[str]:
+    return re.findall(rf"worker \d+: {word} (shard_\d+)", stderr)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return write_shards(tmp_path_factory.mktemp("shards"), [40, 25, 33, 18, 1], seed=11)
+
+
+@pytest.fixture(scope="module")
+def reference(shards, test_models, tmp_path_factory):
+    """One uninterrupted run with one worker: what every other run must reproduce."""
+    outdir = tmp_path_factory.mktemp("reference")
+    result = embed_dna(shards, outdir, test_models / "dnabert-s", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert sorted(lines(result.stderr, "embedded")) == [f"shard_0000{i}" for i in range(1, 6)]
+    assert len(re.findall(r"worker \d+: loaded ", result.stderr)) == 1
+    return outdir
+
+
+def file_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.parquet"))}
+
+
+def test_assignment_is_round_robin_by_name_and_deterministic():
+    files = [Path(f"in/shard_{n:05d}.nucleotide.fa") for n in (3, 1, 5, 2, 4)]
+    plan = assign_round_robin(files, 2)
+    assert [[p.name[:11] for p in w] for w in plan] == [
+        ["shard_00001", "shard_00003", "shard_00005"],
+        ["shard_00002", "shard_00004"],
+    ]
+    shuffled = files[:]
+    random.Random(0).shuffle(shuffled)
+    assert assign_round_robin(shuffled, 2) == plan
+    assert assign_round_robin(files, 3) == assign_round_robin(list(reversed(files)), 3)
+
+
+def test_device_specs():
+    assert resolve_devices("cpu", 3) == ["cpu", "cpu", "cpu"]
+    for bad in ("gpu", "cuda:x", "tpu:0"):
+        with pytest.raises(InputError, match="--devices"):
+            resolve_devices(bad, 1)
+    with pytest.raises(InputError, match="--workers"):
+        resolve_devices("cpu", 0)
+
+
+@pytest.mark.slow
+def test_outputs_correspond_to_inputs_in_shard_order(shards, test_models, tmp_path):
+    order = [shards[3], shards[0], shards[4], shards[2], shards[1]]  # processing order differs
+    outputs = embed_files(
+        "dnabert", order, tmp_path, str(test_models / "dnabert-s"), devices="cpu", workers=2, quiet=True
+    )
+    assert [p.name.split(".")[0] for p in outputs] == [p.name.split(".")[0] for p in order]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in outputs)
+    embedder = load_embedder("dnabert", test_models / "dnabert-s")
+    for shard, output in zip(order, outputs, strict=True):
+        ids, sequences = read_shard(shard)
+        table = read_embeddings(output)
+        assert table.ids == ids
+        assert table.metadata["model"] == str(test_models / "dnabert-s")
+        assert table.metadata["revision"].startswith("local:sha256=")
+        assert table.metadata["precision"] == "fp32"
+        np.testing.assert_allclose(table.vectors, embed_sequences(embedder, sequences), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_two_workers_give_byte_identical_files(shards, reference, test_models, tmp_path):
+    result = embed_dna(shards, tmp_path, test_models / "dnabert-s", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert len(re.findall(r"worker \d+: loaded ", result.stderr)) == 2  # once per worker
+    assert re.search(r"worker 1 started .*: shard_00001, shard_00003, shard_00005", result.stderr)
+    assert re.search(r"worker 2 started .*: shard_00002, shard_00004", result.stderr)
+    assert file_bytes(tmp_path) == file_bytes(reference)
+
+
+@pytest.mark.slow
+def test_resume_recomputes_exactly_the_missing_and_broken_files(shards, reference, test_models, tmp_path):
+    outdir = tmp_path / "out"
+    shutil.copytree(reference, outdir)
+    (outdir / "shard_00002.dnabert.parquet").unlink()
+    broken = outdir / "shard_00004.dnabert.parquet"
+    broken.write_bytes(broken.read_bytes()[:200])
+    result = embed_dna(shards, outdir, test_models / "dnabert-s", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert sorted(lines(result.stderr, "embedded")) == ["shard_00002", "shard_00004"]
+    assert sorted(lines(result.stderr, "skipped")) == ["shard_00001", "shard_00003", "shard_00005"]
+    assert file_bytes(outdir) == file_bytes(reference)
+    # Another precision is another result: nothing is reused, nothing is mixed.
+    again = embed_dna(shards, outdir, test_models / "dnabert-s", "--precision", "bf16")
+    assert again.returncode == 0, again.stderr
+    assert len(lines(again.stderr, "embedded")) == 5
+    assert {read_embeddings(p).metadata["precision"] for p in outdir.glob("*.parquet")} == {"bf16"}
+
+
+@pytest.mark.slow
+def test_a_worker_that_raises_fails_the_command_and_keeps_finished_files(shards, test_models, tmp_path):
+    bad = tmp_path / "in" / "shard_00007.nucleotide.fa"
+    bad.parent.mkdir()
+    bad.write_bytes(b">x_chunk_1F1\nACGT\xff\xfeACGT\n")
+    result = embed_dna([*shards[:2], bad], tmp_path / "out", test_models / "dnabert-s", "--workers", "2")
+    assert result.returncode == 1
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("virnucpro: error: worker ")
+    assert "shard_00007.nucleotide.fa" in message and "UnicodeDecodeError" in message
+    assert (tmp_path / "out" / "shard_00001.dnabert.parquet").is_file()
+    assert not list((tmp_path / "out").glob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_worker_fails_the_run_and_a_rerun_completes(test_models, tmp_path):
+    shards = write_shards(tmp_path / "in", [200, 800, 200, 800], seed=12)
+    outdir = tmp_path / "out"
+    args = ["embed-dna", *shards, "--outdir", outdir, "--model", test_models / "dnabert-s"]
+    command = [sys.executable, "-m", "virnucpro", *map(str, args), "--devices", "cpu", "--workers", "2"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=cli_env())
+    seen, victim = [], None
+    for line in process.stderr:
+        seen.append(line)
+        started = re.search(r"worker 2 started \(pid (\d+)", line)
+        if started:
+            victim = int(started.group(1))
+        if victim and "worker 2: loaded" in line:
+            os.kill(victim, signal.SIGKILL)  # mid-run: its first file (800 sequences) has just begun
+    assert process.wait(timeout=300) == 1
+    message = "".join(seen).strip().splitlines()[-1]
+    assert "worker 2 (cpu) was killed by SIGKILL while embedding" in message, message
+    assert "shard_00002.nucleotide.fa" in message
+    assert not (outdir / "shard_00002.dnabert.parquet").exists()
+
+    rerun = run_cli(*args, "--devices", "cpu", "--workers", "2")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "shard_00002" in lines(rerun.stderr, "embedded")
+    fresh = tmp_path / "fresh"
+    run_cli(
+        *args[:-4], "--outdir", fresh, "--model", test_models / "dnabert-s", "--devices", "cpu", check=True
+    )
+    assert file_bytes(outdir) == file_bytes(fresh)
+
+
+@pytest.mark.slow
+def test_embed_protein_on_prepared_shards(test_models, example_fasta, tmp_path):
+    run_cli("prepare", example_fasta, "--outdir", tmp_path / "prep", "--shard-size", "8", "-q", check=True)
+    proteins = sorted((tmp_path / "prep" / "shards").glob("*.protein.faa"))
+    result = run_cli(
+        "embed-protein", *proteins, "--outdir", tmp_path / "emb", "--model", test_models / "esm2",
+        "--devices", "cpu", "--workers", "2", "--tokens-per-batch", "300",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    tables = [read_embeddings(tmp_path / "emb" / f"{p.name.split('.')[0]}.esm.parquet") for p in proteins]
+    assert [t.ids for t in tables] == [read_shard(p)[0] for p in proteins]
+    assert sum(len(t.ids) for t in tables) == 30 and tables[0].dim == 40
+    assert tables[0].metadata["pooling"] == "mean over residue positions 1..min(len,1024)"
+
+
+def test_bad_arguments_are_one_line_errors(shards, tmp_path):
+    wrong_name = tmp_path / "frames.fa"
+    wrong_name.write_text(">a\nACGT\n")
+    result = embed_dna([wrong_name], tmp_path / "out", "/nonexistent/model")
+    assert result.returncode == 2 and "not a shard file" in result.stderr
+    result = embed_dna([shards[0]], tmp_path / "out", "nobody/no-such-model")
+    assert result.returncode == 1
+    assert "HF_HUB_OFFLINE=1" in result.stderr and "download-models" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = embed_dna([shards[0]], tmp_path / "out", tmp_path, "--precision", "fp8")
+    assert result.returncode == 2 and "--precision fp8" in result.stderr
