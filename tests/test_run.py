@@ -39,9 +39,11 @@ OUTPUTS = (
 SHARD_SIZE = "4"
 
 
-def run_args(models: Path, outdir: Path, *extra: str, classifier: Path | None = None) -> list[str]:
+def run_args(
+    models: Path, outdir: Path, *extra: str, classifier: Path | None = None, reads: Path = EXAMPLE
+) -> list[str]:
     return [
-        "run", str(EXAMPLE), "--outdir", str(outdir),
+        "run", str(reads), "--outdir", str(outdir),
         "--dnabert-model", str(models / "dnabert-s"), "--esm-model", str(models / "esm2"),
         "--classifier", str(classifier or models / "classifier"),
         "--shard-size", SHARD_SIZE, "--devices", "cpu", *extra,
@@ -231,3 +233,17 @@ def test_changed_parameters_are_refused_and_force_starts_over(test_models, basel
     assert (outdir / "prediction_results.txt").read_bytes() != (
         baseline / "prediction_results.txt"
     ).read_bytes()
+
+
+def test_input_without_any_stop_free_frame(test_models, tmp_path):
+    """Nothing to embed or score: every output is still written, every sequence `unscored`."""
+    reads = tmp_path / "short.fa"
+    reads.write_text(">tiny\nAC\n>unknown\nNNNNNNNNNNNNNNNNNN\n>empty\n\n")
+    outdir = tmp_path / "out"
+    result = run_cli(*run_args(test_models, outdir, reads=reads))
+    assert result.returncode == 0, result.stderr
+    assert (outdir / "prediction_results.txt").read_text() == "Sequence_ID\tPrediction\tscore1\tscore2\n"
+    assert (outdir / "prediction_results_highestscore.csv").read_text() == "Modified_ID\tIs_Virus\n"
+    assert [s["call"] for s in read_tsv(outdir / "sequences.tsv")] == ["unscored"] * 3
+    assert (outdir / "viral.fa").read_text() == ""
+    assert {*OUTPUTS} <= {p.name for p in outdir.iterdir()}

@@ -63,11 +63,10 @@ def report_command(
 
 def score_files(paths: list[Path]) -> list[Path]:
     """The given files, with each folder replaced by the score files it holds."""
+    if not paths:
+        raise InputError(f"--scores: give the shard_NNNNN{SCORES_SUFFIX} files, or the folder holding them")
     files = []
     for path in paths:
+        # A folder may hold none: an input without any stop-free frame has nothing to score.
         files.extend(sorted(path.glob(f"shard_*{SCORES_SUFFIX}")) if path.is_dir() else [path])
-    if not files:
-        raise InputError(
-            f"--scores: no shard_NNNNN{SCORES_SUFFIX} file given or found in {', '.join(map(str, paths))}"
-        )
     return files
