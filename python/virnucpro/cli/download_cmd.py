@@ -32,9 +32,11 @@ def download_models_command(
     ),
     quiet: bool = QUIET,
 ) -> None:
-    """Fetch DNABERT-S, ESM-2 and both published classifiers into OUTDIR (dnabert-s/, esm2/,
-    classifier-500/, classifier-300/, models.json), for compute nodes without network access. The
-    classifiers are converted to safetensors + JSON config. Models already fetched are kept."""
+    """Pre-fetch the default models into a folder for offline compute nodes.
+
+    Fetches DNABERT-S, ESM-2 and both published classifiers into OUTDIR (dnabert-s/, esm2/,
+    classifier-500/, classifier-300/, models.json). The classifiers are converted to safetensors +
+    JSON config. Models already fetched from the same source and revision are kept."""
     configure_logging(quiet=quiet)
     download_models(
         outdir,

@@ -54,7 +54,9 @@ def report_command(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, warnings and errors only."),
 ) -> None:
-    """Write prediction_results.txt and prediction_results_highestscore.csv (the original's layout),
+    """Write the final tables, viral.fa, report.html and run.json from all scores.
+
+    Writes prediction_results.txt and prediction_results_highestscore.csv (the original's layout),
     chunks.tsv, sequences.tsv, viral.fa, report.html with its PNG figures, and run.json."""
     configure_logging(quiet=quiet)
     files = score_files([*(scores or []), *(more_scores or [])])
