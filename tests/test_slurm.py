@@ -1,0 +1,91 @@
+"""The pipeline's slurm profile against a real scheduler: a single-node SLURM cluster started on
+this machine (tests/nextflow_slurm.py) runs every task as a batch job."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from nextflow_slurm import SlurmCluster, SlurmUnavailable, install_slurm
+from nextflow_support import (
+    assert_same_outputs,
+    nextflow_env,
+    read_trace,
+    reference_run,
+    require_stages,
+    run_pipeline,
+)
+
+pytestmark = [pytest.mark.nextflow, pytest.mark.slurm, pytest.mark.slow]
+
+
+def quick_polling(folder: Path) -> Path:
+    """A config that polls the scheduler every second: the profile's intervals suit a busy
+    cluster, not a test of a few short jobs."""
+    config = folder / "quick-polling.config"
+    config.write_text("executor {\n    pollInterval = '1 sec'\n    queueStatInterval = '1 sec'\n}\n")
+    return config
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    try:
+        install_slurm()
+    except SlurmUnavailable as reason:
+        pytest.skip(f"SLURM cannot be installed here: {reason}")
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_slurm_profile_runs_every_task_as_a_job(slurm_cluster, tmp_path, request):
+    require_stages()
+    reference = reference_run(tmp_path / "reference-run", request.getfixturevalue("test_models"))
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    env = nextflow_env(SLURM_CONF=slurm_cluster.env["SLURM_CONF"])
+    run_pipeline(
+        "-profile", "test,slurm", "-c", quick_polling(tmp_path), "--outdir", "out", cwd=launch, env=env
+    )
+
+    trace = read_trace(launch / "out")
+    jobs = slurm_cluster.completed_jobs()
+    assert len(trace) == 10
+    for row in trace:
+        assert row["status"] == "COMPLETED", row["name"]
+        job = jobs.get(row["native_id"])
+        assert job is not None, f"{row['name']}: job {row['native_id']} is not in SLURM's records"
+        assert job["JobState"] == "COMPLETED"
+        assert job["Name"].startswith(f"nf-{row['process']}_")
+        # the job ran in the task's own folder, work/<hash>
+        task_folder = Path(job["WorkDir"]).resolve().relative_to((launch / "work").resolve())
+        assert task_folder.as_posix().startswith(row["hash"]), row["name"]
+    assert_same_outputs(launch / "out" / "example", reference)
+
+
+def test_slurm_profile_options_reach_sbatch(slurm_cluster, tmp_path):
+    """Queue, extra options and the GPU request go into each job script (checked with -stub-run:
+    the scheduler has no GPU to give)."""
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    env = nextflow_env(SLURM_CONF=slurm_cluster.env["SLURM_CONF"])
+    run_pipeline(
+        *("-profile", "test,slurm", "-c", quick_polling(tmp_path), "-stub-run", "--outdir", "out"),
+        *("--slurm_queue", "debug"),
+        "--slurm_options=--comment=virnucpro-test",
+        cwd=launch,
+        env=env,
+    )
+    trace = read_trace(launch / "out")
+    for row in trace:
+        script = next((launch / "work").glob(f"{row['hash']}*/.command.run")).read_text()
+        assert "#SBATCH -p debug" in script, row["name"]
+        assert "#SBATCH --comment=virnucpro-test" in script, row["name"]
+        assert "--gres" not in script  # --gpus 0 in the test profile: CPU jobs
+        assert slurm_cluster.completed_jobs()[row["native_id"]]["JobState"] == "COMPLETED"
+    assert os.path.exists(launch / "out" / "example" / "report.html")
