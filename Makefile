@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv example test lint lock bench clean
+.PHONY: venv example example-python test lint lock bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,10 +16,14 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP)
 
-## Quick start: the bundled example through the whole pipeline with the small test models (CPU).
+## Quick start: the Nextflow pipeline on the bundled example with the small test models (CPU).
 example: venv
+	PATH="$(abspath $(BIN)):$$PATH" scripts/nextflow run . -profile test --outdir results/example
+
+## The same stages without Nextflow: `virnucpro run` on the bundled example.
+example-python: venv
 	$(BIN)/virnucpro make-test-models .test-models
-	$(BIN)/virnucpro run tests/data/example.fa --outdir results/example \
+	$(BIN)/virnucpro run tests/data/example.fa --outdir results/example-python \
 		--dnabert-model .test-models/dnabert-s --esm-model .test-models/esm2 \
 		--classifier .test-models/classifier --workers 2
 

@@ -8,9 +8,10 @@ import torch
 
 from conftest import run_cli
 from synthetic import DNABERT_DIM, ESM_DIM, prepared_example, random_classifier, write_random_embeddings
+from virnucpro.classifier import MLPClassifier
 from virnucpro.embedding_files import read_embeddings, read_metadata, write_embeddings
 from virnucpro.errors import InputError
-from virnucpro.predict import predict_files
+from virnucpro.predict import predict_files, score_features
 from virnucpro.score_files import read_scores
 
 
@@ -138,3 +139,16 @@ def test_predict_cli(shards):
         == f"virnucpro: error: {tmp_path / 'prepared' / 'chunks.tsv'}: not an embedding file "
         "(expected shard_NNNNN.dnabert.parquet or shard_NNNNN.esm.parquet)"
     )
+
+
+def test_a_rows_score_does_not_depend_on_the_rows_scored_with_it():
+    """Shard size decides which rows share a forward pass; the scores must not move with it."""
+    torch.manual_seed(0)
+    model = MLPClassifier(3328, 512).eval()
+    features = np.random.default_rng(0).normal(size=(300, 3328)).astype(np.float32)
+    whole = score_features(model, features)
+    for rows, total in ((1, 20), (7, 300), (100, 300)):
+        parts = [score_features(model, features[i : i + rows]) for i in range(0, total, rows)]
+        whole_part = (whole[0][:total], whole[1][:total])
+        for column in (0, 1):
+            np.testing.assert_array_equal(np.concatenate([p[column] for p in parts]), whole_part[column])

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
 
+from conftest import run_cli
 from virnucpro.classifier import load_classifier
 from virnucpro.embedding_files import write_embeddings
 from virnucpro.errors import InputError
@@ -75,8 +75,8 @@ def test_training_learns_a_synthetic_set_and_reloads(tmp_path):
 
     # Same inputs and seed: the same classifier, byte for byte.
     again = run_cli(
-        "train", "--viral", tmp_path / "viral", "--others", tmp_path / "others", "--outdir", tmp_path / "again",
-        "--hidden-dim", "64", "--epochs", "60", "--quiet",
+        "train", "--viral", tmp_path / "viral", "--others", tmp_path / "others",
+        "--outdir", tmp_path / "again", "--hidden-dim", "64", "--epochs", "60", "--quiet",
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "again" / "model.safetensors").read_bytes() == (
@@ -128,3 +128,26 @@ def test_inputs_of_different_widths_are_refused(tmp_path):
     )
     assert result.returncode == 2
     assert "differ in width" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_training_from_fasta_embeds_with_the_given_models(test_models, example_fasta, tmp_path):
+    """FASTA inputs go through prepare and both embeddings (the test models) before training."""
+    others = tmp_path / "others.fa"
+    # The same sequences under other ids: the plumbing is under test here, not the learning.
+    others.write_text(example_fasta.read_text().replace(">", ">other_"))
+    outdir = tmp_path / "model"
+    result = run_cli(
+        "train", "--viral", example_fasta, "--others", others, "--outdir", outdir,
+        "--dnabert-model", test_models / "dnabert-s", "--esm-model", test_models / "esm2",
+        "--devices", "cpu", "--epochs", "3", "--hidden-dim", "16", "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    config = json.loads((outdir / "config.json").read_text())
+    models = json.loads((test_models / "classifier" / "config.json").read_text())
+    assert (config["dnabert_dim"], config["esm_dim"]) == (models["dnabert_dim"], models["esm_dim"])
+    metrics = json.loads((outdir / "metrics.json").read_text())
+    assert metrics["split"]["virus"] == metrics["split"]["others"] == 30
+    assert metrics["epochs_run"] <= 3 and 0.0 <= metrics["test"]["accuracy"] <= 1.0
+    assert sorted(p.name for p in (outdir / "work").iterdir()) == ["others_1", "virus_1"]
+    assert load_classifier(outdir).config.input_dim == config["input_dim"]

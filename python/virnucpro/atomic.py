@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import IO
 
 TMP_PREFIX = ".tmp-"
+# mkstemp creates files readable by their owner only; finished files get the permissions a plain
+# open() would give (0666 less the umask), so collaborators can read published results.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def temporary_sibling(path: Path) -> Path:
@@ -33,6 +37,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)

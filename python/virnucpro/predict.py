@@ -27,8 +27,10 @@ log = logging.getLogger("virnucpro")
 
 DNABERT_SUFFIX = ".dnabert.parquet"
 ESM_SUFFIX = ".esm.parquet"
-# Rows scored per forward pass: bounds memory; eval-mode results do not depend on it.
-SCORE_BATCH = 8192
+# Rows per forward pass, the last batch padded with zeros to the same shape: matrix kernels pick
+# their blocking by the number of rows, so a fixed shape keeps each row's score independent of the
+# rows scored with it (of the shard size). 256 is also the original's prediction batch.
+SCORE_BATCH = 256
 _NAMES_SHOWN = 5
 
 
@@ -101,9 +103,12 @@ def score_features(model: torch.nn.Module, features: np.ndarray) -> tuple[np.nda
     """Softmax probabilities (others, virus) as float32, the classifier in eval mode."""
     model.eval()
     chunks = []
+    batch = torch.zeros((SCORE_BATCH, features.shape[1]), dtype=torch.float32)
     for start in range(0, features.shape[0], SCORE_BATCH):
-        batch = torch.from_numpy(np.ascontiguousarray(features[start : start + SCORE_BATCH]))
-        chunks.append(torch.softmax(model(batch), dim=1).numpy())
+        rows = features[start : start + SCORE_BATCH]
+        batch.zero_()
+        batch[: len(rows)] = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+        chunks.append(torch.softmax(model(batch), dim=1)[: len(rows)].numpy().copy())
     probabilities = np.concatenate(chunks) if chunks else np.zeros((0, 2), dtype=np.float32)
     return probabilities[:, 0].astype(np.float32), probabilities[:, 1].astype(np.float32)
 

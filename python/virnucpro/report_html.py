@@ -134,7 +134,6 @@ th { background: #f3f5f8; }
 table.numbers td:nth-child(n+2) { text-align: right; }
 figure { margin: 1em 0; } img { max-width: 100%; height: auto; }
 figcaption { font-size: 0.85em; color: #555; }
-.call-virus { color: #a12; font-weight: bold; }
 """
 
 

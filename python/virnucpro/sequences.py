@@ -52,7 +52,9 @@ class SequenceFile:
         return self.path.stat().st_size
 
     def bytes_read(self) -> int:
-        return self._raw.tell() if self._raw is not None and not self._raw.closed else 0
+        if self._raw is None:
+            return 0
+        return self.size if self._raw.closed else self._raw.tell()  # closed = read to the end
 
     def _error(self, problem: str, record: int | None = None, seq_id: str | None = None) -> InputError:
         where = f"{self.path}"

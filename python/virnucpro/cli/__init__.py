@@ -15,6 +15,7 @@ from virnucpro.cli import (  # noqa: F401  isort: skip
     report_cmd,
     train_cmd,
     models_cmd,
+    download_cmd,
     classifier_cmd,
 )
 from virnucpro.cli.app import app

@@ -22,8 +22,10 @@ def convert_classifier_command(
     revision: str = typer.Option(None, "--revision", help="Hub revision (branch, tag or commit) of SOURCE."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, warnings and errors only."),
 ) -> None:
-    """Convert a classifier once, so later runs read plain tensors (model.safetensors) and a JSON
-    config (input width, hidden width, classes, source) instead of a pickle."""
+    """Convert a classifier (.pth) to safetensors + JSON config.
+
+    Later runs then read plain tensors (model.safetensors) and a JSON config (input width, hidden
+    width, classes, source) instead of a pickle."""
     configure_logging(quiet=quiet)
     config = convert_classifier(source, outdir, revision)
     log.info(

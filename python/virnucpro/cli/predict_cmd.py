@@ -30,8 +30,10 @@ def predict_command(
     outdir: Path = typer.Option(..., "--outdir", "-o", help="Folder for shard_NNNNN.scores.parquet."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, warnings and errors only."),
 ) -> None:
-    """Join each shard's DNABERT-S and ESM-2 embeddings by id, concatenate them (DNABERT-S first),
-    score them with the classifier in eval mode and write OUTDIR/shard_NNNNN.scores.parquet
-    (id, score_others, score_virus). Complete score files made from the same inputs are kept."""
+    """Score each shard's embeddings with the classifier.
+
+    Joins each shard's DNABERT-S and ESM-2 embeddings by id, concatenates them (DNABERT-S first),
+    scores them in eval mode and writes OUTDIR/shard_NNNNN.scores.parquet (id, score_others,
+    score_virus). Complete score files made from the same inputs are kept."""
     configure_logging(quiet=quiet)
     predict_files(embedding_files, classifier, outdir, revision=classifier_revision, quiet=quiet)

@@ -54,7 +54,9 @@ def report_command(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, warnings and errors only."),
 ) -> None:
-    """Write prediction_results.txt and prediction_results_highestscore.csv (the original's layout),
+    """Write the final tables, viral.fa, report.html and run.json from all scores.
+
+    Writes prediction_results.txt and prediction_results_highestscore.csv (the original's layout),
     chunks.tsv, sequences.tsv, viral.fa, report.html with its PNG figures, and run.json."""
     configure_logging(quiet=quiet)
     files = score_files([*(scores or []), *(more_scores or [])])
@@ -63,11 +65,10 @@ def report_command(
 
 def score_files(paths: list[Path]) -> list[Path]:
     """The given files, with each folder replaced by the score files it holds."""
+    if not paths:
+        raise InputError(f"--scores: give the shard_NNNNN{SCORES_SUFFIX} files, or the folder holding them")
     files = []
     for path in paths:
+        # A folder may hold none: an input without any stop-free frame has nothing to score.
         files.extend(sorted(path.glob(f"shard_*{SCORES_SUFFIX}")) if path.is_dir() else [path])
-    if not files:
-        raise InputError(
-            f"--scores: no shard_NNNNN{SCORES_SUFFIX} file given or found in {', '.join(map(str, paths))}"
-        )
     return files

@@ -22,10 +22,10 @@ DNABERT_MODEL = typer.Option(
 DNABERT_REVISION = typer.Option(
     None,
     "--dnabert-revision",
-    help="Hub revision (branch, tag or commit) of --dnabert-model [default: main].",
+    help="Hub revision (branch, tag or commit) of --dnabert-model (default: main).",
 )
 ESM_MODEL = typer.Option(DEFAULT_ESM_MODEL, "--esm-model", help="ESM-2: hub id, URL or local folder.")
-ESM_REVISION = typer.Option(None, "--esm-revision", help="Hub revision of --esm-model [default: main].")
+ESM_REVISION = typer.Option(None, "--esm-revision", help="Hub revision of --esm-model (default: main).")
 DEVICES = typer.Option(
     "auto", "--devices", help="auto (every visible GPU, else CPU), cpu, cuda (every GPU) or cuda:0,1."
 )
@@ -35,7 +35,7 @@ PRECISION = typer.Option(
 )
 BATCH_SIZE = typer.Option(256, "--batch-size", help="DNABERT-S sequences per batch.")
 TOKENS_PER_BATCH = typer.Option(
-    None, "--tokens-per-batch", help="ESM-2 token budget per batch [default: the engine's]."
+    None, "--tokens-per-batch", help="ESM-2 token budget per batch (default: the engine's)."
 )
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress, warnings and errors only.")
 
@@ -75,11 +75,11 @@ def run_command(
     classifier: str = typer.Option(
         None,
         "--classifier",
-        help="Classifier: converted folder, original .pth, URL or hub id [default: the published "
-        "500_model.pth or 300_model.pth matching --chunk-size].",
+        help="Classifier: converted folder, original .pth, URL or hub id (default: the published "
+        "500_model.pth or 300_model.pth matching --chunk-size).",
     ),
     classifier_revision: str = typer.Option(
-        None, "--classifier-revision", help="Hub revision of --classifier [default: main]."
+        None, "--classifier-revision", help="Hub revision of --classifier (default: main)."
     ),
     devices: str = DEVICES,
     workers: int = WORKERS,
@@ -98,9 +98,9 @@ def run_command(
 ) -> None:
     """Run every stage: prepare, embed (DNABERT-S, ESM-2), predict, report.
 
-    Rerunning the same command resumes (finished shards are not recomputed); a rerun with a
-    parameter that changes results (input, chunk or shard size, a model, precision, classifier) is
-    refused unless --force. Final outputs: see `virnucpro report --help`."""
+    Rerunning the same command resumes: finished shards are not recomputed. A rerun with a parameter
+    that changes results (input, chunk or shard size, a model, precision, classifier) is refused
+    unless --force. Final outputs: see `virnucpro report --help`."""
     configure_logging(quiet=quiet)
     options = embedding_options(
         chunk_size, dnabert_model, dnabert_revision, esm_model, esm_revision, devices, workers, precision,

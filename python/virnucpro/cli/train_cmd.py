@@ -82,10 +82,11 @@ def train_command(
     tokens_per_batch: int = TOKENS_PER_BATCH,
     quiet: bool = QUIET,
 ) -> None:
-    """Train the classifier with the original's settings (SGD lr 2e-4, momentum 0.9, StepLR(10, 0.85),
-    batch 32, early stopping with patience 5) on a seeded train/validation/test split; early stopping
-    watches the validation loss, metrics.json reports accuracy, precision, recall, F1 and AUROC on
-    the test split."""
+    """Train the classifier on labelled sequences or embeddings.
+
+    The original's settings (SGD lr 2e-4, momentum 0.9, StepLR(10, 0.85), batch 32, early stopping
+    with patience 5) on a seeded train/validation/test split: early stopping watches the validation
+    loss; metrics.json reports accuracy, precision, recall, F1 and AUROC on the test split."""
     configure_logging(quiet=quiet)
     settings = TrainSettings(
         learning_rate=learning_rate,
