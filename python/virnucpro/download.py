@@ -18,8 +18,8 @@ from pathlib import Path
 
 from virnucpro.atomic import atomic_open
 from virnucpro.classifier import convert_classifier, file_sha256
+from virnucpro.defaults import DEFAULT_DNABERT_MODEL, DEFAULT_ESM_MODEL, PUBLISHED_CLASSIFIERS
 from virnucpro.errors import InputError
-from virnucpro.pipeline import DEFAULT_DNABERT_MODEL, DEFAULT_ESM_MODEL, PUBLISHED_CLASSIFIERS
 
 log = logging.getLogger("virnucpro")
 

@@ -21,22 +21,23 @@ from pathlib import Path
 
 from virnucpro.atomic import atomic_open
 from virnucpro.classifier import load_classifier
+from virnucpro.defaults import (
+    CHUNK_SIZES,
+    DEFAULT_DNABERT_MODEL,
+    DEFAULT_ESM_MODEL,
+    DEFAULT_MIN_VIRAL_FRACTION,
+    DEFAULT_SHARD_SIZE,
+    PUBLISHED_CLASSIFIERS,
+)
 from virnucpro.errors import InputError
 from virnucpro.predict import predict_files
-from virnucpro.prepare import CHUNK_SIZES, DEFAULT_SHARD_SIZE, prepare, read_summary
-from virnucpro.report import DEFAULT_MIN_VIRAL_FRACTION, RUN_JSON, ReportData, report
+from virnucpro.prepare import prepare, read_summary
+from virnucpro.report import RUN_JSON, ReportData, report
 from virnucpro.report_html import HISTOGRAM_PNG, REPORT_HTML, TRACKS_PNG
 from virnucpro.shards import NUCLEOTIDE_SUFFIX, PROTEIN_SUFFIX, SHARDS_DIR
 
 log = logging.getLogger("virnucpro")
 
-DEFAULT_DNABERT_MODEL = "zhihan1996/DNABERT-S"
-DEFAULT_ESM_MODEL = "facebook/esm2_t36_3B_UR50D"
-# The published classifiers, from the original repository at the commit that added them.
-PUBLISHED_CLASSIFIERS = {
-    size: f"https://github.com/Li-Jing-1997/VirNucPro/raw/0f93f2755a7ea1acd3ff1bcf182892f960ef3326/{size}_model.pth"
-    for size in CHUNK_SIZES
-}
 WORK_DIR = "work"
 PARAMETERS_JSON = "parameters.json"
 FINAL_OUTPUTS = (

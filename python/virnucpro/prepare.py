@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from virnucpro import __version__
+from virnucpro.defaults import CHUNK_SIZES, DEFAULT_SHARD_SIZE
 from virnucpro.errors import InputError
 from virnucpro.frames import translate_chunks
 from virnucpro.progress import progress_task
@@ -30,8 +31,6 @@ from virnucpro.shards import SHARDS_DIR, shard_paths
 
 log = logging.getLogger("virnucpro")
 
-CHUNK_SIZES = (300, 500)
-DEFAULT_SHARD_SIZE = 10_000
 CHUNKS_TSV = "chunks.tsv"
 INPUT_SEQUENCES_TSV = "input_sequences.tsv"
 PREPARE_JSON = "prepare.json"

@@ -28,6 +28,7 @@ import numpy as np
 
 from virnucpro import __version__
 from virnucpro.atomic import atomic_open
+from virnucpro.defaults import DEFAULT_MIN_VIRAL_FRACTION
 from virnucpro.errors import InputError
 from virnucpro.prepare import CHUNKS_TSV, INPUT_SEQUENCES_TSV, read_summary
 from virnucpro.progress import progress_task
@@ -42,7 +43,6 @@ CHUNKS_OUT = "chunks.tsv"
 SEQUENCES_OUT = "sequences.tsv"
 VIRAL_FASTA = "viral.fa"
 RUN_JSON = "run.json"
-DEFAULT_MIN_VIRAL_FRACTION = 0.5
 CHUNK_COLUMNS = (
     "sequence_id",
     "chunk_index",

@@ -16,7 +16,7 @@ import copy
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -25,32 +25,17 @@ from torch import nn
 
 from virnucpro.atomic import atomic_open
 from virnucpro.classifier import ClassifierConfig, MLPClassifier, save_classifier
+from virnucpro.defaults import DEFAULT_SHARD_SIZE, TrainSettings
 from virnucpro.embedding_files import read_embeddings
 from virnucpro.errors import InputError
 from virnucpro.pipeline import EmbeddingOptions, embed_prepared, ensure_prepared
 from virnucpro.predict import DNABERT_SUFFIX, ESM_SUFFIX, join_features, pair_embedding_files
-from virnucpro.prepare import DEFAULT_SHARD_SIZE
 from virnucpro.progress import progress_task
 
 log = logging.getLogger("virnucpro")
 
 METRICS_JSON = "metrics.json"
 LABELS = {"others": 0, "virus": 1}
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    learning_rate: float = 2e-4
-    momentum: float = 0.9
-    lr_step: int = 10  # StepLR step, in epochs
-    lr_gamma: float = 0.85
-    batch_size: int = 32
-    patience: int = 5  # epochs without a better validation loss before stopping
-    max_epochs: int = 200
-    hidden_dim: int = 512
-    validation_fraction: float = 0.1
-    test_fraction: float = 0.1
-    seed: int = 42
 
 
 def _is_embedding_source(path: Path) -> bool:

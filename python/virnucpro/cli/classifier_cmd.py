@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from virnucpro.classifier import convert_classifier
 from virnucpro.cli.app import app
 from virnucpro.progress import configure_logging, log
 
@@ -27,6 +26,8 @@ def convert_classifier_command(
     Later runs then read plain tensors (model.safetensors) and a JSON config (input width, hidden
     width, classes, source) instead of a pickle."""
     configure_logging(quiet=quiet)
+    from virnucpro.classifier import convert_classifier
+
     config = convert_classifier(source, outdir, revision)
     log.info(
         "convert-classifier: %s -> %s (%d inputs, %d hidden, %d classes)",

@@ -8,8 +8,7 @@ import typer
 
 from virnucpro.cli.app import app
 from virnucpro.cli.run_cmd import DNABERT_MODEL, DNABERT_REVISION, ESM_MODEL, ESM_REVISION, QUIET
-from virnucpro.download import ModelSource, download_models
-from virnucpro.pipeline import PUBLISHED_CLASSIFIERS
+from virnucpro.defaults import PUBLISHED_CLASSIFIERS
 from virnucpro.progress import configure_logging
 
 
@@ -38,6 +37,8 @@ def download_models_command(
     classifier-500/, classifier-300/, models.json). The classifiers are converted to safetensors +
     JSON config. Models already fetched from the same source and revision are kept."""
     configure_logging(quiet=quiet)
+    from virnucpro.download import ModelSource, download_models
+
     download_models(
         outdir,
         dnabert=ModelSource(dnabert_model, dnabert_revision),

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from virnucpro.cli.app import app
-from virnucpro.predict import predict_files
 from virnucpro.progress import configure_logging
 
 
@@ -36,4 +35,6 @@ def predict_command(
     scores them in eval mode and writes OUTDIR/shard_NNNNN.scores.parquet (id, score_others,
     score_virus). Complete score files made from the same inputs are kept."""
     configure_logging(quiet=quiet)
+    from virnucpro.predict import predict_files
+
     predict_files(embedding_files, classifier, outdir, revision=classifier_revision, quiet=quiet)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from virnucpro.cli.app import app
-from virnucpro.prepare import DEFAULT_SHARD_SIZE, prepare
+from virnucpro.defaults import DEFAULT_SHARD_SIZE
 from virnucpro.progress import configure_logging
 
 
@@ -30,5 +30,7 @@ def prepare_command(
     Writes OUTDIR/chunks.tsv (every chunk), OUTDIR/input_sequences.tsv, OUTDIR/shards/
     shard_NNNNN.nucleotide.fa and .protein.faa, and OUTDIR/prepare.json last.
     """
+    from virnucpro.prepare import prepare
+
     configure_logging(quiet=quiet)
     prepare(input, outdir, chunk_size=chunk_size, shard_size=shard_size, quiet=quiet)

@@ -8,10 +8,9 @@ from pathlib import Path
 import typer
 
 from virnucpro.cli.app import app
+from virnucpro.defaults import DEFAULT_MIN_VIRAL_FRACTION
 from virnucpro.errors import InputError
 from virnucpro.progress import configure_logging
-from virnucpro.report import DEFAULT_MIN_VIRAL_FRACTION, report
-from virnucpro.score_files import SCORES_SUFFIX
 
 
 def read_run_info(path: Path | None) -> dict:
@@ -60,11 +59,15 @@ def report_command(
     chunks.tsv, sequences.tsv, viral.fa, report.html with its PNG figures, and run.json."""
     configure_logging(quiet=quiet)
     files = score_files([*(scores or []), *(more_scores or [])])
+    from virnucpro.report import report
+
     report(input, prepared, files, outdir, min_viral_fraction, read_run_info(run_info), quiet=quiet)
 
 
 def score_files(paths: list[Path]) -> list[Path]:
     """The given files, with each folder replaced by the score files it holds."""
+    from virnucpro.score_files import SCORES_SUFFIX
+
     if not paths:
         raise InputError(f"--scores: give the shard_NNNNN{SCORES_SUFFIX} files, or the folder holding them")
     files = []

@@ -4,17 +4,28 @@ are defined here once and shared with `virnucpro train`."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from virnucpro.cli.app import app
-from virnucpro.pipeline import DEFAULT_DNABERT_MODEL, DEFAULT_ESM_MODEL, EmbeddingOptions, run
-from virnucpro.prepare import DEFAULT_SHARD_SIZE
+from virnucpro.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_DNABERT_MODEL,
+    DEFAULT_ESM_MODEL,
+    DEFAULT_MIN_VIRAL_FRACTION,
+    DEFAULT_SHARD_SIZE,
+)
 from virnucpro.progress import configure_logging
-from virnucpro.report import DEFAULT_MIN_VIRAL_FRACTION
+
+if TYPE_CHECKING:  # the stage modules load torch; commands import them when they run
+    from virnucpro.pipeline import EmbeddingOptions
 
 CHUNK_SIZE = typer.Option(
-    500, "--chunk-size", help="Chunk length in bp: 300 or 500 (picks the published classifier)."
+    DEFAULT_CHUNK_SIZE,
+    "--chunk-size",
+    help="Chunk length in bp: 300 or 500 (picks the published classifier).",
 )
 DNABERT_MODEL = typer.Option(
     DEFAULT_DNABERT_MODEL, "--dnabert-model", help="DNABERT-S: hub id, URL or local folder."
@@ -33,7 +44,7 @@ WORKERS = typer.Option(1, "--workers", help="Embedding worker processes on CPU (
 PRECISION = typer.Option(
     "fp32", "--precision", help="fp32 (parity with the published classifier), bf16 or fp16."
 )
-BATCH_SIZE = typer.Option(256, "--batch-size", help="DNABERT-S sequences per batch.")
+BATCH_SIZE = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", help="DNABERT-S sequences per batch.")
 TOKENS_PER_BATCH = typer.Option(
     None, "--tokens-per-batch", help="ESM-2 token budget per batch (default: the engine's)."
 )
@@ -44,6 +55,8 @@ def embedding_options(
     chunk_size, dnabert_model, dnabert_revision, esm_model, esm_revision, devices, workers, precision,
     batch_size, tokens_per_batch,
 ) -> EmbeddingOptions:  # fmt: skip
+    from virnucpro.pipeline import EmbeddingOptions
+
     return EmbeddingOptions(
         chunk_size=chunk_size,
         dnabert_model=dnabert_model,
@@ -101,6 +114,8 @@ def run_command(
     Rerunning the same command resumes: finished shards are not recomputed. A rerun with a parameter
     that changes results (input, chunk or shard size, a model, precision, classifier) is refused
     unless --force. Final outputs: see `virnucpro report --help`."""
+    from virnucpro.pipeline import run
+
     configure_logging(quiet=quiet)
     options = embedding_options(
         chunk_size, dnabert_model, dnabert_revision, esm_model, esm_revision, devices, workers, precision,

@@ -21,8 +21,8 @@ from virnucpro.cli.run_cmd import (
     WORKERS,
     embedding_options,
 )
+from virnucpro.defaults import TrainSettings
 from virnucpro.progress import configure_logging
-from virnucpro.train import TrainSettings, train
 
 DEFAULTS = TrainSettings()
 
@@ -88,6 +88,8 @@ def train_command(
     with patience 5) on a seeded train/validation/test split: early stopping watches the validation
     loss; metrics.json reports accuracy, precision, recall, F1 and AUROC on the test split."""
     configure_logging(quiet=quiet)
+    from virnucpro.train import train
+
     settings = TrainSettings(
         learning_rate=learning_rate,
         batch_size=train_batch_size,

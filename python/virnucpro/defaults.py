@@ -1,0 +1,45 @@
+"""Default parameters and model sources, shared by the CLI and the stages.
+
+Kept free of heavy imports (torch, transformers, pyarrow, matplotlib): the CLI reads these to build
+its options, and `virnucpro --help` or a Nextflow task should not pay for loading a model library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CHUNK_SIZES = (300, 500)  # the chunk sizes of the published classifiers
+DEFAULT_CHUNK_SIZE = 500
+DEFAULT_SHARD_SIZE = 10_000  # frame records per shard file
+
+DEFAULT_DNABERT_MODEL = "zhihan1996/DNABERT-S"
+DEFAULT_ESM_MODEL = "facebook/esm2_t36_3B_UR50D"
+# The published classifiers, from the original repository at the commit that added them.
+PUBLISHED_CLASSIFIERS = {
+    size: f"https://github.com/Li-Jing-1997/VirNucPro/raw/0f93f2755a7ea1acd3ff1bcf182892f960ef3326/{size}_model.pth"
+    for size in CHUNK_SIZES
+}
+
+PRECISION_NAMES = ("fp32", "bf16", "fp16")
+DEFAULT_BATCH_SIZE = 256  # DNABERT-S sequences per batch (the seed note's default)
+DEFAULT_TOKENS_PER_BATCH = 16384  # ESM-2 padded tokens per batch
+DEFAULT_THREADS_PER_WORKER = 1  # fixed, so results do not depend on the number of workers
+
+DEFAULT_MIN_VIRAL_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Training settings: the original's (SGD, StepLR, batch 32, patience 5) plus a real split."""
+
+    learning_rate: float = 2e-4
+    momentum: float = 0.9
+    lr_step: int = 10  # StepLR step, in epochs
+    lr_gamma: float = 0.85
+    batch_size: int = 32
+    patience: int = 5  # epochs without a better validation loss before stopping
+    max_epochs: int = 200
+    hidden_dim: int = 512
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 42
