@@ -31,6 +31,7 @@ from virnucpro.embedding.engine import (
     KINDS,
     POOLING,
     PRECISIONS,
+    check_model_folder,
 )
 from virnucpro.errors import InputError, VirNucProError
 from virnucpro.progress import log, progress_task
@@ -153,6 +154,7 @@ def embed_files(
         raise InputError(f"{outdir}: cannot create the output folder ({err.strerror})") from err
 
     resolved = resolve_model(model, revision)
+    check_model_folder(kind, resolved.path)  # here, not in N workers after start-up
     job = EmbedJob(
         kind=kind,
         model_path=str(resolved.path),
