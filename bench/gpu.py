@@ -200,7 +200,7 @@ def bench_pool(sizes, sequences: int, shards: int, gpus: int, smoke: bool) -> li
         for n in range(shards):
             path = root / f"shard_{n + 1:05d}.nucleotide.fa"
             records = (
-                f">s{n}_{i}\n{''.join(rng.choice('ACGT') for _ in range(rng.randint(300, 501)))}\n"
+                f">s{n}_{i}\n{''.join(rng.choices('ACGT', k=rng.randint(300, 501)))}\n"
                 for i in range(per_shard)
             )
             path.write_text("".join(records))

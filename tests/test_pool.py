@@ -153,7 +153,7 @@ def test_a_worker_that_raises_fails_the_command_and_keeps_finished_files(shards,
 
 @pytest.mark.slow
 def test_sigkill_of_a_worker_fails_the_run_and_a_rerun_completes(test_models, tmp_path):
-    shards = write_shards(tmp_path / "in", [200, 800, 200, 800], seed=12)
+    shards = write_shards(tmp_path / "in", [100, 400, 100, 400], seed=12)
     outdir = tmp_path / "out"
     args = ["embed-dna", *shards, "--outdir", outdir, "--model", test_models / "dnabert-s"]
     command = [sys.executable, "-m", "virnucpro", *map(str, args), "--devices", "cpu", "--workers", "2"]
@@ -165,7 +165,7 @@ def test_sigkill_of_a_worker_fails_the_run_and_a_rerun_completes(test_models, tm
         if started:
             victim = int(started.group(1))
         if victim and "worker 2: loaded" in line:
-            os.kill(victim, signal.SIGKILL)  # mid-run: its first file (800 sequences) has just begun
+            os.kill(victim, signal.SIGKILL)  # mid-run: its first file (400 sequences) has just begun
     assert process.wait(timeout=300) == 1
     message = "".join(seen).strip().splitlines()[-1]
     assert "worker 2 (cpu) was killed by SIGKILL while embedding" in message, message

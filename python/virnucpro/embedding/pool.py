@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import multiprocessing
+import pickle
 import queue as queue_module
 import signal
 import traceback
@@ -238,8 +239,10 @@ def run_pool(job: EmbedJob, plan: list[list[FileTask]], device_names: list[str],
             while running:
                 try:
                     handle(messages.get(timeout=0.2))
-                    continue
                 except queue_module.Empty:
+                    pass
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    # A worker killed mid-message can leave a torn record; its exit is caught below.
                     pass
                 for index in sorted(running):
                     process = processes[index]
