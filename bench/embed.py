@@ -118,6 +118,13 @@ def main() -> None:
             ratio = batched_rate / single_rate
             print(f"{label:<22} {single_rate:>20.1f} {batched_rate:>14.1f} {ratio:>6.2f}x {diff:>11.2e}")
 
+        print("\nDNABERT-S (medium) batched, by --batch-size:", end="")
+        for size in (16, 64, 256):
+            embedder = load_embedder("dnabert", root / "dnabert", batch_size=size)
+            _, seconds = timed(embed_sequences, embedder, nucleotides)
+            print(f"  {size}: {len(nucleotides) / seconds:.1f} seq/s", end="", flush=True)
+        print()
+
         shards = write_shards(root / "shards", nucleotides, shards=4)
         total = len(nucleotides)
         print(f"\npool, DNABERT-S (medium), {total} sequences in 4 shards, 1 thread per worker:")
