@@ -18,6 +18,15 @@ from virnucpro.progress import log
 BATCHED = {"rtol": 1e-4, "atol": 1e-6}
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """As a pool worker runs; also keeps these tests quick on a busy machine (OpenMP waits)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def random_dna(rng: random.Random, count: int) -> list[str]:
     # Shuffled lengths (chunk-like, 50..501 bp) so batches mix lengths and need padding.
     return ["".join(rng.choice("ACGT") for _ in range(rng.randint(50, 501))) for _ in range(count)]
