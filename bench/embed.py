@@ -123,6 +123,11 @@ def main() -> None:
             embedder = load_embedder("dnabert", root / "dnabert", batch_size=size)
             _, seconds = timed(embed_sequences, embedder, nucleotides)
             print(f"  {size}: {len(nucleotides) / seconds:.1f} seq/s", end="", flush=True)
+        print("\nESM-2 (medium) batched, by --tokens-per-batch:", end="")
+        for budget in (1024, 4096, 16384):
+            embedder = load_embedder("esm", root / "esm", tokens_per_batch=budget)
+            _, seconds = timed(embed_sequences, embedder, proteins)
+            print(f"  {budget}: {len(proteins) / seconds:.1f} seq/s", end="", flush=True)
         print()
 
         shards = write_shards(root / "shards", nucleotides, shards=4)
