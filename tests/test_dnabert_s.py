@@ -94,6 +94,7 @@ class NotWeights:
         return (print, ("this must never run",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_code_is_refused(test_models, tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()

@@ -18,6 +18,15 @@ from virnucpro.progress import log
 BATCHED = {"rtol": 1e-4, "atol": 1e-6}
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """As a pool worker runs; also keeps these tests quick on a busy machine (OpenMP waits)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def random_dna(rng: random.Random, count: int) -> list[str]:
     # Shuffled lengths (chunk-like, 50..501 bp) so batches mix lengths and need padding.
     return ["".join(rng.choice("ACGT") for _ in range(rng.randint(50, 501))) for _ in range(count)]
@@ -118,3 +127,24 @@ def test_out_of_memory_on_one_sequence_fails(test_models, warnings_seen):
     embedder = load_embedder("dnabert", test_models / "dnabert-s", batch_size=4)
     with pytest.raises(VirNucProError, match="out of memory on a single sequence"):
         embed_sequences(OutOfMemoryAbove(embedder, rows=0), random_dna(random.Random(5), 4))
+
+
+def test_no_sequences_give_an_empty_table(test_models):
+    embedder = load_embedder("esm", test_models / "esm2")
+    assert embed_sequences(embedder, []).shape == (0, embedder.dim)
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("kind", ["dnabert", "esm"])
+def test_gpu_fp32_matches_cpu(test_models, kind):
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    folder = test_models / ("dnabert-s" if kind == "dnabert" else "esm2")
+    data = random_dna(random.Random(6), 64) if kind == "dnabert" else random_proteins(random.Random(6), 64)
+    cpu = embed_sequences(load_embedder(kind, folder), data)
+    gpu = embed_sequences(load_embedder(kind, folder, device="cuda"), data)
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-5)

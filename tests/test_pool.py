@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import cli_env, run_cli
 from virnucpro.embedding.engine import embed_sequences, load_embedder
@@ -152,7 +153,7 @@ def test_a_worker_that_raises_fails_the_command_and_keeps_finished_files(shards,
 
 @pytest.mark.slow
 def test_sigkill_of_a_worker_fails_the_run_and_a_rerun_completes(test_models, tmp_path):
-    shards = write_shards(tmp_path / "in", [200, 800, 200, 800], seed=12)
+    shards = write_shards(tmp_path / "in", [100, 400, 100, 400], seed=12)
     outdir = tmp_path / "out"
     args = ["embed-dna", *shards, "--outdir", outdir, "--model", test_models / "dnabert-s"]
     command = [sys.executable, "-m", "virnucpro", *map(str, args), "--devices", "cpu", "--workers", "2"]
@@ -164,7 +165,7 @@ def test_sigkill_of_a_worker_fails_the_run_and_a_rerun_completes(test_models, tm
         if started:
             victim = int(started.group(1))
         if victim and "worker 2: loaded" in line:
-            os.kill(victim, signal.SIGKILL)  # mid-run: its first file (800 sequences) has just begun
+            os.kill(victim, signal.SIGKILL)  # mid-run: its first file (400 sequences) has just begun
     assert process.wait(timeout=300) == 1
     message = "".join(seen).strip().splitlines()[-1]
     assert "worker 2 (cpu) was killed by SIGKILL while embedding" in message, message
@@ -207,3 +208,30 @@ def test_bad_arguments_are_one_line_errors(shards, tmp_path):
     assert "Traceback" not in result.stderr
     result = embed_dna([shards[0]], tmp_path / "out", tmp_path, "--precision", "fp8")
     assert result.returncode == 2 and "--precision fp8" in result.stderr
+    result = embed_dna([shards[0]], tmp_path / "out", tmp_path)  # a folder, but not a model
+    assert result.returncode == 2 and "no config.json (a DNABERT-S model folder)" in result.stderr
+    assert "worker" not in result.stderr  # refused before any worker started
+
+
+@pytest.mark.slow
+def test_an_empty_shard_gives_an_empty_file(test_models, tmp_path):
+    shards = write_shards(tmp_path / "in", [0, 3], seed=13)
+    outputs = embed_files("dnabert", shards, tmp_path / "out", str(test_models / "dnabert-s"), devices="cpu")
+    empty = read_embeddings(outputs[0])
+    assert empty.ids == [] and empty.vectors.shape == (0, 48)
+    assert read_embeddings(outputs[1]).ids == read_shard(shards[1])[0]
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
+def test_gpu_pool_matches_cpu_and_records_tf32_off(shards, reference, test_models, tmp_path):
+    outputs = embed_files(
+        "dnabert", shards, tmp_path, str(test_models / "dnabert-s"), devices="cuda", quiet=True
+    )
+    for output in outputs:
+        table = read_embeddings(output)
+        assert table.metadata["tf32"] == "off"
+        expected = read_embeddings(reference / output.name)
+        assert table.ids == expected.ids
+        np.testing.assert_allclose(table.vectors, expected.vectors, rtol=1e-4, atol=1e-5)

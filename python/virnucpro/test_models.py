@@ -144,19 +144,21 @@ def write_json(path: Path, data: dict) -> None:
         tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
-def make_dnabert(folder: Path) -> None:
+def make_dnabert(folder: Path, **sizes) -> None:
+    """A DNABERT-S folder; `sizes` override config fields (benchmarks build larger ones)."""
     from safetensors.torch import save_file
 
     from virnucpro.models.dnabert_s import DnabertConfig, DnabertModel
 
     folder.mkdir(parents=True, exist_ok=True)
-    config = DnabertConfig(**DNABERT_CONFIG)
+    raw_config = {**DNABERT_CONFIG, **sizes}
+    config = DnabertConfig(**raw_config)
     model = DnabertModel(config, add_pooling_layer=True)
     state = {f"bert.{k}": v for k, v in seeded_state(model, SEED).items()}
     # The hub checkpoint also carries a masked-LM head; loading must ignore it.
     generator = torch.Generator().manual_seed(SEED + 1)
     state["cls.predictions.bias"] = 0.05 * torch.randn(config.vocab_size, generator=generator)
-    write_json(folder / "config.json", DNABERT_CONFIG)
+    write_json(folder / "config.json", raw_config)
     with atomic_path(folder / "model.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})
     tokenizer = train_dna_tokenizer(config.vocab_size)
@@ -164,14 +166,15 @@ def make_dnabert(folder: Path) -> None:
         tmp.write_text(tokenizer.to_str(pretty=True), encoding="utf-8")
 
 
-def make_esm(folder: Path) -> None:
+def make_esm(folder: Path, **sizes) -> None:
+    """An ESM-2 folder; `sizes` override config fields (benchmarks build larger ones)."""
     from transformers import EsmConfig, EsmForMaskedLM, EsmTokenizer
 
     from virnucpro.models.esm2 import quiet_transformers
 
     quiet_transformers()
     folder.mkdir(parents=True, exist_ok=True)
-    config = EsmConfig(**ESM_CONFIG)
+    config = EsmConfig(**{**ESM_CONFIG, **sizes})
     model = EsmForMaskedLM(config)
     model.load_state_dict(seeded_state(model, SEED + 2), strict=False)
     model.save_pretrained(str(folder))

@@ -111,6 +111,13 @@ def load_embedder(
     raise ValueError(f"unknown embedding kind {kind!r}")
 
 
+def check_model_folder(kind: str, folder: str | Path) -> None:
+    """Raise `InputError` naming what is missing when `folder` is not a model of `kind`."""
+    from virnucpro.models import dnabert_s, esm2
+
+    (dnabert_s if kind == "dnabert" else esm2).check_folder(Path(folder))
+
+
 def release_cuda_memory() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

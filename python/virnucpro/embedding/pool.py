@@ -6,7 +6,7 @@ model once (only when a file needs it), and for each of its files skips it when 
 complete (`embedding_files.is_complete` with this run's model, revision, precision and pooling),
 else reads, batches, embeds, restores shard order and writes atomically.
 
-Workers report to the parent through one queue: log records, progress, the file they start, the
+Workers report to the parent through a pipe each: log records, progress, the file they start, the
 error they hit, and that they finished. A worker that raises, or dies without saying it finished
 (SIGKILL, out of host memory), fails the command with the file and the cause; the other workers
 stop after their current batch, and every finished file stays for the next run to resume from.
@@ -17,8 +17,10 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import multiprocessing
-import queue as queue_module
+import multiprocessing.connection
+import pickle
 import signal
+import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,13 +33,14 @@ from virnucpro.embedding.engine import (
     KINDS,
     POOLING,
     PRECISIONS,
+    check_model_folder,
 )
 from virnucpro.errors import InputError, VirNucProError
 from virnucpro.progress import log, progress_task
 from virnucpro.shards import shard_of
 
 DEFAULT_THREADS_PER_WORKER = 1
-STOP_GRACE_SECONDS = 60.0
+STOP_GRACE_SECONDS = 30.0  # for the other workers to reach a batch boundary after a failure
 OUTPUT_SUFFIX = {"dnabert": ".dnabert.parquet", "esm": ".esm.parquet"}
 
 
@@ -153,6 +156,7 @@ def embed_files(
         raise InputError(f"{outdir}: cannot create the output folder ({err.strerror})") from err
 
     resolved = resolve_model(model, revision)
+    check_model_folder(kind, resolved.path)  # here, not in N workers after start-up
     job = EmbedJob(
         kind=kind,
         model_path=str(resolved.path),
@@ -188,13 +192,16 @@ def embed_files(
 
 
 def run_pool(job: EmbedJob, plan: list[list[FileTask]], device_names: list[str], total: int, quiet: bool):
+    """Start one worker per plan entry and follow them until all have ended; raise on a failure."""
     context = multiprocessing.get_context("spawn")
-    messages = context.Queue()
     stop = context.Event()
+    # One pipe per worker, not one shared queue: a worker killed mid-send can then tear only its own
+    # channel, never leave a lock held that the other workers would wait on forever.
+    channels = [context.Pipe(duplex=False) for _ in plan]
     processes = [
         context.Process(
             target=worker_main,
-            args=(index, device_names[index], tasks, job, messages, stop),
+            args=(index, device_names[index], tasks, job, channels[index][1], stop),
             name=f"virnucpro-embed-{index + 1}",
             daemon=True,
         )
@@ -203,15 +210,16 @@ def run_pool(job: EmbedJob, plan: list[list[FileTask]], device_names: list[str],
     current: dict[int, str] = {}
     finished: set[int] = set()
     failure: str | None = None
+    deadline = float("inf")
     with progress_task(f"embedding ({job.kind})", total=total, quiet=quiet, unit="sequences") as bar:
 
-        def handle(message) -> None:
+        def handle(index: int, message) -> None:
             nonlocal failure
             if isinstance(message, logging.LogRecord):
                 if message.levelno >= log.getEffectiveLevel():  # --quiet applies to workers too
                     log.handle(message)
                 return
-            what, index, *rest = message
+            what, *rest = message
             if what == "start":
                 current[index] = rest[0]
             elif what == "progress":
@@ -225,6 +233,7 @@ def run_pool(job: EmbedJob, plan: list[list[FileTask]], device_names: list[str],
         try:
             for index, process in enumerate(processes):
                 process.start()
+                channels[index][1].close()  # the worker holds the sending end; EOF means it is gone
                 log.info(
                     "worker %d started (pid %d, %s): %s",
                     index + 1,
@@ -232,28 +241,29 @@ def run_pool(job: EmbedJob, plan: list[list[FileTask]], device_names: list[str],
                     device_names[index],
                     ", ".join(shard_of(t.input) for t in plan[index]),
                 )
-            running = set(range(len(processes)))
-            while running:
-                try:
-                    handle(messages.get(timeout=0.2))
-                    continue
-                except queue_module.Empty:
-                    pass
-                for index in sorted(running):
-                    process = processes[index]
-                    if process.is_alive():
+            open_channels = {channels[index][0]: index for index in range(len(processes))}
+            while open_channels:
+                for receiver in multiprocessing.connection.wait(list(open_channels), timeout=0.5):
+                    index = open_channels[receiver]
+                    try:
+                        handle(index, receiver.recv())
                         continue
-                    drain(messages, handle)
-                    running.discard(index)
+                    except (EOFError, OSError, pickle.UnpicklingError):
+                        pass  # the worker exited (or was killed, perhaps mid-message)
+                    del open_channels[receiver]
+                    processes[index].join(timeout=STOP_GRACE_SECONDS)
                     if index not in finished and failure is None:
                         failure = (
-                            f"worker {index + 1} ({device_names[index]}) {describe_exit(process.exitcode)} "
+                            f"worker {index + 1} ({device_names[index]}) "
+                            f"{describe_exit(processes[index].exitcode)} "
                             f"while embedding {current.get(index, 'its first file')}"
                         )
                 if failure is not None and not stop.is_set():
-                    stop.set()
-                    for process in processes:
-                        process.join(timeout=STOP_GRACE_SECONDS / len(processes))
+                    stop.set()  # the others stop at their next batch boundary
+                    deadline = time.monotonic() + STOP_GRACE_SECONDS
+                if time.monotonic() > deadline:
+                    for index in open_channels.values():
+                        processes[index].kill()
         except BaseException:
             stop.set()
             for process in processes:
@@ -265,18 +275,10 @@ def run_pool(job: EmbedJob, plan: list[list[FileTask]], device_names: list[str],
                 process.join(timeout=5)
                 if process.is_alive():
                     process.kill()
-            messages.close()
+            for receiver, _ in channels:
+                receiver.close()
     if failure is not None:
         raise VirNucProError(f"{failure}; finished files are kept, rerun the same command to resume")
-
-
-def drain(messages, handle) -> None:
-    """Read what a worker sent before it exited (its queue is flushed at a normal exit)."""
-    while True:
-        try:
-            handle(messages.get(timeout=0.1))
-        except queue_module.Empty:
-            return
 
 
 def describe_exit(code: int | None) -> str:
@@ -299,8 +301,21 @@ class _WorkerPrefix(logging.Filter):
         return True
 
 
-def worker_main(index: int, device: str, tasks: list[FileTask], job: EmbedJob, messages, stop) -> None:
-    """A spawned worker: embed `tasks` in order on `device`, reporting through `messages`."""
+class _Channel:
+    """The sending end of a worker's pipe, with the `put_nowait` that `QueueHandler` calls."""
+
+    def __init__(self, connection):
+        self.connection = connection
+
+    def put(self, message) -> None:
+        self.connection.send(message)
+
+    put_nowait = put
+
+
+def worker_main(index: int, device: str, tasks: list[FileTask], job: EmbedJob, connection, stop) -> None:
+    """A spawned worker: embed `tasks` in order on `device`, reporting through `connection`."""
+    messages = _Channel(connection)
     handler = logging.handlers.QueueHandler(messages)
     handler.addFilter(_WorkerPrefix(f"worker {index + 1}: "))
     log.handlers[:] = [handler]
@@ -331,12 +346,12 @@ def worker_main(index: int, device: str, tasks: list[FileTask], job: EmbedJob, m
             if stop.is_set():
                 break
             current = task.input
-            messages.put(("start", index, str(task.input)))
+            messages.put(("start", str(task.input)))
             ids, sequences = read_shard(task.input)
             name = shard_of(task.input)
             if is_complete(task.output, job.metadata, len(ids)):
                 log.info("skipped %s (complete)", name)
-                messages.put(("progress", index, len(ids)))
+                messages.put(("progress", len(ids)))
                 continue
             if embedder is None:
                 embedder = load_embedder(
@@ -346,22 +361,20 @@ def worker_main(index: int, device: str, tasks: list[FileTask], job: EmbedJob, m
             vectors = embed_sequences(
                 embedder,
                 sequences,
-                on_batch=lambda n: messages.put(("progress", index, n)),
+                on_batch=lambda n: messages.put(("progress", n)),
                 should_stop=stop.is_set,
             )
             write_embeddings(task.output, ids, vectors, metadata)
             log.info("embedded %s (%d sequences)", name, len(ids))
         current = None
-        messages.put(("finished", index))
+        messages.put(("finished",))
     except BaseException as err:  # reported to the parent, which fails the command
         if isinstance(err, VirNucProError):
             cause = str(err)
         else:
             cause = f"{type(err).__name__}: {err}"
             log.error("%s", traceback.format_exc().rstrip())
-        messages.put(("error", index, str(current) if current else "", cause))
-        messages.close()
-        messages.join_thread()
+        messages.put(("error", str(current) if current else "", cause))
+        connection.close()
         raise SystemExit(1) from None
-    messages.close()
-    messages.join_thread()
+    connection.close()

@@ -257,14 +257,20 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def check_folder(folder: Path) -> None:
+    """Fail early, with the missing file named, on a folder that is not a DNABERT-S model."""
+    for name in (CONFIG_FILE, TOKENIZER_FILE):
+        if not (folder / name).is_file():
+            raise InputError(f"{folder}: no {name} (a DNABERT-S model folder)")
+    weights_file(folder)
+
+
 def load_dnabert(
     folder: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> tuple[DnabertModel, DnabertTokenizer]:
     """Model (eval mode, on `device`, in `dtype`) and tokenizer from a hub-layout folder."""
     folder = Path(folder)
-    for name in (CONFIG_FILE, TOKENIZER_FILE):
-        if not (folder / name).is_file():
-            raise InputError(f"{folder}: no {name} (a DNABERT-S model folder)")
+    check_folder(folder)
     config = DnabertConfig.from_file(folder / CONFIG_FILE)
     state = load_state_dict(weights_file(folder))
     model = DnabertModel(config, add_pooling_layer=any(k.startswith("pooler.") for k in state))

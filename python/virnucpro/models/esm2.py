@@ -46,6 +46,15 @@ class EsmEncoder:
         ]
 
 
+def check_folder(folder: Path) -> None:
+    """Fail early, with the missing file named, on a folder that is not an ESM-2 model."""
+    for name in (CONFIG_FILE, VOCAB_FILE):
+        if not (folder / name).is_file():
+            raise InputError(f"{folder}: no {name} (an ESM-2 model folder)")
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("pytorch_model*.bin")):
+        raise InputError(f"{folder}: no model.safetensors or pytorch_model.bin (an ESM-2 model folder)")
+
+
 def attention_implementation() -> str:
     """SDPA when this transformers version offers it for ESM, else its eager attention."""
     from transformers.models.esm.modeling_esm import EsmPreTrainedModel
@@ -57,9 +66,7 @@ def load_esm(folder: str | Path, device: torch.device | str = "cpu", dtype: torc
     """`(EsmModel, EsmEncoder)` from a transformers model folder (EsmModel or EsmForMaskedLM
     checkpoint; heads other than the encoder are ignored), eval mode, on `device`, in `dtype`."""
     folder = Path(folder)
-    for name in (CONFIG_FILE, VOCAB_FILE):
-        if not (folder / name).is_file():
-            raise InputError(f"{folder}: no {name} (an ESM-2 model folder)")
+    check_folder(folder)
     quiet_transformers()
     from transformers import EsmModel
 
