@@ -20,7 +20,6 @@ PUBLISHED_CLASSIFIERS = {
     for size in CHUNK_SIZES
 }
 
-PRECISION_NAMES = ("fp32", "bf16", "fp16")
 DEFAULT_BATCH_SIZE = 256  # DNABERT-S sequences per batch (the seed note's default)
 DEFAULT_TOKENS_PER_BATCH = 16384  # ESM-2 padded tokens per batch
 DEFAULT_THREADS_PER_WORKER = 1  # fixed, so results do not depend on the number of workers

@@ -7,12 +7,14 @@ from pathlib import Path
 import typer
 
 from virnucpro.cli.app import app
-from virnucpro.embedding.engine import DEFAULT_BATCH_SIZE, DEFAULT_TOKENS_PER_BATCH
-from virnucpro.embedding.pool import DEFAULT_THREADS_PER_WORKER, embed_files
+from virnucpro.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DNABERT_MODEL,
+    DEFAULT_ESM_MODEL,
+    DEFAULT_THREADS_PER_WORKER,
+    DEFAULT_TOKENS_PER_BATCH,
+)
 from virnucpro.progress import configure_logging
-
-DEFAULT_DNABERT_MODEL = "zhihan1996/DNABERT-S"
-DEFAULT_ESM_MODEL = "facebook/esm2_t36_3B_UR50D"
 
 OUTDIR_HELP = "Folder for the shard_NNNNN.{kind}.parquet files (created if missing)."
 REVISION_HELP = "Hub revision (branch, tag or commit) of a hub model; default main. Its commit is recorded."
@@ -62,6 +64,8 @@ def embed_dna_command(
     the same model, revision and precision are kept (resume).
     """
     configure_logging(quiet=quiet)
+    from virnucpro.embedding.pool import embed_files
+
     embed_files(
         "dnabert",
         shards,
@@ -108,6 +112,8 @@ def embed_protein_command(
     same model, revision and precision are kept (resume).
     """
     configure_logging(quiet=quiet)
+    from virnucpro.embedding.pool import embed_files
+
     embed_files(
         "esm",
         shards,

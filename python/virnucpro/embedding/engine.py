@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from virnucpro.defaults import DEFAULT_BATCH_SIZE, DEFAULT_TOKENS_PER_BATCH
 from virnucpro.embedding.batching import (
     batches_by_count,
     batches_by_tokens,
@@ -24,8 +25,6 @@ from virnucpro.progress import log
 
 KINDS = ("dnabert", "esm")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-DEFAULT_BATCH_SIZE = 256
-DEFAULT_TOKENS_PER_BATCH = 16384
 POOLING = {
     "dnabert": "mean over all tokens incl. [CLS] and [SEP]",
     "esm": "mean over residue positions 1..min(len,1024)",

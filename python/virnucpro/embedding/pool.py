@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from virnucpro import __version__
+from virnucpro.defaults import DEFAULT_BATCH_SIZE, DEFAULT_THREADS_PER_WORKER, DEFAULT_TOKENS_PER_BATCH
 from virnucpro.embedding.engine import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_TOKENS_PER_BATCH,
     KINDS,
     POOLING,
     PRECISIONS,
@@ -39,7 +38,6 @@ from virnucpro.errors import InputError, VirNucProError
 from virnucpro.progress import log, progress_task
 from virnucpro.shards import shard_of
 
-DEFAULT_THREADS_PER_WORKER = 1
 STOP_GRACE_SECONDS = 30.0  # for the other workers to reach a batch boundary after a failure
 OUTPUT_SUFFIX = {"dnabert": ".dnabert.parquet", "esm": ".esm.parquet"}
 
