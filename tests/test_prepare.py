@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,18 @@ def test_help_and_version():
         assert option in result.stdout
     version = run_cli("--version")
     assert version.returncode == 0 and version.stdout.startswith("virnucpro ")
+
+
+def test_staging_left_by_a_killed_run_is_removed(tmp_path, example_fasta):
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    abandoned = tmp_path / f".prepare-{dead.stdout.strip()}-abc123"
+    (abandoned / "shards").mkdir(parents=True)
+    alive = tmp_path / f".prepare-{os.getpid()}-def456"  # a live process's staging stays
+    alive.mkdir()
+    run_cli("prepare", example_fasta, "--outdir", tmp_path, check=True)
+    assert not abandoned.exists() and alive.exists()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -36,6 +37,7 @@ INPUT_SEQUENCES_TSV = "input_sequences.tsv"
 PREPARE_JSON = "prepare.json"
 CHUNKS_COLUMNS = ("sequence_id", "chunk_index", "chunk_id", "start", "end", "length", "n_frames", "frames")
 INPUT_SEQUENCES_COLUMNS = ("sequence_id", "record", "length", "n_chunks")
+_STAGING_PREFIX = ".prepare-"  # + the pid of the process that writes it
 # Sequences are translated together in batches of about this many bases (see frames.py).
 _BATCH_BASES = 4_000_000
 
@@ -108,7 +110,8 @@ def prepare(
     outdir = Path(outdir)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".prepare-", dir=outdir))
+        _remove_abandoned_staging(outdir)
+        staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{os.getpid()}-", dir=outdir))
     except OSError as err:
         raise InputError(f"{outdir}: cannot write the output folder ({err.strerror})") from None
     try:
@@ -125,6 +128,24 @@ def prepare(
         len(summary.shards),
     )
     return summary
+
+
+def _remove_abandoned_staging(outdir: Path) -> None:
+    """Delete staging folders left by a prepare that was killed (its process no longer exists)."""
+    for folder in outdir.glob(f"{_STAGING_PREFIX}*-*"):
+        pid = folder.name.removeprefix(_STAGING_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _prepare_into(input_path: Path, staging: Path, chunk_size: int, shard_size: int, quiet: bool):
