@@ -10,13 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from conftest import DATA, REPO, cli_env, run_cli
 
 NEXTFLOW = REPO / "scripts" / "nextflow"
 # The commands the pipeline calls besides `prepare`
-STAGES = ("embed-dna", "embed-protein", "make-test-models", "predict", "report", "run")
 
 
 def nextflow_env(**extra: str) -> dict[str, str]:
@@ -125,12 +122,3 @@ def assert_same_outputs(sample_folder: Path, reference: Path) -> None:
         if name != "run.json":
             assert published[name] == content, f"{name} differs from virnucpro run's"
     json.loads(published["run.json"])
-
-
-def require_stages() -> None:
-    """The real pipeline needs every stage command; until they exist the end-to-end tests are skipped
-    (and only then)."""
-    help_text = run_cli("--help", check=True).stdout
-    for stage in STAGES:
-        if stage not in help_text:
-            pytest.skip(f"virnucpro {stage} not available yet")

@@ -24,7 +24,6 @@ from nextflow_support import (
     nextflow_env,
     read_trace,
     reference_run,
-    require_stages,
     run_nextflow,
     run_pipeline,
 )
@@ -264,14 +263,12 @@ def test_stub_run_completes_every_process(tmp_path):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, request) -> Path:
     """`virnucpro run` on the bundled example with the test models: the outputs to match."""
-    require_stages()
     return reference_run(tmp_path_factory.mktemp("reference"), request.getfixturevalue("test_models"))
 
 
 @pytest.fixture(scope="module")
 def test_profile_run(tmp_path_factory) -> Path:
     """`nextflow run . -profile test`, once; returns the launch folder (results in out/)."""
-    require_stages()
     launch = tmp_path_factory.mktemp("nextflow-test-profile")
     run_pipeline("-profile", "test", "--outdir", "out", cwd=launch)
     return launch

@@ -14,7 +14,6 @@ from nextflow_support import (
     nextflow_env,
     read_trace,
     reference_run,
-    require_stages,
     run_pipeline,
 )
 
@@ -44,7 +43,6 @@ def slurm_cluster(tmp_path_factory):
 
 
 def test_slurm_profile_runs_every_task_as_a_job(slurm_cluster, tmp_path, request):
-    require_stages()
     reference = reference_run(tmp_path / "reference-run", request.getfixturevalue("test_models"))
     launch = tmp_path / "launch"
     launch.mkdir()
