@@ -1,5 +1,5 @@
 # Developer and CI entry points. Everything installs itself into .venv from PyPI with the pinned
-# versions of requirements.lock; nothing else is assumed beyond Python 3.10+, Java 17 and Maven.
+# versions of requirements.lock; nothing else is assumed beyond Python 3.11+ (the pinned numpy needs it), Java 17 and Maven.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
