@@ -15,6 +15,18 @@ DATA = REPO / "tests" / "data"
 SHARED = REPO.parent / "shared"
 GOLDEN = SHARED / "golden"
 PARITY = SHARED / "parity"
+# The final outputs of design section 5, as `virnucpro run` and `report` must write them.
+OUTPUTS = (
+    "prediction_results.txt",
+    "prediction_results_highestscore.csv",
+    "chunks.tsv",
+    "sequences.tsv",
+    "viral.fa",
+    "report.html",
+    "score_histogram.png",
+    "sequence_tracks.png",
+    "run.json",
+)
 
 
 def cli_env() -> dict[str, str]:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import DATA, REPO, cli_env, run_cli
+from conftest import DATA, OUTPUTS, REPO, cli_env, run_cli
 
 NEXTFLOW = REPO / "scripts" / "nextflow"
 # The commands the pipeline calls besides `prepare`
@@ -83,16 +83,8 @@ def final_outputs(run_outdir: Path) -> dict[str, bytes]:
 
 # The test profile's settings, given to `virnucpro run` for the reference outputs
 TEST_PROFILE_OPTIONS = ("--chunk-size", "500", "--shard-size", "12", "--workers", "1")
-# report's outputs (design section 5) that every sample folder holds, besides the figures
-SAMPLE_FILES = (
-    "prediction_results.txt",
-    "prediction_results_highestscore.csv",
-    "chunks.tsv",
-    "sequences.tsv",
-    "viral.fa",
-    "report.html",
-    "run.json",
-)
+# report's outputs that every sample folder holds, besides the figures
+SAMPLE_FILES = tuple(name for name in OUTPUTS if not name.endswith(".png"))
 _reference_runs: dict[Path, Path] = {}
 
 

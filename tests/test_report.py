@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import golden_or_skip, run_cli
+from conftest import OUTPUTS, golden_or_skip, run_cli
 from synthetic import prepared_example, random_classifier, write_random_embeddings
 from virnucpro.errors import InputError
 from virnucpro.predict import predict_files
@@ -22,17 +22,6 @@ from virnucpro.score_files import read_scores, write_scores
 from virnucpro.sequences import read_sequences
 
 FLOAT32_TEXT = r"\d\.\d+(e-\d\d)?|0\.0|1\.0"
-OUTPUTS = (
-    "prediction_results.txt",
-    "prediction_results_highestscore.csv",
-    "chunks.tsv",
-    "sequences.tsv",
-    "viral.fa",
-    "report.html",
-    "score_histogram.png",
-    "sequence_tracks.png",
-    "run.json",
-)
 
 
 @pytest.fixture(scope="module")

@@ -17,24 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, cli_env, run_cli
+from conftest import DATA, OUTPUTS, cli_env, run_cli
 from synthetic import random_classifier
 from virnucpro.report import CHUNK_COLUMNS, SEQUENCE_COLUMNS
 
 pytestmark = pytest.mark.slow
 
 EXAMPLE = DATA / "example.fa"
-OUTPUTS = (
-    "prediction_results.txt",
-    "prediction_results_highestscore.csv",
-    "chunks.tsv",
-    "sequences.tsv",
-    "viral.fa",
-    "report.html",
-    "score_histogram.png",
-    "sequence_tracks.png",
-    "run.json",
-)
 # Results depend on these, so every comparison uses the same ones; 4 frames per shard gives 8 shards.
 SHARD_SIZE = "4"
 

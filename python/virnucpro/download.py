@@ -64,7 +64,9 @@ def _replace_folder(staging: Path, target: Path) -> None:
     staging.rename(target)
 
 
-def _copy_model(source: ModelSource, outdir: Path, folder: str, manifest: dict) -> None:
+def _fetch(source: ModelSource, outdir: Path, folder: str, manifest: dict, fill) -> None:
+    """Resolve `source` and, unless `outdir/folder` is already current, let `fill(path, staging)`
+    write the folder in a staging place (it returns extra manifest fields), then swap it in."""
     from virnucpro.models.sources import resolve_model
 
     resolved = resolve_model(source.spec, source.revision)
@@ -74,40 +76,33 @@ def _copy_model(source: ModelSource, outdir: Path, folder: str, manifest: dict) 
         return
     staging = Path(tempfile.mkdtemp(prefix=f".{folder}-", dir=outdir))
     try:
-        if resolved.path.is_dir():
-            # Hidden entries (`.cache/` of hub snapshots) are bookkeeping, not model files.
-            shutil.copytree(resolved.path, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*"))
-        else:
-            shutil.copy2(resolved.path, staging / resolved.path.name)
+        extra = fill(resolved.path, staging)
         _replace_folder(staging, outdir / folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    manifest[folder] = entry
+    manifest[folder] = {**entry, **extra}
     _write_manifest(outdir, manifest)
     log.info("download-models: %s (%s) -> %s", source.spec, resolved.provenance, outdir / folder)
 
 
-def _convert(source: ModelSource, outdir: Path, folder: str, manifest: dict) -> None:
-    from virnucpro.models.sources import resolve_model
+def _copy_model(source: ModelSource, outdir: Path, folder: str, manifest: dict) -> None:
+    def copy(path: Path, staging: Path) -> dict:
+        if path.is_dir():
+            # Hidden entries (`.cache/` of hub snapshots) are bookkeeping, not model files.
+            shutil.copytree(path, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*"))
+        else:
+            shutil.copy2(path, staging / path.name)
+        return {}
 
-    resolved = resolve_model(source.spec, source.revision)
-    entry = {"source": source.spec, "revision": resolved.provenance, "path": folder}
-    if _is_current(manifest, entry, outdir):
-        log.info("download-models: %s already in %s, kept", source.spec, outdir / folder)
-        return
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder}-", dir=outdir))
-    try:
-        config = convert_classifier(resolved.path, staging)
-        _replace_folder(staging, outdir / folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    manifest[folder] = {
-        **entry,
-        "input_dim": config.input_dim,
-        "sha256": file_sha256(outdir / folder / "model.safetensors"),
-    }
-    _write_manifest(outdir, manifest)
-    log.info("download-models: %s -> %s (converted to safetensors)", source.spec, outdir / folder)
+    _fetch(source, outdir, folder, manifest, copy)
+
+
+def _convert(source: ModelSource, outdir: Path, folder: str, manifest: dict) -> None:
+    def convert(path: Path, staging: Path) -> dict:
+        config = convert_classifier(path, staging)
+        return {"input_dim": config.input_dim, "sha256": file_sha256(staging / "model.safetensors")}
+
+    _fetch(source, outdir, folder, manifest, convert)
 
 
 def download_models(
