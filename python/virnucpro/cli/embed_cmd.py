@@ -30,6 +30,23 @@ THREADS_HELP = (
 )
 QUIET_HELP = "No progress, warnings and errors only."
 
+# Options both commands take (typer accepts one OptionInfo in several signatures).
+REVISION = typer.Option(None, "--revision", help=REVISION_HELP)
+DEVICES = typer.Option("auto", "--devices", help=DEVICES_HELP)
+WORKERS = typer.Option(1, "--workers", min=1, help=WORKERS_HELP)
+PRECISION = typer.Option("fp32", "--precision", help=PRECISION_HELP)
+THREADS_PER_WORKER = typer.Option(
+    DEFAULT_THREADS_PER_WORKER, "--threads-per-worker", min=1, help=THREADS_HELP
+)
+QUIET = typer.Option(False, "--quiet", "-q", help=QUIET_HELP)
+
+
+def _embed(kind: str, shards: list[Path], outdir: Path, model: str, quiet: bool, **options) -> None:
+    configure_logging(quiet=quiet)
+    from virnucpro.embedding.pool import embed_files
+
+    embed_files(kind, shards, outdir, model, quiet=quiet, **options)
+
 
 @app.command("embed-dna")
 def embed_dna_command(
@@ -42,20 +59,18 @@ def embed_dna_command(
         "--model",
         help="DNABERT-S: hub id, URL or local folder (config, weights, tokenizer.json).",
     ),
-    revision: str | None = typer.Option(None, "--revision", help=REVISION_HELP),
-    devices: str = typer.Option("auto", "--devices", help=DEVICES_HELP),
-    workers: int = typer.Option(1, "--workers", min=1, help=WORKERS_HELP),
-    precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
+    revision: str | None = REVISION,
+    devices: str = DEVICES,
+    workers: int = WORKERS,
+    precision: str = PRECISION,
     batch_size: int = typer.Option(
         DEFAULT_BATCH_SIZE,
         "--batch-size",
         min=1,
         help="Sequences per model call (length-sorted); halved on CUDA OOM.",
     ),
-    threads_per_worker: int = typer.Option(
-        DEFAULT_THREADS_PER_WORKER, "--threads-per-worker", min=1, help=THREADS_HELP
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    threads_per_worker: int = THREADS_PER_WORKER,
+    quiet: bool = QUIET,
 ) -> None:
     """Embed nucleotide shards with DNABERT-S: mean of the last hidden state over every token,
     [CLS] and [SEP] included (768 values for the real model).
@@ -63,20 +78,17 @@ def embed_dna_command(
     Writes OUTDIR/shard_NNNNN.dnabert.parquet per input; complete outputs from an earlier run with
     the same model, revision and precision are kept (resume).
     """
-    configure_logging(quiet=quiet)
-    from virnucpro.embedding.pool import embed_files
-
-    embed_files(
+    _embed(
         "dnabert",
         shards,
         outdir,
         model,
+        quiet,
         revision=revision,
         devices=devices,
         workers=workers,
         precision=precision,
         batch_size=batch_size,
-        quiet=quiet,
         threads_per_worker=threads_per_worker,
     )
 
@@ -90,20 +102,18 @@ def embed_protein_command(
         "--model",
         help="ESM-2: hub id, URL or local transformers folder (config, weights, vocab.txt).",
     ),
-    revision: str | None = typer.Option(None, "--revision", help=REVISION_HELP),
-    devices: str = typer.Option("auto", "--devices", help=DEVICES_HELP),
-    workers: int = typer.Option(1, "--workers", min=1, help=WORKERS_HELP),
-    precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
+    revision: str | None = REVISION,
+    devices: str = DEVICES,
+    workers: int = WORKERS,
+    precision: str = PRECISION,
     tokens_per_batch: int = typer.Option(
         DEFAULT_TOKENS_PER_BATCH,
         "--tokens-per-batch",
         min=1,
         help="Padded tokens (sequences x longest, <cls>/<eos> included) per model call; halved on CUDA OOM.",
     ),
-    threads_per_worker: int = typer.Option(
-        DEFAULT_THREADS_PER_WORKER, "--threads-per-worker", min=1, help=THREADS_HELP
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    threads_per_worker: int = THREADS_PER_WORKER,
+    quiet: bool = QUIET,
 ) -> None:
     """Embed protein shards with ESM-2: mean of the final layer over residues 1..min(len, 1024),
     without <cls>, <eos> or padding (2560 values for the 3B model).
@@ -111,19 +121,16 @@ def embed_protein_command(
     Writes OUTDIR/shard_NNNNN.esm.parquet per input; complete outputs from an earlier run with the
     same model, revision and precision are kept (resume).
     """
-    configure_logging(quiet=quiet)
-    from virnucpro.embedding.pool import embed_files
-
-    embed_files(
+    _embed(
         "esm",
         shards,
         outdir,
         model,
+        quiet,
         revision=revision,
         devices=devices,
         workers=workers,
         precision=precision,
         tokens_per_batch=tokens_per_batch,
-        quiet=quiet,
         threads_per_worker=threads_per_worker,
     )
