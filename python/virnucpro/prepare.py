@@ -22,10 +22,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
+
 from virnucpro import __version__
 from virnucpro.defaults import CHUNK_SIZES, DEFAULT_SHARD_SIZE
 from virnucpro.errors import InputError
-from virnucpro.frames import translate_chunks
+from virnucpro.frames import FRAME_LABELS, FRAME_SETS, translate_batch
 from virnucpro.progress import progress_task
 from virnucpro.sequences import SequenceFile, SequenceRecord
 from virnucpro.shards import SHARDS_DIR, shard_paths
@@ -40,6 +42,8 @@ INPUT_SEQUENCES_COLUMNS = ("sequence_id", "record", "length", "n_chunks")
 _STAGING_PREFIX = ".prepare-"  # + the pid of the process that writes it
 # Sequences are translated together in batches of about this many bases (see frames.py).
 _BATCH_BASES = 4_000_000
+_FRAME_COUNTS = [mask.bit_count() for mask in range(64)]
+_LABEL_BYTES = [label.encode() for label in FRAME_LABELS]
 
 
 @dataclass
@@ -70,12 +74,17 @@ class _ShardWriter:
         self._protein: BinaryIO | None = None
         self._records = 0
 
-    def write(self, frame_id: bytes, nucleotides: bytes, protein: bytes) -> None:
-        if self._nucleotide is None or self._records == self.shard_size:
-            self._open_next()
-        self._nucleotide.write(b">%s\n%s\n" % (frame_id, nucleotides))
-        self._protein.write(b">%s\n%s\n" % (frame_id, protein))
-        self._records += 1
+    def write(self, nucleotide_records: list[bytes], protein_records: list[bytes]) -> None:
+        """Append formatted records (`>id\\nseq\\n`, the same ids in both lists), filling shards in turn."""
+        written = 0
+        while written < len(nucleotide_records):
+            if self._nucleotide is None or self._records == self.shard_size:
+                self._open_next()
+            take = min(self.shard_size - self._records, len(nucleotide_records) - written)
+            self._nucleotide.write(b"".join(nucleotide_records[written : written + take]))
+            self._protein.write(b"".join(protein_records[written : written + take]))
+            self._records += take
+            written += take
 
     def _open_next(self) -> None:
         self.close()  # also records the finished shard's count
@@ -186,30 +195,27 @@ def _prepare_into(input_path: Path, staging: Path, chunk_size: int, shard_size: 
 def _process_batch(batch, chunk_size, writer, chunks_out, sequences_out, summary) -> None:
     if not batch:
         return
-    n_chunks = [0] * len(batch)
-    rows = []
-    frames = chunks_without_frames = 0
-    for chunk in translate_chunks([record.sequence for record in batch], chunk_size):
-        record = batch[chunk.sequence_index]
-        n_chunks[chunk.sequence_index] += 1
-        chunk_id = f"{record.id}_chunk_{chunk.index}"
-        if chunk.frames:
-            encoded_id = chunk_id.encode()
-            for frame in chunk.frames:
-                writer.write(encoded_id + frame.label.encode(), frame.nucleotides, frame.protein)
-            frames += len(chunk.frames)
-            labels = ",".join(frame.label for frame in chunk.frames)
-        else:
-            chunks_without_frames += 1
-            labels = ""
-        rows.append(
-            f"{record.id}\t{chunk.index}\t{chunk_id}\t{chunk.start + 1}\t{chunk.end}\t"
-            f"{chunk.end - chunk.start}\t{len(chunk.frames)}\t{labels}\n"
+    translated = translate_batch([record.sequence for record in batch], chunk_size)
+    ids = [batch[i].id for i in translated.sequence.tolist()]
+    numbers = translated.index.tolist()
+    chunk_ids = [f"{seq_id}_chunk_{number}" for seq_id, number in zip(ids, numbers, strict=True)]
+    masks = translated.frame_mask.tolist()
+    chunks_out.writelines(
+        f"{seq_id}\t{number}\t{chunk_id}\t{start + 1}\t{end}\t{end - start}\t{_FRAME_COUNTS[mask]}\t"
+        f"{FRAME_SETS[mask]}\n"
+        for seq_id, number, chunk_id, start, end, mask in zip(
+            ids, numbers, chunk_ids, translated.start.tolist(), translated.end.tolist(), masks, strict=True
         )
-    chunks_out.writelines(rows)
-    summary.chunks += len(rows)
-    summary.frames += frames
-    summary.chunks_without_frames += chunks_without_frames
+    )
+    frame_ids = [chunk_ids[row].encode() + _LABEL_BYTES[label] for row, label, _, _ in translated.frames]
+    writer.write(
+        [b">%s\n%s\n" % (i, frame[2]) for i, frame in zip(frame_ids, translated.frames, strict=True)],
+        [b">%s\n%s\n" % (i, frame[3]) for i, frame in zip(frame_ids, translated.frames, strict=True)],
+    )
+    summary.chunks += len(chunk_ids)
+    summary.frames += len(translated.frames)
+    summary.chunks_without_frames += masks.count(0)
+    n_chunks = np.bincount(translated.sequence, minlength=len(batch)).tolist()
     for record, count in zip(batch, n_chunks, strict=True):
         sequences_out.write(f"{record.id}\t{record.number}\t{len(record.sequence)}\t{count}\n")
         summary.sequences += 1
