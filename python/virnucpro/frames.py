@@ -158,32 +158,33 @@ def translate_batch(sequences: list[str], chunk_size: int) -> TranslatedBatch:
     bounds[1::2] = np.where(some, first + codons.ravel(), 1)[order]
     has_stop = np.empty(first.size, dtype=bool)
     has_stop[order] = np.logical_or.reduceat(by_phase, bounds)[0::2]
-    candidate = (~has_stop & some).reshape(n_chunks, 6)
+    kept = (~has_stop & some).reshape(n_chunks, 6)  # until read out, below
 
     # Only the stop-free frames are read out; a frame whose codons were all dropped is not kept.
     frames = []
-    chunk_rows, labels = np.nonzero(candidate)
+    chunk_rows, labels = np.nonzero(kept)
     columns = (chunk_rows, labels, begin[chunk_rows], stop[chunk_rows])
     spans = zip(*(column.tolist() for column in columns), strict=True)
     for row, label, lo, hi in spans:
         if label < 3:
             frame_start = lo + label
             protein = forward_aa[frame_start : max(hi - 2, 0) : 3].translate(None, _DROPPED_BYTE)
-            if protein:
-                nucleotides = buffer[frame_start : min(frame_start + 3 * len(protein) + 1, hi)]
-                frames.append((row, label, nucleotides, protein))
+            if not protein:
+                kept[row, label] = False
+                continue
+            nucleotides = buffer[frame_start : min(frame_start + 3 * len(protein) + 1, hi)]
+            frames.append((row, label, nucleotides, protein))
         else:
             top = hi - 3 - (label - 3)
             protein = reverse_aa[top : lo - 1 if lo else None : -3].translate(None, _DROPPED_BYTE)
-            if protein:
-                # The reverse strand's span, read in forward coordinates and complemented.
-                strand_end = hi - (label - 3)
-                nucleotides = buffer[max(strand_end - 3 * len(protein) - 1, lo) : strand_end]
-                frames.append((row, label, nucleotides.translate(_COMPLEMENT)[::-1], protein))
-    frame_mask = np.zeros(n_chunks, dtype=np.int64)
-    if frames:
-        kept_rows, kept_labels = np.array([(row, label) for row, label, _, _ in frames]).T
-        np.bitwise_or.at(frame_mask, kept_rows, 1 << kept_labels)
+            if not protein:
+                kept[row, label] = False
+                continue
+            # The reverse strand's span, read in forward coordinates and complemented.
+            strand_end = hi - (label - 3)
+            nucleotides = buffer[max(strand_end - 3 * len(protein) - 1, lo) : strand_end]
+            frames.append((row, label, nucleotides.translate(_COMPLEMENT)[::-1], protein))
+    frame_mask = kept @ (1 << np.arange(6))
     return TranslatedBatch(sequence, index, start, end, frame_mask, frames)
 
 

@@ -216,11 +216,14 @@ def _process_batch(batch, chunk_size, writer, chunks_out, sequences_out, summary
     summary.frames += len(translated.frames)
     summary.chunks_without_frames += masks.count(0)
     n_chunks = np.bincount(translated.sequence, minlength=len(batch)).tolist()
+    sequences_out.writelines(
+        f"{record.id}\t{record.number}\t{len(record.sequence)}\t{count}\n"
+        for record, count in zip(batch, n_chunks, strict=True)
+    )
+    summary.sequences += len(batch)
+    summary.bases += sum(len(record.sequence) for record in batch)
     for record, count in zip(batch, n_chunks, strict=True):
-        sequences_out.write(f"{record.id}\t{record.number}\t{len(record.sequence)}\t{count}\n")
-        summary.sequences += 1
-        summary.bases += len(record.sequence)
-        if not record.sequence:
+        if not count:
             summary.empty_sequences += 1
             log.warning("%s: record %d (%s) is empty: no chunks", summary.input, record.number, record.id)
 

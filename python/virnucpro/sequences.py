@@ -11,9 +11,8 @@ import gzip
 import io
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 from Bio.SeqIO.QualityIO import FastqGeneralIterator
@@ -27,8 +26,7 @@ _NUCLEOTIDE_LETTERS = b"ACGTUNacgtun"
 MIN_NUCLEOTIDE_FRACTION = 0.5
 
 
-@dataclass(frozen=True, slots=True)
-class SequenceRecord:
+class SequenceRecord(NamedTuple):  # a tuple: millions of short reads are built quickly
     number: int  # 1-based position of the record in its file
     id: str  # first word of the header
     header: str  # the whole header line without its '>' or '@'
@@ -120,7 +118,7 @@ class SequenceFile:
                 if seq_id in seen:
                     raise self._error("duplicate sequence id (ids must be unique)", number, seq_id)
                 seen.add(seq_id)
-            yield SequenceRecord(number=number, id=seq_id, header=title, sequence=sequence)
+            yield SequenceRecord(number, seq_id, title, sequence)
         if number == 0:
             raise self._error("no records")
 
@@ -145,7 +143,10 @@ class SequenceFile:
             data = sequence.encode("ascii")
         except UnicodeEncodeError:
             data = sequence.encode("utf-8", "replace")
-        not_letters = data.translate(None, _ASCII_LETTERS)
+        others = data.translate(None, _NUCLEOTIDE_LETTERS)
+        if not others:  # the usual case: nothing but nucleotide letters
+            return
+        not_letters = others.translate(None, _ASCII_LETTERS)
         if not_letters:
             bad = not_letters[:1].decode("utf-8", "replace")
             position = data.index(not_letters[:1]) + 1 if bad != "\ufffd" else "?"
@@ -157,9 +158,7 @@ class SequenceFile:
                 number,
                 seq_id,
             )
-        if not data:
-            return
-        nucleotides = len(data) - len(data.translate(None, _NUCLEOTIDE_LETTERS))
+        nucleotides = len(data) - len(others)
         if nucleotides < MIN_NUCLEOTIDE_FRACTION * len(data):
             raise self._error(
                 f"looks like protein, not DNA: only {100 * nucleotides / len(data):.0f}% of its letters "
