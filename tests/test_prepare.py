@@ -218,3 +218,19 @@ def test_staging_left_by_a_killed_run_is_removed(tmp_path, example_fasta):
     alive.mkdir()
     run_cli("prepare", example_fasta, "--outdir", tmp_path, check=True)
     assert not abandoned.exists() and alive.exists()
+
+
+def test_the_garbage_collector_is_back_on_after_prepare_in_process(tmp_path, example_fasta):
+    # prepare pauses the cyclic collector while it reads; callers in the same process (virnucpro
+    # run, library users) must get it back, after success and after an input error alike.
+    import gc
+
+    from virnucpro.errors import InputError
+    from virnucpro.prepare import prepare
+
+    summary = prepare(example_fasta, tmp_path / "ok", quiet=True)
+    assert summary.frames == 30 and gc.isenabled()
+    bad = write(tmp_path / "bad.fa", ">x\nACGT\n>x\nACGT\n")
+    with pytest.raises(InputError, match="duplicate sequence id"):
+        prepare(bad, tmp_path / "bad", quiet=True)
+    assert gc.isenabled()

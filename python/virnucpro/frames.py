@@ -19,7 +19,7 @@ Python code per codon nor, for the frames that are rejected, per frame:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,7 +57,9 @@ _CODON_AA, _REVERSE_CODON_AA = bytes(_CODON_AA), bytes(_REVERSE_CODON_AA)
 _DROPPED_BYTE = bytes([_DROPPED])
 
 
-def chunk_table(lengths: Iterable[int], size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def chunk_table(
+    lengths: Sequence[int] | np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The chunks of sequences of the given lengths, as the original cuts them.
 
     Returns, per chunk in order: the sequence's position in `lengths`, the 1-based chunk number, and
@@ -68,7 +70,7 @@ def chunk_table(lengths: Iterable[int], size: int) -> tuple[np.ndarray, np.ndarr
     """
     if size <= 0:
         raise ValueError("chunk size must be positive")
-    lengths = np.fromiter(lengths, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
     n = -(-lengths // size)
     sequence = np.repeat(np.arange(len(lengths)), n)
     first_row = np.cumsum(n) - n
@@ -112,8 +114,9 @@ def translate_batch(sequences: list[str], chunk_size: int) -> TranslatedBatch:
     The sequences are processed as one concatenated buffer, which is what makes this fast for many
     short reads; pass batches of a few megabases for bounded memory.
     """
-    sequence, index, start, end = chunk_table(map(len, sequences), chunk_size)
-    offsets = np.cumsum([0] + [len(s) for s in sequences])
+    lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+    sequence, index, start, end = chunk_table(lengths, chunk_size)
+    offsets = np.cumsum(lengths) - lengths
     begin = start + offsets[sequence]  # chunk spans in buffer coordinates
     stop = end + offsets[sequence]
     buffer = "".join(sequences).encode("ascii").upper()

@@ -13,11 +13,13 @@ read without error, so a failed run never leaves shards that look finished.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -171,17 +173,8 @@ def _prepare_into(input_path: Path, staging: Path, chunk_size: int, shard_size: 
             progress.set_total(source.size)
         chunks_out.write("\t".join(CHUNKS_COLUMNS) + "\n")
         sequences_out.write("\t".join(INPUT_SEQUENCES_COLUMNS) + "\n")
-        batch: list[SequenceRecord] = []
-        batch_bases = 0
-        for record in source.records():
-            batch.append(record)
-            batch_bases += len(record.sequence)
-            if batch_bases >= _BATCH_BASES:
-                _process_batch(batch, chunk_size, writer, chunks_out, sequences_out, summary)
-                progress.set_completed(source.bytes_read())
-                batch, batch_bases = [], 0
-        _process_batch(batch, chunk_size, writer, chunks_out, sequences_out, summary)
-        progress.set_completed(source.bytes_read())
+        with _cyclic_gc_paused():
+            _translate_records(source, chunk_size, writer, (chunks_out, sequences_out), summary, progress)
     writer.close()
     summary.input_format = source.format
     summary.input_compressed = source.compressed
@@ -190,6 +183,34 @@ def _prepare_into(input_path: Path, staging: Path, chunk_size: int, shard_size: 
         json.dump(asdict(summary), fh, indent=2)
         fh.write("\n")
     return summary
+
+
+@contextmanager
+def _cyclic_gc_paused():
+    """Pause the cyclic garbage collector: prepare allocates millions of small acyclic objects
+    (records, rows, frames), and the collector's passes over them cost about 10% for nothing."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _translate_records(source, chunk_size, writer, tables, summary, progress) -> None:
+    """Read the records and process them in batches of about _BATCH_BASES bases."""
+    batch: list[SequenceRecord] = []
+    batch_bases = 0
+    for record in source.records():
+        batch.append(record)
+        batch_bases += len(record.sequence)
+        if batch_bases >= _BATCH_BASES:
+            _process_batch(batch, chunk_size, writer, *tables, summary)
+            progress.set_completed(source.bytes_read())
+            batch, batch_bases = [], 0
+    _process_batch(batch, chunk_size, writer, *tables, summary)
+    progress.set_completed(source.bytes_read())
 
 
 def _process_batch(batch, chunk_size, writer, chunks_out, sequences_out, summary) -> None:
@@ -222,10 +243,11 @@ def _process_batch(batch, chunk_size, writer, chunks_out, sequences_out, summary
     )
     summary.sequences += len(batch)
     summary.bases += sum(len(record.sequence) for record in batch)
-    for record, count in zip(batch, n_chunks, strict=True):
-        if not count:
-            summary.empty_sequences += 1
-            log.warning("%s: record %d (%s) is empty: no chunks", summary.input, record.number, record.id)
+    if 0 in n_chunks:  # empty records are listed, with a warning
+        for record, count in zip(batch, n_chunks, strict=True):
+            if not count:
+                summary.empty_sequences += 1
+                log.warning("%s: record %d (%s) is empty: no chunks", summary.input, record.number, record.id)
 
 
 def _publish(staging: Path, outdir: Path) -> None:
