@@ -5,6 +5,7 @@ golden outputs."""
 from __future__ import annotations
 
 import math
+import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -155,3 +156,25 @@ def test_empty_and_sub_codon_sequences():
     assert list(translate_chunks([""], 500)) == []
     (chunk,) = translate_chunks(["ac"], 500)
     assert (chunk.start, chunk.end, chunk.frames) == (0, 2, [])
+
+
+def test_a_large_mixed_batch_matches_the_reference():
+    # One batch of many sequences: short and long, random and stop-free, with N runs and lowercase,
+    # so that frames of every phase and strand lie side by side in one buffer (the batch-wide stop
+    # search must not mix them up).
+    rng = random.Random(20261129)
+    sense = sorted(codon for codon, aa in STANDARD_CODE.items() if aa != "*")
+    sequences = []
+    for number in range(240):
+        length = rng.choice([0, 1, 2, 3, 4, 299, 300, 301, 499, 500, 501, rng.randint(5, 4000)])
+        if number % 3 == 0:
+            sequence = "".join(rng.choices(sense, k=length // 3 + 1))[rng.randint(0, 2) :][:length]
+        else:
+            sequence = "".join(rng.choices("ACGTACGTACGTNacgtRY", k=length))
+        if number % 7 == 0 and length > 20:
+            cut = rng.randint(0, length - 10)
+            sequence = sequence[:cut] + "N" * 10 + sequence[cut + 10 :]
+        sequences.append(sequence)
+    check_against_reference(sequences, 500)
+    check_against_reference(sequences, 300)
+    assert sum(len(chunk.frames) for chunk in translate_chunks(sequences, 500)) > 100
