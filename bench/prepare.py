@@ -129,11 +129,10 @@ def main() -> None:
         fast_rate = summary.bases / 1e6 / fast_seconds
         naive_rate = naive_bases / 1e6 / naive_seconds
 
-        fast_nucleotides = "".join(
-            p.read_text() for p in sorted((tmp / "fast" / "shards").glob("*.nucleotide.fa"))
-        )
-        naive_nucleotides = (tmp / "naive" / "nucleotide.fa").read_text()
-        assert fast_nucleotides.startswith(naive_nucleotides), "naive and prepare outputs differ"
+        for naive_name, pattern in (("nucleotide.fa", "*.nucleotide.fa"), ("protein.faa", "*.protein.faa")):
+            fast_text = "".join(p.read_text() for p in sorted((tmp / "fast" / "shards").glob(pattern)))
+            naive_text = (tmp / "naive" / naive_name).read_text()
+            assert naive_text and fast_text.startswith(naive_text), f"naive and prepare {naive_name} differ"
 
         print(
             f"input: {summary.bases / 1e6:.1f} Mbp in {summary.sequences} sequences, {summary.frames} frames kept"
