@@ -228,11 +228,12 @@ def _process_batch(batch, chunk_size, writer, chunks_out, sequences_out, summary
             ids, numbers, chunk_ids, translated.start.tolist(), translated.end.tolist(), masks, strict=True
         )
     )
-    frame_ids = [chunk_ids[row].encode() + _LABEL_BYTES[label] for row, label, _, _ in translated.frames]
-    writer.write(
-        [b">%s\n%s\n" % (i, frame[2]) for i, frame in zip(frame_ids, translated.frames, strict=True)],
-        [b">%s\n%s\n" % (i, frame[3]) for i, frame in zip(frame_ids, translated.frames, strict=True)],
-    )
+    nucleotide_records, protein_records = [], []
+    for row, label, nucleotides, protein in translated.frames:
+        frame_id = chunk_ids[row].encode() + _LABEL_BYTES[label]
+        nucleotide_records.append(b">%s\n%s\n" % (frame_id, nucleotides))
+        protein_records.append(b">%s\n%s\n" % (frame_id, protein))
+    writer.write(nucleotide_records, protein_records)
     summary.chunks += len(chunk_ids)
     summary.frames += len(translated.frames)
     summary.chunks_without_frames += masks.count(0)
