@@ -30,27 +30,13 @@ from virnucpro.defaults import (
     PUBLISHED_CLASSIFIERS,
 )
 from virnucpro.errors import InputError
+from virnucpro.paths import FINAL_OUTPUTS, PrepareLayout, RunLayout
 from virnucpro.predict import predict_files
 from virnucpro.prepare import prepare, read_summary
-from virnucpro.report import RUN_JSON, ReportData, report
-from virnucpro.report_html import HISTOGRAM_PNG, REPORT_HTML, TRACKS_PNG
-from virnucpro.shards import NUCLEOTIDE_SUFFIX, PROTEIN_SUFFIX, SHARDS_DIR
+from virnucpro.report import ReportData, report
 
 log = logging.getLogger("virnucpro")
 
-WORK_DIR = "work"
-PARAMETERS_JSON = "parameters.json"
-FINAL_OUTPUTS = (
-    "prediction_results.txt",
-    "prediction_results_highestscore.csv",
-    "chunks.tsv",
-    "sequences.tsv",
-    "viral.fa",
-    REPORT_HTML,
-    HISTOGRAM_PNG,
-    TRACKS_PNG,
-    RUN_JSON,
-)
 # The command-line option that sets each recorded parameter, for the refusal message.
 PARAMETER_OPTIONS = {
     "input": "INPUT",
@@ -96,9 +82,8 @@ def embed_prepared(
     """Both embeddings of every shard of a prepare folder (complete files are kept)."""
     from virnucpro.embedding.pool import embed_files
 
-    shards = prepared / SHARDS_DIR
-    nucleotide = sorted(shards.glob(f"shard_*{NUCLEOTIDE_SUFFIX}"))
-    protein = sorted(shards.glob(f"shard_*{PROTEIN_SUFFIX}"))
+    layout = PrepareLayout(prepared)
+    nucleotide, protein = layout.nucleotide_shards(), layout.protein_shards()
     if not nucleotide:
         return [], []
     common = {
@@ -163,7 +148,7 @@ def check_parameters(record: Path, parameters: dict) -> None:
 
 def start_over(outdir: Path) -> None:
     """--force: remove this command's intermediates and final outputs (nothing else in DIR)."""
-    shutil.rmtree(outdir / WORK_DIR, ignore_errors=True)
+    shutil.rmtree(RunLayout(outdir).work, ignore_errors=True)
     for name in FINAL_OUTPUTS:
         (outdir / name).unlink(missing_ok=True)
 
@@ -219,26 +204,26 @@ def run(
         "classifier": loaded_classifier.name,
         "classifier_sha256": loaded_classifier.sha256,
     }
-    work = outdir / WORK_DIR
+    layout = RunLayout(outdir)
     if force:
         start_over(outdir)
     try:
-        work.mkdir(parents=True, exist_ok=True)
+        layout.work.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise InputError(f"{outdir}: cannot write the output folder ({err.strerror})") from None
-    check_parameters(work / PARAMETERS_JSON, parameters)
+    check_parameters(layout.parameters, parameters)
 
     clock = time.monotonic()
-    ensure_prepared(input_path, work / "prepare", options.chunk_size, shard_size, quiet)
+    ensure_prepared(input_path, layout.prepare.folder, options.chunk_size, shard_size, quiet)
     timings["prepare_s"] = time.monotonic() - clock
 
     clock = time.monotonic()
-    dnabert_files, esm_files = embed_prepared(work / "prepare", work / "embeddings", options, quiet)
+    dnabert_files, esm_files = embed_prepared(layout.prepare.folder, layout.embeddings, options, quiet)
     timings["embed_s"] = time.monotonic() - clock
 
     clock = time.monotonic()
     scores = (
-        predict_files([*dnabert_files, *esm_files], loaded_classifier, work / "scores", quiet=quiet)
+        predict_files([*dnabert_files, *esm_files], loaded_classifier, layout.scores, quiet=quiet)
         if dnabert_files
         else []
     )
@@ -268,7 +253,7 @@ def run(
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
     data = report(
-        input_path, work / "prepare", scores, outdir, min_viral_fraction, run_info=run_info, quiet=quiet
+        input_path, layout.prepare.folder, scores, outdir, min_viral_fraction, run_info=run_info, quiet=quiet
     )
     counts = data.counts()
     log.info(

@@ -19,14 +19,12 @@ from virnucpro import __version__
 from virnucpro.classifier import LoadedClassifier, load_classifier
 from virnucpro.embedding_files import EmbeddingTable, is_complete, read_embeddings, read_metadata
 from virnucpro.errors import InputError
+from virnucpro.paths import DNABERT_SUFFIX, ESM_SUFFIX, scores_file, shard_of
 from virnucpro.progress import progress_task
-from virnucpro.score_files import SCORES_SUFFIX, write_scores
-from virnucpro.shards import shard_of
+from virnucpro.score_files import write_scores
 
 log = logging.getLogger("virnucpro")
 
-DNABERT_SUFFIX = ".dnabert.parquet"
-ESM_SUFFIX = ".esm.parquet"
 # Rows per forward pass, the last batch padded with zeros to the same shape: matrix kernels pick
 # their blocking by the number of rows, so a fixed shape keeps each row's score independent of the
 # rows scored with it (of the shard size). 256 is also the original's prediction batch.
@@ -147,7 +145,7 @@ def predict_shard(
     shard: str, dnabert_path: Path, esm_path: Path, classifier: LoadedClassifier, outdir: Path
 ) -> Path:
     """Score one shard into `outdir/shard_NNNNN.scores.parquet`, unless a complete file exists."""
-    out = outdir / f"{shard}{SCORES_SUFFIX}"
+    out = scores_file(outdir, shard)
     try:
         metadata = scores_metadata(classifier, dnabert_path, esm_path)
         rows = int(metadata["dnabert.rows"])

@@ -3,7 +3,7 @@
 Writes, under the output folder:
 - `shards/shard_NNNNN.nucleotide.fa` and `shards/shard_NNNNN.protein.faa`: the kept frames,
   `shard_size` records each, numbered from 00001 in input order, `>id\\nseq\\n` without wrapping;
-- `chunks.tsv`: every chunk, also those that kept no frame;
+- `chunk_frames.tsv`: every chunk and the frames it kept, also chunks that kept none;
 - `input_sequences.tsv`: every input sequence with its length and chunk count (empty ones too);
 - `prepare.json`: parameters and counts, written last: the stage is complete when it exists.
 
@@ -30,18 +30,23 @@ from virnucpro import __version__
 from virnucpro.defaults import CHUNK_SIZES, DEFAULT_SHARD_SIZE
 from virnucpro.errors import InputError
 from virnucpro.frames import FRAME_LABELS, FRAME_SETS, translate_batch
+from virnucpro.paths import PREPARE_STAGING_PREFIX, PrepareLayout
 from virnucpro.progress import progress_task
 from virnucpro.sequences import SequenceFile, SequenceRecord
-from virnucpro.shards import SHARDS_DIR, shard_paths
 
 log = logging.getLogger("virnucpro")
 
-CHUNKS_TSV = "chunks.tsv"
-INPUT_SEQUENCES_TSV = "input_sequences.tsv"
-PREPARE_JSON = "prepare.json"
-CHUNKS_COLUMNS = ("sequence_id", "chunk_index", "chunk_id", "start", "end", "length", "n_frames", "frames")
+CHUNK_FRAMES_COLUMNS = (
+    "sequence_id",
+    "chunk_index",
+    "chunk_id",
+    "start",
+    "end",
+    "length",
+    "n_frames",
+    "frames",
+)
 INPUT_SEQUENCES_COLUMNS = ("sequence_id", "record", "length", "n_chunks")
-_STAGING_PREFIX = ".prepare-"  # + the pid of the process that writes it
 # Sequences are translated together in batches of about this many bases (see frames.py).
 _BATCH_BASES = 4_000_000
 _FRAME_COUNTS = [mask.bit_count() for mask in range(64)]
@@ -68,8 +73,8 @@ class PrepareSummary:
 class _ShardWriter:
     """Writes frames into numbered nucleotide/protein shard pairs of `shard_size` records."""
 
-    def __init__(self, folder: Path, shard_size: int):
-        self.folder = folder
+    def __init__(self, layout: PrepareLayout, shard_size: int):
+        self.layout = layout
         self.shard_size = shard_size
         self.shards: list[dict] = []
         self._nucleotide: BinaryIO | None = None
@@ -91,7 +96,7 @@ class _ShardWriter:
     def _open_next(self) -> None:
         self.close()  # also records the finished shard's count
         number = len(self.shards) + 1
-        nucleotide_path, protein_path = shard_paths(self.folder, number)
+        nucleotide_path, protein_path = self.layout.shard_files(number)
         self._nucleotide = open(nucleotide_path, "wb")  # noqa: SIM115 (closed in close())
         self._protein = open(protein_path, "wb")  # noqa: SIM115
         self.shards.append({"name": nucleotide_path.name.split(".")[0], "records": 0})
@@ -122,7 +127,7 @@ def prepare(
     try:
         outdir.mkdir(parents=True, exist_ok=True)
         _remove_abandoned_staging(outdir)
-        staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{os.getpid()}-", dir=outdir))
+        staging = Path(tempfile.mkdtemp(prefix=f"{PREPARE_STAGING_PREFIX}{os.getpid()}-", dir=outdir))
     except OSError as err:
         raise InputError(f"{outdir}: cannot write the output folder ({err.strerror})") from None
     try:
@@ -143,8 +148,8 @@ def prepare(
 
 def _remove_abandoned_staging(outdir: Path) -> None:
     """Delete staging folders left by a prepare that was killed (its process no longer exists)."""
-    for folder in outdir.glob(f"{_STAGING_PREFIX}*-*"):
-        pid = folder.name.removeprefix(_STAGING_PREFIX).split("-", 1)[0]
+    for folder in outdir.glob(f"{PREPARE_STAGING_PREFIX}*-*"):
+        pid = folder.name.removeprefix(PREPARE_STAGING_PREFIX).split("-", 1)[0]
         if pid.isdigit() and not _process_exists(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -161,17 +166,18 @@ def _process_exists(pid: int) -> bool:
 
 def _prepare_into(input_path: Path, staging: Path, chunk_size: int, shard_size: int, quiet: bool):
     source = SequenceFile(input_path)
-    (staging / SHARDS_DIR).mkdir()
-    writer = _ShardWriter(staging / SHARDS_DIR, shard_size)
+    layout = PrepareLayout(staging)
+    layout.shards.mkdir()
+    writer = _ShardWriter(layout, shard_size)
     summary = PrepareSummary(str(input_path), "", False, chunk_size, shard_size)
     with (
-        open(staging / CHUNKS_TSV, "w", encoding="utf-8", newline="\n") as chunks_out,
-        open(staging / INPUT_SEQUENCES_TSV, "w", encoding="utf-8", newline="\n") as sequences_out,
+        open(layout.chunk_frames, "w", encoding="utf-8", newline="\n") as chunks_out,
+        open(layout.input_sequences, "w", encoding="utf-8", newline="\n") as sequences_out,
         progress_task(f"prepare {input_path.name}", quiet=quiet, unit="bytes") as progress,
     ):
         if input_path.is_file():
             progress.set_total(source.size)
-        chunks_out.write("\t".join(CHUNKS_COLUMNS) + "\n")
+        chunks_out.write("\t".join(CHUNK_FRAMES_COLUMNS) + "\n")
         sequences_out.write("\t".join(INPUT_SEQUENCES_COLUMNS) + "\n")
         with _cyclic_gc_paused():
             _translate_records(source, chunk_size, writer, (chunks_out, sequences_out), summary, progress)
@@ -179,7 +185,7 @@ def _prepare_into(input_path: Path, staging: Path, chunk_size: int, shard_size: 
     summary.input_format = source.format
     summary.input_compressed = source.compressed
     summary.shards = writer.shards
-    with open(staging / PREPARE_JSON, "w", encoding="utf-8") as fh:
+    with open(layout.summary, "w", encoding="utf-8") as fh:
         json.dump(asdict(summary), fh, indent=2)
         fh.write("\n")
     return summary
@@ -253,18 +259,22 @@ def _process_batch(batch, chunk_size, writer, chunks_out, sequences_out, summary
 
 def _publish(staging: Path, outdir: Path) -> None:
     """Move the finished outputs into place, the completion marker (prepare.json) last."""
-    (outdir / PREPARE_JSON).unlink(missing_ok=True)
-    old_shards = outdir / SHARDS_DIR
-    if old_shards.exists():
-        shutil.rmtree(old_shards)
-    (staging / SHARDS_DIR).rename(old_shards)
-    for name in (CHUNKS_TSV, INPUT_SEQUENCES_TSV, PREPARE_JSON):
-        (staging / name).replace(outdir / name)
+    new, old = PrepareLayout(staging), PrepareLayout(outdir)
+    old.summary.unlink(missing_ok=True)
+    if old.shards.exists():
+        shutil.rmtree(old.shards)
+    new.shards.rename(old.shards)
+    for source, target in (
+        (new.chunk_frames, old.chunk_frames),
+        (new.input_sequences, old.input_sequences),
+        (new.summary, old.summary),  # the completion marker, last
+    ):
+        source.replace(target)
 
 
 def read_summary(outdir: str | Path) -> PrepareSummary | None:
     """The summary of a complete prepare output folder, or None when it is missing or unfinished."""
-    path = Path(outdir) / PREPARE_JSON
+    path = PrepareLayout(Path(outdir)).summary
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return PrepareSummary(**data)

@@ -30,19 +30,22 @@ from virnucpro import __version__
 from virnucpro.atomic import atomic_open
 from virnucpro.defaults import DEFAULT_MIN_VIRAL_FRACTION
 from virnucpro.errors import InputError
-from virnucpro.prepare import CHUNKS_TSV, INPUT_SEQUENCES_TSV, read_summary
+from virnucpro.paths import (
+    CHUNKS_TSV,
+    HIGHEST_SCORE,
+    PREDICTION_RESULTS,
+    RUN_JSON,
+    SEQUENCES_TSV,
+    VIRAL_FASTA,
+    PrepareLayout,
+)
+from virnucpro.prepare import read_summary
 from virnucpro.progress import progress_task
 from virnucpro.score_files import read_scores
 from virnucpro.sequences import read_sequences
 
 log = logging.getLogger("virnucpro")
 
-PREDICTION_RESULTS = "prediction_results.txt"
-HIGHEST_SCORE = "prediction_results_highestscore.csv"
-CHUNKS_OUT = "chunks.tsv"
-SEQUENCES_OUT = "sequences.tsv"
-VIRAL_FASTA = "viral.fa"
-RUN_JSON = "run.json"
 CHUNK_COLUMNS = (
     "sequence_id",
     "chunk_index",
@@ -209,17 +212,18 @@ def _read_all_scores(score_files: Sequence[str | Path]) -> tuple[dict[str, tuple
 def collect(prepared: str | Path, score_files: Sequence[str | Path], min_viral_fraction: float) -> ReportData:
     """Join the prepared chunk table with every frame's scores and apply the consensus."""
     prepared = Path(prepared)
+    layout = PrepareLayout(prepared)
     summary = read_summary(prepared)
     if summary is None:
         raise InputError(f"{prepared}: not a finished prepare folder (no readable prepare.json)")
     scores, provenance = _read_all_scores(score_files)
     sequences = [
         SequenceResult(row["sequence_id"], int(row["record"]), int(row["length"]), [])
-        for row in _read_tsv(prepared / INPUT_SEQUENCES_TSV)
+        for row in _read_tsv(layout.input_sequences)
     ]
     by_id = {s.sequence_id: s for s in sequences}
     frame_ids, frame_others, frame_virus, missing = [], [], [], []
-    for row in _read_tsv(prepared / CHUNKS_TSV):
+    for row in _read_tsv(layout.chunk_frames):
         frames = row["frames"].split(",") if row["frames"] else []
         chunk = ChunkResult(
             row["sequence_id"],
@@ -392,8 +396,8 @@ def report(
         progress.advance()
         write_prediction_results(data, outdir / PREDICTION_RESULTS)
         write_highest_score(data, outdir / HIGHEST_SCORE)
-        write_chunks(data, outdir / CHUNKS_OUT)
-        write_sequences(data, outdir / SEQUENCES_OUT)
+        write_chunks(data, outdir / CHUNKS_TSV)
+        write_sequences(data, outdir / SEQUENCES_TSV)
         progress.advance()
         write_viral_fasta(data, input_path, outdir / VIRAL_FASTA)
         progress.advance()

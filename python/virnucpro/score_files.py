@@ -19,8 +19,9 @@ import pyarrow.parquet as pq
 
 from virnucpro.atomic import atomic_path
 from virnucpro.embedding_files import METADATA_PREFIX, read_metadata
+from virnucpro.paths import SCORES_SUFFIX
 
-SCORES_SUFFIX = ".scores.parquet"
+__all__ = ["SCORES_SUFFIX", "ScoreTable", "read_scores", "write_scores"]
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ from virnucpro.classifier import ClassifierConfig, MLPClassifier, save_classifie
 from virnucpro.defaults import DEFAULT_SHARD_SIZE, TrainSettings
 from virnucpro.embedding_files import read_embeddings
 from virnucpro.errors import InputError
+from virnucpro.paths import DNABERT_SUFFIX, EMBEDDINGS_DIR, ESM_SUFFIX, PREPARE_DIR
 from virnucpro.pipeline import EmbeddingOptions, embed_prepared, ensure_prepared
-from virnucpro.predict import DNABERT_SUFFIX, ESM_SUFFIX, join_features, pair_embedding_files
+from virnucpro.predict import join_features, pair_embedding_files
 from virnucpro.progress import progress_task
 
 log = logging.getLogger("virnucpro")
@@ -61,8 +62,8 @@ def _embedding_files(paths: Sequence[Path]) -> list[Path]:
 
 def _embed_fasta(path: Path, workdir: Path, options: EmbeddingOptions, quiet: bool) -> list[Path]:
     """Prepare and embed one FASTA/FASTQ file as `virnucpro run` does; finished work is reused."""
-    ensure_prepared(path, workdir / "prepare", options.chunk_size, DEFAULT_SHARD_SIZE, quiet)
-    dnabert, esm = embed_prepared(workdir / "prepare", workdir / "embeddings", options, quiet)
+    ensure_prepared(path, workdir / PREPARE_DIR, options.chunk_size, DEFAULT_SHARD_SIZE, quiet)
+    dnabert, esm = embed_prepared(workdir / PREPARE_DIR, workdir / EMBEDDINGS_DIR, options, quiet)
     return [*dnabert, *esm]
 
 

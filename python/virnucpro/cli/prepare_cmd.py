@@ -16,7 +16,7 @@ def prepare_command(
     input: Path = typer.Argument(
         ..., help="DNA reads or contigs: FASTA or FASTQ, plain or gzip (recognised by content)."
     ),
-    outdir: Path = typer.Option(..., "--outdir", "-o", help="Folder for chunks.tsv and shards/."),
+    outdir: Path = typer.Option(..., "--outdir", "-o", help="Folder for chunk_frames.tsv and shards/."),
     chunk_size: int = typer.Option(
         500, "--chunk-size", help="Chunk length in bp: 300 or 500, matching the classifier."
     ),
@@ -27,7 +27,7 @@ def prepare_command(
 ) -> None:
     """Cut sequences into chunks, translate each in six frames, and shard the stop-free frames.
 
-    Writes OUTDIR/chunks.tsv (every chunk), OUTDIR/input_sequences.tsv, OUTDIR/shards/
+    Writes OUTDIR/chunk_frames.tsv (every chunk), OUTDIR/input_sequences.tsv, OUTDIR/shards/
     shard_NNNNN.nucleotide.fa and .protein.faa, and OUTDIR/prepare.json last.
     """
     from virnucpro.prepare import prepare

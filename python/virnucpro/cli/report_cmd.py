@@ -31,7 +31,7 @@ def read_run_info(path: Path | None) -> dict:
 def report_command(
     input: Path = typer.Option(..., "--input", help="The reads or contigs given to prepare (for viral.fa)."),
     prepared: Path = typer.Option(
-        ..., "--prepared", help="The prepare stage's output folder (chunks.tsv ...)."
+        ..., "--prepared", help="The prepare stage's output folder (chunk_frames.tsv ...)."
     ),
     scores: list[Path] = typer.Option(
         None,
@@ -66,7 +66,7 @@ def report_command(
 
 def score_files(paths: list[Path]) -> list[Path]:
     """The given files, with each folder replaced by the score files it holds."""
-    from virnucpro.score_files import SCORES_SUFFIX
+    from virnucpro.paths import SCORES_SUFFIX
 
     if not paths:
         raise InputError(f"--scores: give the shard_NNNNN{SCORES_SUFFIX} files, or the folder holding them")
