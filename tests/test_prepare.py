@@ -101,7 +101,8 @@ def test_fastq_gzip_crlf_and_blank_lines_give_the_same_shards(tmp_path, example_
     for name in ("reads.txt", "messy.fa"):
         run_cli("prepare", tmp_path / name, "--outdir", tmp_path / name.split(".")[0], check=True)
         assert shard_texts(tmp_path / name.split(".")[0]) == expected
-    assert json.loads((tmp_path / "reads" / "prepare.json").read_text())["input_format"] == "fastq"
+    (entry,) = json.loads((tmp_path / "reads" / "prepare.json").read_text())["inputs"]
+    assert (entry["format"], entry["compressed"], entry["records"]) == ("fastq", True, 12)
 
 
 def test_chunk_size_300(tmp_path, example_fasta):

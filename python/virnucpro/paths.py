@@ -54,6 +54,10 @@ REPORT_HTML = "report.html"
 HISTOGRAM_PNG = "score_histogram.png"
 TRACKS_PNG = "sequence_tracks.png"
 RUN_JSON = "run.json"  # the completion marker: removed first, written last
+# Written into --outdir before the first final output and removed once run.json is written (which
+# marks them from then on): the final-output names there are ours, so a rerun may replace them and
+# --force may remove them (a user's own viral.fa is never touched).
+OUTDIR_MARKER = ".virnucpro-outputs"
 FINAL_OUTPUTS = (
     PREDICTION_RESULTS,
     HIGHEST_SCORE,
