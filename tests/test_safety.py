@@ -4,6 +4,7 @@ read-only folders, corrupt files, hostile weights) are one line with nothing hal
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -372,17 +373,25 @@ def assert_failed_report_left_only_whole_files(outdir: Path, reference: Path) ->
     assert not [p for p in outdir.iterdir() if p.name.startswith(".tmp-")]
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="mounting a small file system needs root")
-def test_disk_full_is_one_line_and_leaves_only_whole_files(scored, tmp_path):
-    args, reference = scored
-    mount = tmp_path / "small"
+@contextlib.contextmanager
+def tmpfs(mount: Path, options: str):
+    """A small tmpfs mounted at `mount` (root only): a real full disk or read-only folder."""
     mount.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="mounting a small file system needs root")
+def test_disk_full_is_one_line_and_leaves_only_whole_files(scored, tmp_path):
+    args, reference = scored
+    with tmpfs(tmp_path / "small", "size=96k") as mount:
         outdir = mount / "out"
         line = refused(run_cli(*args, "--outdir", outdir), "No space left on device", "cannot write")
         assert str(outdir) in line
@@ -394,8 +403,6 @@ def test_disk_full_is_one_line_and_leaves_only_whole_files(scored, tmp_path):
         result = run_cli(*args, "--outdir", outdir)
         assert result.returncode == 0, result.stderr
         assert {p.name for p in outdir.iterdir()} == set(OUTPUTS)
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_a_file_size_limit_is_one_line_and_leaves_only_whole_files(scored, tmp_path):
@@ -420,18 +427,9 @@ def test_a_file_size_limit_is_one_line_and_leaves_only_whole_files(scored, tmp_p
 @pytest.mark.skipif(not IS_ROOT, reason="mounting a read-only file system needs root")
 def test_a_read_only_output_folder_is_one_line(scored, tmp_path):
     args, _ = scored
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as mount:
         for outdir in (mount, mount / "sub"):
             refused(run_cli(*args, "--outdir", outdir), str(outdir), "Read-only file system")
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_a_rerun_removes_run_json_before_rewriting_the_other_outputs(scored, tmp_path):

@@ -228,36 +228,28 @@ class SequenceFile:
 
     def _check_sequence(self, sequence: str, number: int, seq_id: str) -> None:
         """IUPAC codes (and X) are nucleotides; a letter that cannot be one means protein."""
-        try:
+        if sequence.isascii():
             data = sequence.encode("ascii")
-        except UnicodeEncodeError:
-            position, bad = next((i, c) for i, c in enumerate(sequence) if not c.isascii())
-            raise self.error(
-                f"unexpected character {bad!r} at sequence position {position + 1} "
-                "(a DNA sequence holds IUPAC nucleotide codes only)",
-                number,
-                seq_id,
-            ) from None
-        others = data.translate(None, _NUCLEOTIDE_BYTES)
-        if not others:  # the usual case: nothing but nucleotide codes
-            return
-        bad = chr(others[0])
-        position = data.index(others[0]) + 1
+            others = data.translate(None, _NUCLEOTIDE_BYTES)
+            if not others:  # the usual case: nothing but nucleotide codes
+                return
+            position = data.index(others[0])
+        else:
+            position = next(i for i, c in enumerate(sequence) if not c.isascii())
+        bad = sequence[position]
         if bad in _PROTEIN_ONLY:
-            raise self.error(
-                f"looks like protein, not DNA: {bad!r} at sequence position {position} is not a "
-                f"nucleotide code (IUPAC: {' '.join(NUCLEOTIDE_CODES)}); give nucleotide sequences",
-                number,
-                seq_id,
+            problem = (
+                f"looks like protein, not DNA: {bad!r} at sequence position {position + 1} is not a "
+                f"nucleotide code (IUPAC: {' '.join(NUCLEOTIDE_CODES)}); give nucleotide sequences"
             )
-        if bad == "\x00":
-            raise self.error("not a text file (binary content)", number, seq_id)
-        raise self.error(
-            f"unexpected character {bad!r} at sequence position {position} "
-            "(a DNA sequence holds IUPAC nucleotide codes only)",
-            number,
-            seq_id,
-        )
+        elif bad == "\x00":
+            problem = "not a text file (binary content)"
+        else:
+            problem = (
+                f"unexpected character {bad!r} at sequence position {position + 1} "
+                "(a DNA sequence holds IUPAC nucleotide codes only)"
+            )
+        raise self.error(problem, number, seq_id)
 
 
 class SequenceInputs:
