@@ -5,6 +5,7 @@ the SHA-256 of its bytes, recorded in prepare.json."""
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import json
@@ -238,6 +239,8 @@ def test_concatenated_gzip_members_are_read_whole(tmp_path):
         (b"@r1\nACGTACGT\n+\nIIII\n@r2\nACGT\n+\nIIII\n", "record 1: malformed FASTQ"),
         (b">a\nAC\xe9GT\n", "not a text file"),
         (b">a\nACGT\xc3\xa9\n", "unexpected character '\xe9' at sequence position 5"),
+        (bz2.compress(b">a\nACGT\n"), "bzip2-compressed: only plain or gzip-compressed FASTA/FASTQ"),
+        (b"\x00" * 100_000, "not a text file (binary content)"),  # no line end to look for
     ],
 )
 def test_broken_files_are_one_line(tmp_path, content, message):
@@ -245,6 +248,12 @@ def test_broken_files_are_one_line(tmp_path, content, message):
     path.write_bytes(content)
     line = one_line_error(run_cli("prepare", path, "--outdir", tmp_path / "out"))
     assert line.startswith(f"virnucpro: error: {path}: ") and message in line
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_an_endless_binary_stream_is_refused_at_once(tmp_path):
+    line = one_line_error(run_cli("prepare", "/dev/zero", "--outdir", tmp_path / "out", timeout=60))
+    assert "/dev/zero: not a text file" in line
 
 
 def test_a_folder_or_a_missing_file_is_one_line(tmp_path):

@@ -405,6 +405,16 @@ def test_disk_full_is_one_line_and_leaves_only_whole_files(scored, tmp_path):
         assert {p.name for p in outdir.iterdir()} == set(OUTPUTS)
 
 
+@pytest.mark.skipif(not IS_ROOT, reason="mounting a small file system needs root")
+def test_disk_full_during_prepare_is_one_line_and_leaves_nothing(tmp_path):
+    reads = tmp_path / "reads.fa"
+    reads.write_text("".join(f">r{i}\n{'ATGAAACCCGGGTTT' * 30}\n" for i in range(2000)))
+    with tmpfs(tmp_path / "small", "size=64k") as mount:
+        outdir = mount / "prepared"
+        refused(run_cli("prepare", reads, "--outdir", outdir), f"cannot write {outdir}", "No space left")
+        assert list(outdir.iterdir()) == []
+
+
 def test_a_file_size_limit_is_one_line_and_leaves_only_whole_files(scored, tmp_path):
     """RLIMIT_FSIZE (ulimit -f) makes writes past 40 KB fail for real (EFBIG), root or not."""
     args, reference = scored

@@ -29,6 +29,15 @@ from virnucpro.errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
 UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+# Other compressions and archives, recognised to say what the file is (only gzip is read).
+OTHER_FORMATS = {
+    b"BZh": "bzip2-compressed",
+    b"\xfd7zXZ\x00": "xz-compressed",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed",
+    b"PK\x03\x04": "a zip archive",
+    b"7z\xbc\xaf\x27\x1c": "a 7-zip archive",
+}
+_SNIFF_BYTES = 4096  # a text file has no NUL byte here; a binary one nearly always has
 STDIN = "-"
 # IUPAC nucleotide codes (U is RNA's T) and X, which masking tools write for N. A record with any
 # other letter is not DNA; protein sequences nearly always hold one of E F I J L O P Q Z or '*'.
@@ -159,13 +168,18 @@ class SequenceFile:
         self, reader: HashingReader, seen: dict[str, int] | None, files: Sequence[SequenceFile]
     ) -> Iterator[SequenceRecord]:
         buffered = io.BufferedReader(reader, buffer_size=_READ_BUFFER)
-        magic = buffered.peek(2)[:2]
-        if not magic:
+        head = buffered.peek(_SNIFF_BYTES)
+        if not head:
             raise self.error("empty file")
-        if magic in UTF16_MARKS:
+        if head[:2] in UTF16_MARKS:
             raise self.error("UTF-16 text: save it as ASCII or UTF-8")
-        self.compressed = magic == GZIP_MAGIC
+        for magic, what in OTHER_FORMATS.items():
+            if head.startswith(magic):
+                raise self.error(f"{what}: only plain or gzip-compressed FASTA/FASTQ is read")
+        self.compressed = head[:2] == GZIP_MAGIC
         binary = gzip.GzipFile(fileobj=buffered, mode="rb") if self.compressed else buffered
+        if b"\x00" in binary.peek(_SNIFF_BYTES)[:_SNIFF_BYTES]:  # before looking for a line end
+            raise self.error("not a text file (binary content)")
         # utf-8-sig: a byte-order mark at the start (Windows editors write one) is skipped.
         text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline=None)
         first, line_number = "", 0
