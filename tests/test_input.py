@@ -191,6 +191,15 @@ def test_a_duplicate_id_across_files_names_both_files(tmp_path):
     assert f"{tmp_path / 'b.fa'}: record 2 (y): duplicate sequence id: also in {tmp_path / 'a.fa'}" in line
 
 
+def test_the_same_file_twice_is_refused(tmp_path):
+    (tmp_path / "a.fa").write_text(">x\nACGT\n")
+    (tmp_path / "link.fa").symlink_to(tmp_path / "a.fa")
+    line = one_line_error(
+        run_cli("prepare", tmp_path / "a.fa", tmp_path / "link.fa", "--outdir", tmp_path / "o")
+    )
+    assert "given twice" in line
+
+
 def test_an_error_in_the_second_file_names_it_and_its_record(tmp_path):
     (tmp_path / "a.fa").write_text(">x\nACGT\n")
     (tmp_path / "b.fa").write_text(">z\nACGT\n>w\nAC-GT\n")

@@ -277,6 +277,12 @@ class SequenceInputs:
         self.files = [SequenceFile(path, number) for number, path in enumerate(paths, start=1)]
         if sum(str(f.path) == STDIN for f in self.files) > 1:
             raise InputError("standard input (-) can be given once only")
+        seen: dict[Path, SequenceFile] = {}
+        for file in self.files:
+            if str(file.path) != STDIN and file.path.exists():
+                earlier = seen.setdefault(file.path.resolve(), file)
+                if earlier is not file:
+                    raise InputError(f"{file.name}: given twice (as {earlier.name} too); give each file once")
 
     def check(self) -> None:
         """Every file exists and can be opened (checked before any work starts)."""
