@@ -539,3 +539,22 @@ def test_several_files_with_non_ascii_ids_run_end_to_end(test_models, tmp_path):
         "--outdir", tmp_path / "swapped",
     )  # fmt: skip
     refused(swapped, "is not the input the prepare folder was made from")
+
+
+@pytest.mark.gpu
+def test_fp8_is_accepted_exactly_on_gpus_that_run_it():
+    import torch
+
+    from virnucpro.defaults import FP8_MIN_COMPUTE_CAPABILITY
+    from virnucpro.pipeline import check_execution
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device visible")
+    capable = torch.cuda.get_device_capability(0) >= FP8_MIN_COMPUTE_CAPABILITY
+    if capable:
+        assert check_execution("cuda:0", 1, "fp8") == ["cuda:0"]
+    else:
+        with pytest.raises(InputError, match="--precision fp8 needs a CUDA GPU of compute capability"):
+            check_execution("cuda:0", 1, "fp8")
+    with pytest.raises(InputError, match="--precision fp8"):
+        check_execution("cpu", 1, "fp8")
