@@ -28,7 +28,7 @@ import torch
 from virnucpro.embedding.engine import embed_sequences, load_embedder
 from virnucpro.embedding.pool import embed_files
 from virnucpro.frames import translate_chunks
-from virnucpro.models.esm2 import MAX_RESIDUES
+from virnucpro.models.esm2 import MAX_POOLED_RESIDUES
 from virnucpro.progress import configure_logging
 from virnucpro.test_models import make_dnabert, make_esm, open_reading_frames
 
@@ -54,12 +54,12 @@ def one_at_a_time(embedder, sequences: list[str]) -> np.ndarray:
     rows = []
     with torch.inference_mode():
         for sequence in sequences:
-            ids = torch.tensor(embedder.encode([sequence]))
+            ids = torch.tensor([embedder.encode_table([sequence]).row(0)])
             if embedder.kind == "dnabert":
                 rows.append(embedder.model(ids)[0].mean(dim=0).numpy())
             else:
                 hidden = embedder.model(input_ids=ids).last_hidden_state[0]
-                rows.append(hidden[1 : min(len(sequence), MAX_RESIDUES) + 1].mean(dim=0).numpy())
+                rows.append(hidden[1 : min(len(sequence), MAX_POOLED_RESIDUES) + 1].mean(dim=0).numpy())
     return np.stack(rows)
 
 

@@ -12,7 +12,7 @@ import torch
 
 from virnucpro.embedding.engine import embed_sequences, load_embedder
 from virnucpro.errors import VirNucProError
-from virnucpro.models.esm2 import MAX_RESIDUES
+from virnucpro.models.esm2 import MAX_POOLED_RESIDUES
 from virnucpro.progress import log
 
 BATCHED = {"rtol": 1e-4, "atol": 1e-6}
@@ -53,9 +53,9 @@ def original_esm_loop(embedder, proteins) -> np.ndarray:
     rows = []
     with torch.no_grad():
         for protein in proteins:
-            ids = torch.tensor(embedder.encode([protein]))
+            ids = torch.tensor(embedder.encoder.encode([protein]))
             hidden = embedder.model(input_ids=ids).last_hidden_state[0]
-            rows.append(hidden[1 : min(len(protein), MAX_RESIDUES) + 1].mean(dim=0).numpy())
+            rows.append(hidden[1 : min(len(protein), MAX_POOLED_RESIDUES) + 1].mean(dim=0).numpy())
     return np.stack(rows)
 
 
@@ -72,7 +72,7 @@ def test_dnabert_batched_equals_one_at_a_time(test_models):
 def test_esm_batched_equals_one_at_a_time(test_models):
     proteins = random_proteins(random.Random(2), 300)
     embedder = load_embedder("esm", test_models / "esm2", tokens_per_batch=256 * 169)
-    assert len(embedder.batches([len(t) for t in embedder.encode(proteins)])) == 2
+    assert len(embedder.batches(embedder.encode_table(proteins).lengths.tolist())) == 2
     batched = embed_sequences(embedder, proteins)
     np.testing.assert_allclose(batched, original_esm_loop(embedder, proteins), **BATCHED)
 

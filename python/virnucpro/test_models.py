@@ -120,11 +120,13 @@ def train_dna_tokenizer(vocab_size: int):
 
 def seeded_state(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
     """Fresh values for every parameter, from one generator in sorted-name order: LayerNorm scales
-    near 1, embeddings with unit-scale spread, everything else small."""
+    near 1, embeddings with unit-scale spread, everything else small. Buffers (ESM-2's rotary
+    frequencies) keep the values the architecture computes, as in the real checkpoints."""
     generator = torch.Generator().manual_seed(seed)
+    parameters = {name for name, _ in model.named_parameters()}
     state = {}
     for name, tensor in sorted(model.state_dict().items()):
-        if not tensor.is_floating_point():
+        if not tensor.is_floating_point() or name not in parameters:
             state[name] = tensor
             continue
         noise = torch.randn(tensor.shape, generator=generator, dtype=torch.float32)
