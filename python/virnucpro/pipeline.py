@@ -93,39 +93,29 @@ def default_classifier(chunk_size: int) -> str:
 def embed_prepared(
     prepared: Path, outdir: Path, options: EmbeddingOptions, quiet: bool
 ) -> tuple[list[Path], list[Path]]:
-    """Both embeddings of every shard of a prepare folder (complete files are kept)."""
-    from virnucpro.embedding.pool import embed_files
+    """Both embeddings of every shard of a prepare folder, in one worker pool holding both models
+    (complete files are kept)."""
+    from virnucpro.embedding.pool import embed_shards
 
     shards = prepared / SHARDS_DIR
     nucleotide = sorted(shards.glob(f"shard_*{NUCLEOTIDE_SUFFIX}"))
     protein = sorted(shards.glob(f"shard_*{PROTEIN_SUFFIX}"))
     if not nucleotide:
         return [], []
-    common = {
-        "devices": options.devices,
-        "workers": options.workers,
-        "precision": options.precision,
-        "quiet": quiet,
-    }
-    dnabert = embed_files(
-        "dnabert",
-        nucleotide,
+    return embed_shards(
+        [*nucleotide, *protein],
         outdir,
         options.dnabert_model,
-        revision=options.dnabert_revision,
-        batch_size=options.batch_size,
-        **common,
-    )
-    esm = embed_files(
-        "esm",
-        protein,
-        outdir,
         options.esm_model,
-        revision=options.esm_revision,
+        dnabert_revision=options.dnabert_revision,
+        esm_revision=options.esm_revision,
+        devices=options.devices,
+        workers=options.workers,
+        precision=options.precision,
+        batch_size=options.batch_size,
         tokens_per_batch=options.tokens_per_batch,
-        **common,
+        quiet=quiet,
     )
-    return dnabert, esm
 
 
 def ensure_prepared(input_path: Path, prepared: Path, chunk_size: int, shard_size: int, quiet: bool) -> None:

@@ -1,4 +1,5 @@
-"""`virnucpro embed-dna` and `virnucpro embed-protein`: the embedding worker pool over shard files."""
+"""`virnucpro embed` (both models in each worker), `embed-dna` and `embed-protein`: the embedding
+worker pool over shard files."""
 
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ DEVICES_HELP = (
     "One worker per GPU; CUDA_VISIBLE_DEVICES limits what is visible."
 )
 WORKERS_HELP = "Worker processes on CPU (--devices cpu, or auto without a GPU); on GPUs one per GPU."
-PRECISION_HELP = "fp32 (default; what the published classifiers were trained on), bf16 or fp16 (GPU, faster)."
+PRECISION_HELP = (
+    "fp32 (default; what the published classifiers were trained on), bf16 (mixed: bf16 matmuls, float32 "
+    "residual stream, LayerNorm, softmax and pooling; runs on CPU too), fp16, or fp8 (ESM-2 linear "
+    "layers in float8; Hopper GPUs or newer)."
+)
 THREADS_HELP = (
     "CPU threads per worker. Fixed rather than derived from the number of workers, so any --workers "
     "gives byte-identical files; raise it for a single CPU worker on a many-core machine."
@@ -133,4 +138,68 @@ def embed_protein_command(
         precision=precision,
         tokens_per_batch=tokens_per_batch,
         threads_per_worker=threads_per_worker,
+    )
+
+
+@app.command("embed")
+def embed_command(
+    shards: list[Path] = typer.Argument(
+        ...,
+        help="prepare's shard files: shard_NNNNN.nucleotide.fa and shard_NNNNN.protein.faa, both of each shard.",
+    ),
+    outdir: Path = typer.Option(..., "--outdir", "-o", help=OUTDIR_HELP.format(kind="{dnabert,esm}")),
+    dnabert_model: str = typer.Option(
+        DEFAULT_DNABERT_MODEL, "--dnabert-model", help="DNABERT-S: hub id, URL or local folder."
+    ),
+    dnabert_revision: str | None = typer.Option(
+        None, "--dnabert-revision", help="Hub revision of --dnabert-model (default main)."
+    ),
+    esm_model: str = typer.Option(
+        DEFAULT_ESM_MODEL, "--esm-model", help="ESM-2: hub id, URL or local folder."
+    ),
+    esm_revision: str | None = typer.Option(
+        None, "--esm-revision", help="Hub revision of --esm-model (default main)."
+    ),
+    devices: str = DEVICES,
+    workers: int = WORKERS,
+    precision: str = PRECISION,
+    dnabert_batch_size: int = typer.Option(
+        DEFAULT_BATCH_SIZE,
+        "--dnabert-batch-size",
+        min=1,
+        help="DNABERT-S sequences per model call (length-sorted); halved on CUDA OOM.",
+    ),
+    esm_tokens_per_batch: int = typer.Option(
+        DEFAULT_TOKENS_PER_BATCH,
+        "--esm-tokens-per-batch",
+        min=1,
+        help="ESM-2 padded tokens (sequences x longest, <cls>/<eos> included) per model call; halved on CUDA OOM.",
+    ),
+    threads_per_worker: int = THREADS_PER_WORKER,
+    quiet: bool = QUIET,
+) -> None:
+    """Embed prepared shards with both models, both resident in each worker: DNABERT-S for the
+    nucleotide files, ESM-2 for the protein files, paired by shard name.
+
+    Writes OUTDIR/shard_NNNNN.dnabert.parquet and shard_NNNNN.esm.parquet per shard, byte-identical
+    to what embed-dna and embed-protein write; complete outputs from an earlier run with the same
+    models, revisions and precision are kept (resume).
+    """
+    configure_logging(quiet=quiet)
+    from virnucpro.embedding.pool import embed_shards
+
+    embed_shards(
+        shards,
+        outdir,
+        dnabert_model,
+        esm_model,
+        dnabert_revision=dnabert_revision,
+        esm_revision=esm_revision,
+        devices=devices,
+        workers=workers,
+        precision=precision,
+        batch_size=dnabert_batch_size,
+        tokens_per_batch=esm_tokens_per_batch,
+        threads_per_worker=threads_per_worker,
+        quiet=quiet,
     )

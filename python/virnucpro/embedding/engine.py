@@ -151,6 +151,18 @@ def load_embedder(
     raise ValueError(f"unknown embedding kind {kind!r}")
 
 
+def load_tokenizer(kind: str, folder: str | Path):
+    """The tokenizer of a model folder alone (no weights): something with `encode_table`."""
+    folder = Path(folder)
+    if kind == "dnabert":
+        from virnucpro.models.dnabert_s import TOKENIZER_FILE, DnabertTokenizer
+
+        return DnabertTokenizer(folder / TOKENIZER_FILE)
+    from virnucpro.models.esm2 import EsmEncoder
+
+    return EsmEncoder(folder)
+
+
 def check_model_folder(kind: str, folder: str | Path) -> None:
     """Raise `InputError` naming what is missing when `folder` is not a model of `kind`."""
     from virnucpro.models import dnabert_s, esm2

@@ -359,6 +359,7 @@ def check_folder(folder: Path) -> None:
         if not (folder / name).is_file():
             raise InputError(f"{folder}: no {name} (a DNABERT-S model folder)")
     weights_file(folder)
+    DnabertConfig.from_file(folder / CONFIG_FILE)
 
 
 def load_dnabert(
