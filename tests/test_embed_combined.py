@@ -160,8 +160,8 @@ def test_bf16_on_cpu_agrees_with_fp32_over_every_frame_of_the_example(prepared, 
     with capsys.disabled():
         print(
             f"\nbf16 vs fp32 on CPU, {len(dna)} frames: min cosine DNABERT-S "
-            f"{min_cosine(vectors["fp32"][0], vectors["bf16"][0]):.6f}, ESM-2 "
-            f"{min_cosine(vectors["fp32"][1], vectors["bf16"][1]):.6f}, label agreement {agreement:.3f}"
+            f"{min_cosine(vectors['fp32'][0], vectors['bf16'][0]):.6f}, ESM-2 "
+            f"{min_cosine(vectors['fp32'][1], vectors['bf16'][1]):.6f}, label agreement {agreement:.3f}"
         )
     for model in (0, 1):
         assert not np.array_equal(vectors["fp32"][model], vectors["bf16"][model])

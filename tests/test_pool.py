@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from conftest import cli_env, run_cli
-from virnucpro.embedding.engine import embed_sequences, load_embedder
 from virnucpro.embedding.devices import resolve_devices
+from virnucpro.embedding.engine import embed_sequences, load_embedder
 from virnucpro.embedding.pool import assign_round_robin, embed_files
 from virnucpro.embedding_files import read_embeddings
 from virnucpro.errors import InputError
