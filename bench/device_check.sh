@@ -18,10 +18,10 @@ PYTHON=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv 2>&1 | tee "$OUT/gpu_info.txt"
 "$PYTHON" -c "import sys, torch, transformers; print('python', sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.version.cuda)" 2>&1 | tee -a "$OUT/gpu_info.txt"
 
-timeout 150 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu \
+timeout 120 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu \
     tests/test_gpu_paths.py tests/test_embedding_engine.py tests/test_pool.py 2>&1 | tail -25 | tee "$OUT/gpu_tests.txt"
 
-timeout 450 "$PYTHON" bench/gpu.py --json "$OUT/gpu.json" --minutes 6.5 2>&1 | tee "$OUT/gpu_bench.txt"
+timeout 420 "$PYTHON" bench/gpu.py --json "$OUT/gpu.json" --minutes 6 2>&1 | tee "$OUT/gpu_bench.txt"
 status=${PIPESTATUS[0]}
 echo "bench/gpu.py exit status: $status"
 exit "$status"

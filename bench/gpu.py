@@ -355,7 +355,23 @@ def main() -> None:
 
         vocab = json.loads((folders["dnabert"] / "config.json").read_text())["vocab_size"]
         tables = benchmark_tables(args.sequences, vocab)
-        rows, vectors, ratios = [], {}, {}
+        rows, vectors, ratios, agreement, e2e, scaling = [], {}, {}, [], [], None
+
+        def save() -> None:
+            """Write what is measured so far (a run stopped by a time limit keeps its figures)."""
+            if args.json:
+                result = {
+                    "device": "cpu (smoke)" if args.smoke else torch.cuda.get_device_name(0),
+                    "torch": torch.__version__,
+                    "rows": rows,
+                    "agreement": agreement,
+                    "original_loop_ratio": ratios,
+                    "end_to_end": e2e,
+                    "scaling": scaling,
+                    "skipped": budget.skipped,
+                }
+                args.json.write_text(json.dumps(result, indent=2) + "\n")
+
         print(
             "\n| model | precision | path | tokens/s | seqs/s | TFLOP/s | MFU | peak memory | first call | attention |"
         )
@@ -395,7 +411,9 @@ def main() -> None:
                     kind, folders[kind], device, tables[kind], count, fp32["seqs_per_s"]
                 )
 
+        save()
         agreement = agreement_rows(vectors, args.classifier)
+        save()
         print("\n| model | precision | path | min cosine vs fp32 | label agreement |\n|---|---|---|---|---|")
         for row in agreement:
             print(
@@ -406,7 +424,6 @@ def main() -> None:
             f"{model} {ratio:.1f}x" for model, ratio in ratios.items()
         ))  # fmt: skip
 
-        e2e, scaling = [], None
         shards = write_shards(root / "shards", args.e2e_frames, max(1, args.e2e_frames // 2))
         devices = "cpu" if args.smoke else "cuda:0"
         print("\n| end to end | devices | frames | seconds | frames/s | projected, broad's 794,577 frames |")
@@ -420,6 +437,7 @@ def main() -> None:
                 print(f"| {precision} | {devices} | failed: {err}"[:600])
                 continue
             e2e.append(row)
+            save()
             print(
                 f"| {precision} | {devices} | {row['frames']} | {row['seconds']:.1f} | {row['frames_per_s']:,.0f} "
                 f"| {row['projected_broad_s'] / 60:.1f} min |",
@@ -439,18 +457,7 @@ def main() -> None:
             print("\none GPU visible: no scaling row")
     if budget.skipped:
         print("skipped for time: " + "; ".join(budget.skipped))
-    if args.json:
-        result = {
-            "device": "cpu (smoke)" if args.smoke else torch.cuda.get_device_name(0),
-            "torch": torch.__version__,
-            "rows": rows,
-            "agreement": agreement,
-            "original_loop_ratio": ratios,
-            "end_to_end": e2e,
-            "scaling": scaling,
-            "skipped": budget.skipped,
-        }
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    save()
 
 
 def percent(value: float | None) -> str:

@@ -47,6 +47,18 @@ class KernelChoice:
     compile_esm: bool = False
 
 
+def can_compile_kernels() -> bool:
+    """Whether torch.compile can build GPU kernels here: Triton, and the C compiler it needs for its
+    launchers (CUDA runtime containers often have none; then DNABERT-S keeps the SDPA path)."""
+    import importlib.util
+    import os
+    import shutil
+
+    if importlib.util.find_spec("triton") is None:
+        return False
+    return any(shutil.which(c) for c in (os.environ.get("CC", ""), "cc", "gcc", "clang") if c)
+
+
 class DnabertEmbedder:
     """DNABERT-S: `[CLS] tokens [SEP]`, last hidden state, mean over every real token."""
 
@@ -56,7 +68,7 @@ class DnabertEmbedder:
         from virnucpro.models.dnabert_s import load_dnabert
 
         cuda = device.type == "cuda"
-        attention = kernels.dnabert_attention or ("flex" if cuda else "sdpa")
+        attention = kernels.dnabert_attention or ("flex" if cuda and can_compile_kernels() else "sdpa")
         compiled = attention == "flex" and cuda
         self.model, self.tokenizer = load_dnabert(folder, device, mode, attention, compile_flex=compiled)
         self.device, self.mode, self.batch_size = device, mode, batch_size

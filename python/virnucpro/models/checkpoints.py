@@ -1,13 +1,40 @@
-"""Reading checkpoint files safely: safetensors memory-mapped, `.bin` only through PyTorch's
-weights-only unpickler (a file that would run code or build other objects is refused, one line)."""
+"""Reading model folders safely: `config.json` checked with one-line errors naming the file, and
+weights read from safetensors memory-mapped, or from a `.bin` only through PyTorch's weights-only
+unpickler (a file that would run code or build other objects is refused, one line)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from virnucpro.errors import InputError
+
+# Fields of config.json that shape a network: each must be a positive integer.
+SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+
+
+def read_config(path: Path, defaults: Mapping[str, object] | None = None) -> dict:
+    """A model's `config.json` as a dict, its shape fields checked (a missing one takes its value
+    from `defaults`); an `InputError` naming the file says what is wrong with it."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: cannot read it ({err})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: not a model configuration (a JSON object)")
+    merged = {**(defaults or {}), **raw}
+    for name in SHAPE_FIELDS:
+        value = merged.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InputError(f"{path}: {name} is {value!r}, not a positive integer")
+    if merged["hidden_size"] % merged["num_attention_heads"]:
+        raise InputError(f"{path}: hidden_size is not a multiple of num_attention_heads")
+    return raw
 
 
 def read_tensors(path: Path):

@@ -16,7 +16,6 @@ Attention, at any length (there is no 512-token cap), one of `ATTENTION_KINDS`:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch.nn import functional as F
 from virnucpro.embedding.batching import TokenTable
 from virnucpro.embedding.precision import PRECISION_MODES, PrecisionMode, apply_precision
 from virnucpro.errors import InputError
+from virnucpro.models.checkpoints import load_weights_only, read_config
 from virnucpro.progress import log
 
 CONFIG_FILE = "config.json"
@@ -36,8 +36,6 @@ SAFETENSORS_FILE = "model.safetensors"
 PYTORCH_BIN_FILE = "pytorch_model.bin"
 # Heads of the checkpoint that embedding does not use (masked-LM head and the like).
 IGNORED_KEY_PREFIXES = ("cls.",)
-# Fields of config.json that shape the network: each must be a positive integer.
-SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
 
 
 @dataclass(frozen=True)
@@ -61,22 +59,9 @@ class DnabertConfig:
     @classmethod
     def from_file(cls, path: Path) -> DnabertConfig:
         """The config of `path`, or an `InputError` naming the file and what is wrong with it."""
-        try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise InputError(f"{path}: cannot read it ({err})") from None
-        if not isinstance(raw, dict):
-            raise InputError(f"{path}: not a model configuration (a JSON object)")
-        known = {f.name: f for f in fields(cls)}
-        for name in SHAPE_FIELDS:
-            value = raw.get(name, getattr(cls, name))
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"{path}: {name} is {value!r}, not a positive integer")
-        config = cls(**{k: v for k, v in raw.items() if k in known})
-        if config.hidden_size % config.num_attention_heads:
-            raise InputError(f"{path}: hidden_size is not a multiple of num_attention_heads")
+        defaults = cls().to_dict()
+        raw = read_config(Path(path), defaults)
+        config = cls(**{k: v for k, v in raw.items() if k in defaults})
         if config.hidden_act != "gelu":
             raise InputError(f"{path}: hidden_act {config.hidden_act!r}; DNABERT-S uses 'gelu'")
         return config
@@ -342,8 +327,6 @@ def load_state_dict(path: Path, device: torch.device | str = "cpu") -> dict[str,
         except SafetensorError as err:
             raise InputError(f"{path}: not a readable safetensors file ({err})") from None
     else:
-        from virnucpro.models.checkpoints import load_weights_only
-
         raw = {k: v.to(device) for k, v in load_weights_only(path).items()}
     state = {}
     for key, tensor in raw.items():

@@ -10,7 +10,6 @@ PyTorch's scaled_dot_product_attention with a boolean padding mask), `flex_atten
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 from virnucpro.embedding.batching import TokenTable
 from virnucpro.embedding.precision import PRECISION_MODES, PrecisionMode, apply_precision
 from virnucpro.errors import InputError
-from virnucpro.models.checkpoints import read_tensors
+from virnucpro.models.checkpoints import read_config, read_tensors
 
 MAX_POOLED_RESIDUES = 1024  # the original's mean covers residues 1..min(len, 1024)
 CONFIG_FILE = "config.json"
@@ -27,8 +26,6 @@ VOCAB_FILE = "vocab.txt"
 ATTENTION_KINDS = ("sdpa", "flex_attention", "eager")
 # Parameters of EsmModel that a checkpoint may lack (unused by embedding).
 OPTIONAL_PREFIXES = ("contact_head.", "pooler.")
-# Fields of config.json that shape the network: each must be a positive integer.
-SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
 
 
 def quiet_transformers() -> None:
@@ -94,30 +91,11 @@ def check_folder(folder: Path) -> None:
             raise InputError(f"{folder}: no {name} (an ESM-2 model folder)")
     if not weight_files(folder):
         raise InputError(f"{folder}: no model.safetensors or pytorch_model.bin (an ESM-2 model folder)")
-    check_config(folder / CONFIG_FILE)
+    read_config(folder / CONFIG_FILE)
 
 
 def weight_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
-
-
-def check_config(path: Path) -> dict:
-    """The config as a dict, or an `InputError` naming the file and what is wrong with it."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: cannot read it ({err})") from None
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: not a model configuration (a JSON object)")
-    for name in SHAPE_FIELDS:
-        value = raw.get(name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InputError(f"{path}: {name} is {value!r}, not a positive integer")
-    if raw["hidden_size"] % raw["num_attention_heads"]:
-        raise InputError(f"{path}: hidden_size is not a multiple of num_attention_heads")
-    return raw
 
 
 def attention_implementation(requested: str = "sdpa") -> str:
@@ -153,7 +131,7 @@ def load_esm(
     from transformers import EsmConfig, EsmModel
 
     device = torch.device(device)
-    config = EsmConfig(**check_config(folder / CONFIG_FILE))
+    config = EsmConfig(**read_config(folder / CONFIG_FILE))
     config._attn_implementation = attention_implementation(attention)
     with torch.device(device):
         model = EsmModel(config, add_pooling_layer=False)
