@@ -167,3 +167,26 @@ def test_bf16_on_cpu_agrees_with_fp32_over_every_frame_of_the_example(prepared, 
         assert not np.array_equal(vectors["fp32"][model], vectors["bf16"][model])
         assert min_cosine(vectors["fp32"][model], vectors["bf16"][model]) >= 0.999
     assert agreement >= 0.9
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is usable here")
+def test_cuda_requested_without_a_usable_gpu_names_the_likely_cause(prepared, test_models, tmp_path):
+    import glob
+
+    nucleotide, protein = prepared
+    command = [sys.executable, "-m", "virnucpro", "embed", *map(str, [*nucleotide, *protein])]
+    command += ["--outdir", str(tmp_path), "--devices", "cuda"]
+    command += [str(a) for a in models_args(test_models)]
+    hidden = subprocess.run(
+        command, capture_output=True, text=True, env={**cli_env(), "CUDA_VISIBLE_DEVICES": ""}
+    )
+    assert hidden.returncode == 2 and "Traceback" not in hidden.stderr
+    assert hidden.stderr.strip().splitlines()[-1] == (
+        "virnucpro: error: --devices cuda: no usable CUDA device: CUDA_VISIBLE_DEVICES is '', "
+        "which hides every GPU from this process"
+    )
+    environment = {k: v for k, v in cli_env().items() if k != "CUDA_VISIBLE_DEVICES"}
+    plain = subprocess.run(command, capture_output=True, text=True, env=environment)
+    assert plain.returncode == 2 and len(plain.stderr.strip().splitlines()) == 1
+    if not glob.glob("/dev/nvidia[0-9]*"):
+        assert "no /dev/nvidia* device nodes" in plain.stderr
