@@ -8,12 +8,19 @@ row by row on that subset.
 
     .venv/bin/python bench/embed.py                                # 1024 frames, loop over 128
     .venv/bin/python bench/embed.py --sequences 512 --single 64    # quicker
+    .venv/bin/python bench/embed.py --host-only                    # the host path alone, per core
+
+`--host-only` replaces the models by a no-op of the real widths (768 and 2560 values) and runs a
+worker's host work on one core: read the shard pair, tokenize (DNABERT-S BPE at the real
+vocabulary size, ESM-2 letters), plan and pad the batches, gather the vectors, write both Parquet
+files. It prints frames/s and tokens/s per core and how many cores one GPU needs at the goal rates.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 import sys
 import tempfile
@@ -21,14 +28,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+os.environ.setdefault("RAYON_NUM_THREADS", "1")  # tokenizers' thread pool: one core, as measured
 
 import numpy as np
 import torch
 
+from virnucpro.embedding.batching import batches_by_count, batches_by_tokens
 from virnucpro.embedding.engine import embed_sequences, load_embedder
 from virnucpro.embedding.pool import embed_files
 from virnucpro.frames import translate_chunks
-from virnucpro.models.esm2 import MAX_RESIDUES
+from virnucpro.models.esm2 import MAX_POOLED_RESIDUES
 from virnucpro.progress import configure_logging
 from virnucpro.test_models import make_dnabert, make_esm, open_reading_frames
 
@@ -54,12 +63,12 @@ def one_at_a_time(embedder, sequences: list[str]) -> np.ndarray:
     rows = []
     with torch.inference_mode():
         for sequence in sequences:
-            ids = torch.tensor(embedder.encode([sequence]))
+            ids = torch.tensor([embedder.encode_table([sequence]).row(0)])
             if embedder.kind == "dnabert":
                 rows.append(embedder.model(ids)[0].mean(dim=0).numpy())
             else:
                 hidden = embedder.model(input_ids=ids).last_hidden_state[0]
-                rows.append(hidden[1 : min(len(sequence), MAX_RESIDUES) + 1].mean(dim=0).numpy())
+                rows.append(hidden[1 : min(len(sequence), MAX_POOLED_RESIDUES) + 1].mean(dim=0).numpy())
     return np.stack(rows)
 
 
@@ -82,8 +91,74 @@ def write_shards(folder: Path, sequences: list[str], shards: int) -> list[Path]:
     return paths
 
 
+class NoOpModel:
+    """Stands in for a model: right shapes, no arithmetic, so only the host path is timed."""
+
+    def __init__(self, kind: str, tokenizer, dim: int, batch_size: int, tokens_per_batch: int):
+        self.kind, self.tokenizer, self.dim = kind, tokenizer, dim
+        self.device, self.pad_id = torch.device("cpu"), 1 if kind == "esm" else 3
+        self.batch_size, self.tokens_per_batch = batch_size, tokens_per_batch
+
+    def encode_table(self, sequences):
+        return self.tokenizer.encode_table(list(sequences))
+
+    def batches(self, lengths):
+        if self.kind == "dnabert":
+            return batches_by_count(lengths, self.batch_size)
+        return batches_by_tokens(lengths, self.tokens_per_batch)
+
+    def pooled(self, ids, mask):
+        return torch.zeros((ids.shape[0], self.dim), dtype=torch.float32)
+
+
+GOALS = {"dnabert": ("frames/s", 15_000), "esm": ("tokens/s", 100_000)}
+
+
+def host_only(frames_count: int) -> None:
+    from virnucpro.embedding.engine import embed_table, load_tokenizer
+    from virnucpro.embedding_files import write_embeddings
+    from virnucpro.shards import read_shard
+
+    nucleotides, proteins = frames(frames_count)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        make_dnabert(root / "dnabert", **DNABERT_MEDIUM)  # the real vocabulary size: 4096 BPE tokens
+        make_esm(root / "esm", **ESM_MEDIUM)
+        files = {"dnabert": root / "shard_00001.nucleotide.fa", "esm": root / "shard_00001.protein.faa"}
+        ids = [f"seq{i}_chunk_1F1" for i in range(len(nucleotides))]
+        for kind, data in (("dnabert", nucleotides), ("esm", proteins)):
+            files[kind].write_text("".join(f">{i}\n{s}\n" for i, s in zip(ids, data, strict=True)))
+        print(
+            f"host path alone, one core (torch and tokenizers single-threaded), {len(ids)} frames of 500 bp chunks:"
+        )
+        for kind, dim in (("dnabert", 768), ("esm", 2560)):
+            model = NoOpModel(kind, load_tokenizer(kind, root / kind), dim, 256, 16384)
+            stages = {}
+            start = time.perf_counter()
+            names, sequences = read_shard(files[kind])
+            stages["read"] = time.perf_counter() - start
+            table, stages["tokenize"] = timed(model.encode_table, sequences)
+            vectors, stages["pad + batch loop"] = timed(embed_table, model, table)
+            _, stages["write"] = timed(
+                write_embeddings, root / f"out.{kind}.parquet", names, vectors, {"x": "y"}
+            )
+            total = sum(stages.values())
+            tokens = int(table.lengths.sum())
+            unit, goal = GOALS[kind]
+            rate = len(names) / total if unit == "frames/s" else tokens / total
+            detail = ", ".join(f"{k} {1e6 * v / len(names):.1f}" for k, v in stages.items())
+            print(
+                f"  {kind:<8} {len(names) / total:>9,.0f} frames/s, {tokens / total:>11,.0f} tokens/s per core "
+                f"({tokens / len(names):.0f} tokens per frame; µs per frame: {detail}); goal {goal:,} {unit} "
+                f"needs {goal / rate:.1f} cores"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--host-only", action="store_true", help="the host path alone, models replaced by a no-op"
+    )
     parser.add_argument("--sequences", type=int, default=1024, help="frames embedded batched (default 1024)")
     parser.add_argument("--single", type=int, default=128, help="of which one at a time (default 128)")
     parser.add_argument(
@@ -97,6 +172,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     configure_logging(quiet=True)
     logging.getLogger("virnucpro").setLevel(logging.ERROR)
+    if args.host_only:
+        host_only(max(args.sequences, 20000))
+        return
     nucleotides, proteins = frames(args.sequences)
     print(f"torch threads: {torch.get_num_threads()}; {len(nucleotides)} frames of 500 bp chunks")
     print(f"{'model':<22} {'one-at-a-time seq/s':>20} {'batched seq/s':>14} {'ratio':>7} {'max |diff|':>11}")

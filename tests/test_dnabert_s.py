@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import random
+import shutil
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import PARITY
+from virnucpro.embedding.batching import pad_right
+from virnucpro.embedding.precision import PRECISION_MODES, autocast
 from virnucpro.errors import InputError
 from virnucpro.models.dnabert_s import (
     DnabertConfig,
@@ -100,10 +105,18 @@ def test_pickled_code_is_refused(test_models, tmp_path):
     folder.mkdir()
     for name in ("config.json", "tokenizer.json"):
         (folder / name).write_bytes((test_models / "dnabert-s" / name).read_bytes())
+    # torch.save's zip format reaches the weights-only unpickler; a bare pickle (the legacy format)
+    # is refused before it, from its lack of a zip directory.
+    torch.save({"x": NotWeights()}, folder / "pytorch_model.bin")
+    with pytest.raises(InputError, match="refused to unpickle") as caught:
+        load_dnabert(folder)
+    assert "pytorch_model.bin: not a plain weights file" in str(caught.value)
+    assert "\n" not in str(caught.value)
     with open(folder / "pytorch_model.bin", "wb") as handle:
         pickle.dump({"x": NotWeights()}, handle)
-    with pytest.raises(InputError, match="refused to unpickle"):
+    with pytest.raises(InputError, match="refused to unpickle") as caught:
         load_dnabert(folder)
+    assert "pytorch_model.bin: not a zip-format PyTorch file" in str(caught.value)
 
 
 def test_missing_tensors_are_an_error(test_models, tmp_path):
@@ -131,13 +144,60 @@ def test_inputs_longer_than_512_tokens(test_models):
     assert torch.isfinite(hidden).all()
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_half_precisions_stay_close_to_fp32(test_models, dtype):
+@pytest.mark.parametrize("precision", ["bf16", "bf16-cast", "fp16"])
+def test_lower_precisions_stay_close_to_fp32(test_models, precision):
+    mode = PRECISION_MODES[precision]
     full, tokenizer = load_dnabert(test_models / "dnabert-s")
-    half, _ = load_dnabert(test_models / "dnabert-s", dtype=dtype)
+    low, _ = load_dnabert(test_models / "dnabert-s", mode=mode)
     ids = torch.tensor(tokenizer.encode(["ATGGCGTACCTGAAAGGTTGAC" * 20]))
     with torch.no_grad():
         reference = full(ids)
-        low = half(ids)
-    assert low.dtype == dtype
-    assert torch.nn.functional.cosine_similarity(low.float().flatten(), reference.flatten(), dim=0) > 0.99
+        with autocast(mode, ids.device):
+            lowered = low(ids)
+    assert low.encoder.layer[0].mlp.wo.weight.dtype == mode.linear_dtype
+    assert low.embeddings.LayerNorm.weight.dtype == mode.other_dtype
+    # Mixed bf16 keeps the residual stream (and so the output) in float32.
+    assert lowered.dtype == (torch.float32 if precision == "bf16" else mode.other_dtype)
+    assert not torch.equal(lowered.float(), reference)  # really computed in lower precision
+    assert torch.nn.functional.cosine_similarity(lowered.float().flatten(), reference.flatten(), dim=0) > 0.99
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_flex_attention_matches_the_reference_path(test_models, precision):
+    """ALiBi and padding inside FlexAttention (eager, as CPUs run it) give the dense-bias SDPA
+    path's values: fp32 at rtol 1e-4, atol 1e-5; mixed bf16 within bf16 rounding."""
+    mode = PRECISION_MODES[precision]
+    sdpa, tokenizer = load_dnabert(test_models / "dnabert-s", mode=mode)
+    flex, _ = load_dnabert(test_models / "dnabert-s", mode=mode, attention="flex")
+    rng = random.Random(9)
+    sequences = ["".join(rng.choice("ACGT") for _ in range(rng.randint(20, 501))) for _ in range(12)]
+    ids, mask = pad_right(tokenizer.encode(sequences), tokenizer.pad_id)
+    assert ids.shape[1] > 64 and int(mask.sum(1).min()) < ids.shape[1]  # beyond ALiBi's start size, padded
+    with torch.no_grad(), autocast(mode, ids.device):
+        expected, got = sdpa(ids, mask), flex(ids, mask)
+    tolerance = TOLERANCE if precision == "fp32" else {"rtol": 2e-2, "atol": 2e-2}
+    torch.testing.assert_close(got, expected, **tolerance)
+
+
+def test_broken_config_is_one_line_naming_the_file(test_models, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(test_models / "dnabert-s", folder)
+    (folder / "config.json").write_text('{"hidden_size": 48,')
+    with pytest.raises(InputError, match=r"config\.json: not valid JSON \(line 1"):
+        load_dnabert(folder)
+    (folder / "config.json").write_text('{"hidden_size": "wide"}')
+    with pytest.raises(InputError, match=r"config\.json: hidden_size is 'wide', not a positive integer"):
+        load_dnabert(folder)
+
+
+def test_weights_of_another_width_are_one_line(test_models, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(test_models / "dnabert-s", folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(hidden_size=96, intermediate_size=192)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError) as caught:
+        load_dnabert(folder)
+    message = str(caught.value)
+    assert "model.safetensors: tensor " in message and "has shape [512, 48]" in message
+    assert "makes it [512, 96]" in message and "\n" not in message

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from virnucpro.embedding.engine import embed_sequences, load_embedder
+from virnucpro.embedding.engine import KernelChoice, embed_sequences, load_embedder
 from virnucpro.errors import VirNucProError
-from virnucpro.models.esm2 import MAX_RESIDUES
+from virnucpro.models.esm2 import MAX_POOLED_RESIDUES
 from virnucpro.progress import log
 
 BATCHED = {"rtol": 1e-4, "atol": 1e-6}
@@ -53,9 +53,9 @@ def original_esm_loop(embedder, proteins) -> np.ndarray:
     rows = []
     with torch.no_grad():
         for protein in proteins:
-            ids = torch.tensor(embedder.encode([protein]))
+            ids = torch.tensor(embedder.encoder.encode([protein]))
             hidden = embedder.model(input_ids=ids).last_hidden_state[0]
-            rows.append(hidden[1 : min(len(protein), MAX_RESIDUES) + 1].mean(dim=0).numpy())
+            rows.append(hidden[1 : min(len(protein), MAX_POOLED_RESIDUES) + 1].mean(dim=0).numpy())
     return np.stack(rows)
 
 
@@ -72,9 +72,34 @@ def test_dnabert_batched_equals_one_at_a_time(test_models):
 def test_esm_batched_equals_one_at_a_time(test_models):
     proteins = random_proteins(random.Random(2), 300)
     embedder = load_embedder("esm", test_models / "esm2", tokens_per_batch=256 * 169)
-    assert len(embedder.batches([len(t) for t in embedder.encode(proteins)])) == 2
+    assert len(embedder.batches(embedder.encode_table(proteins).lengths.tolist())) == 2
     batched = embed_sequences(embedder, proteins)
     np.testing.assert_allclose(batched, original_esm_loop(embedder, proteins), **BATCHED)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("kind", "kernels"),
+    [
+        ("dnabert", KernelChoice(dnabert_attention="flex")),
+        ("esm", KernelChoice(esm_attention="eager")),
+    ],
+)
+def test_every_cpu_attention_path_keeps_batched_equal_to_one_at_a_time(test_models, kind, kernels):
+    """Invariant 1 for the other attention paths that run on CPU (FlexAttention unfused, eager):
+    their batched vectors equal the original loop (run on the reference path). ESM-2's
+    flex_attention, which compiles its block mask on CPU, is compared with sdpa in test_esm2.py."""
+    folder = test_models / ("dnabert-s" if kind == "dnabert" else "esm2")
+    reference = load_embedder(kind, folder)
+    if kind == "dnabert":
+        data = random_dna(random.Random(7), 24)
+        embedder = load_embedder(kind, folder, batch_size=12, kernels=kernels)
+        expected = original_dnabert_loop(reference, data)
+    else:
+        data = random_proteins(random.Random(7), 24)
+        embedder = load_embedder(kind, folder, tokens_per_batch=2000, kernels=kernels)
+        expected = original_esm_loop(reference, data)
+    np.testing.assert_allclose(embed_sequences(embedder, data), expected, **BATCHED)
 
 
 def test_results_do_not_depend_on_batch_size(test_models):

@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from conftest import cli_env, run_cli
+from virnucpro.embedding.devices import resolve_devices
 from virnucpro.embedding.engine import embed_sequences, load_embedder
-from virnucpro.embedding.pool import assign_round_robin, embed_files, resolve_devices
+from virnucpro.embedding.pool import assign_round_robin, embed_files
 from virnucpro.embedding_files import read_embeddings
 from virnucpro.errors import InputError
 from virnucpro.shards import read_shard, shard_name
@@ -143,10 +144,11 @@ def test_a_worker_that_raises_fails_the_command_and_keeps_finished_files(shards,
     bad.parent.mkdir()
     bad.write_bytes(b">x_chunk_1F1\nACGT\xff\xfeACGT\n")
     result = embed_dna([*shards[:2], bad], tmp_path / "out", test_models / "dnabert-s", "--workers", "2")
-    assert result.returncode == 1
+    assert result.returncode == 2  # bad input, named with its file, in one line
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("virnucpro: error: worker ")
-    assert "shard_00007.nucleotide.fa" in message and "UnicodeDecodeError" in message
+    assert "shard_00007.nucleotide.fa: not a shard file (not UTF-8 text: byte 0xff at offset 17)" in message
+    assert "Traceback" not in result.stderr
     assert (tmp_path / "out" / "shard_00001.dnabert.parquet").is_file()
     assert not list((tmp_path / "out").glob(".tmp-*"))
 
@@ -206,8 +208,8 @@ def test_bad_arguments_are_one_line_errors(shards, tmp_path):
     assert result.returncode == 1
     assert "HF_HUB_OFFLINE=1" in result.stderr and "download-models" in result.stderr
     assert "Traceback" not in result.stderr
-    result = embed_dna([shards[0]], tmp_path / "out", tmp_path, "--precision", "fp8")
-    assert result.returncode == 2 and "--precision fp8" in result.stderr
+    result = embed_dna([shards[0]], tmp_path / "out", tmp_path, "--precision", "fp9")
+    assert result.returncode == 2 and "'fp9' is not one of fp32, bf16, fp16, fp8" in result.stderr
     result = embed_dna([shards[0]], tmp_path / "out", tmp_path)  # a folder, but not a model
     assert result.returncode == 2 and "no config.json (a DNABERT-S model folder)" in result.stderr
     assert "worker" not in result.stderr  # refused before any worker started

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 
 
 class VirNucProError(Exception):
@@ -38,8 +39,13 @@ _HINTS = {
 def describe_os_error(err: OSError, path: str | os.PathLike[str] | None = None) -> str:
     """One line for an operating-system error: the file, what went wrong, and what to do."""
     where = path if path is not None else err.filename
-    problem = err.strerror or str(err) or type(err).__name__
-    hint = _HINTS.get(err.errno or 0)
+    code = err.errno
+    if code is None:  # pyarrow's OSErrors carry the number only in their text
+        found = re.search(r"\[errno (\d+)\]", str(err))
+        code = int(found.group(1)) if found else None
+    # The system's own words for the number (pyarrow's strerror wraps them in more text).
+    problem = os.strerror(code) if code else (err.strerror or str(err) or type(err).__name__)
+    hint = _HINTS.get(code or 0)
     text = f"{problem} ({hint})" if hint else problem
     return f"{where}: {text}" if where is not None else text
 

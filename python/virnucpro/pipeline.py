@@ -41,7 +41,6 @@ from virnucpro.defaults import (
     DEFAULT_THREADS_PER_WORKER,
     DEFAULT_TOKENS_PER_BATCH,
     DEFAULT_WORKERS,
-    FP8_MIN_COMPUTE_CAPABILITY,
     PRECISIONS,
     PUBLISHED_CLASSIFIERS,
 )
@@ -117,67 +116,41 @@ def check_options(options: EmbeddingOptions, shard_size: int = 1, min_viral_frac
 def check_execution(devices: str, workers: int, precision: str) -> list[str]:
     """The devices the embedding workers will use, refusing (naming the option) a device that is
     not there or a precision the chosen devices cannot run. Called before any work or record."""
-    from virnucpro.embedding.pool import resolve_devices
+    from virnucpro.embedding.devices import check_precision, resolve_devices
 
     if precision not in PRECISIONS:
         raise InputError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     names = resolve_devices(devices, workers)
-    if precision == "fp8":
-        needed = ".".join(map(str, FP8_MIN_COMPUTE_CAPABILITY))
-        gpus = [name for name in names if name.startswith("cuda")]
-        if not gpus:
-            raise InputError(
-                f"--precision fp8 needs a CUDA GPU of compute capability {needed} or newer (Hopper); "
-                f"--devices {devices} runs on the CPU here: use fp32 or bf16, or a Hopper GPU"
-            )
-        import torch  # the capability query initialises CUDA here; spawned workers are unaffected
-
-        for name in gpus:
-            capability = torch.cuda.get_device_capability(name)
-            if capability < FP8_MIN_COMPUTE_CAPABILITY:
-                raise InputError(
-                    f"--precision fp8 needs a CUDA GPU of compute capability {needed} or newer; {name} "
-                    f"({torch.cuda.get_device_name(name)}) has {capability[0]}.{capability[1]}: use bf16"
-                )
+    check_precision(precision, names)
     return names
 
 
 def embed_prepared(
     prepared: Path, outdir: Path, options: EmbeddingOptions, quiet: bool
 ) -> tuple[list[Path], list[Path]]:
-    """Both embeddings of every shard of a prepare folder (complete files are kept)."""
-    from virnucpro.embedding.pool import embed_files
+    """Both embeddings of every shard of a prepare folder, in one worker pool holding both models
+    (complete files are kept)."""
+    from virnucpro.embedding.pool import embed_shards
 
     layout = PrepareLayout(prepared)
     nucleotide, protein = layout.nucleotide_shards(), layout.protein_shards()
     if not nucleotide:
         return [], []
-    common = {
-        "devices": options.devices,
-        "workers": options.workers,
-        "precision": options.precision,
-        "threads_per_worker": options.threads_per_worker,
-        "quiet": quiet,
-    }
-    dnabert = embed_files(
-        "dnabert",
-        nucleotide,
+    return embed_shards(
+        [*nucleotide, *protein],
         outdir,
         options.dnabert_model,
-        revision=options.dnabert_revision,
-        batch_size=options.batch_size,
-        **common,
-    )
-    esm = embed_files(
-        "esm",
-        protein,
-        outdir,
         options.esm_model,
-        revision=options.esm_revision,
+        dnabert_revision=options.dnabert_revision,
+        esm_revision=options.esm_revision,
+        devices=options.devices,
+        workers=options.workers,
+        precision=options.precision,
+        batch_size=options.batch_size,
         tokens_per_batch=options.tokens_per_batch,
-        **common,
+        threads_per_worker=options.threads_per_worker,
+        quiet=quiet,
     )
-    return dnabert, esm
 
 
 def ensure_prepared(

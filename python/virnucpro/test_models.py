@@ -120,11 +120,13 @@ def train_dna_tokenizer(vocab_size: int):
 
 def seeded_state(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
     """Fresh values for every parameter, from one generator in sorted-name order: LayerNorm scales
-    near 1, embeddings with unit-scale spread, everything else small."""
+    near 1, embeddings with unit-scale spread, everything else small. Buffers (ESM-2's rotary
+    frequencies) keep the values the architecture computes, as in the real checkpoints."""
     generator = torch.Generator().manual_seed(seed)
+    parameters = {name for name, _ in model.named_parameters()}
     state = {}
     for name, tensor in sorted(model.state_dict().items()):
-        if not tensor.is_floating_point():
+        if not tensor.is_floating_point() or name not in parameters:
             state[name] = tensor
             continue
         noise = torch.randn(tensor.shape, generator=generator, dtype=torch.float32)
@@ -202,13 +204,14 @@ def calibration_features(folder: Path) -> torch.Tensor:
     return torch.from_numpy(np.concatenate([dna_vectors, protein_vectors], axis=1))
 
 
-def make_classifier(folder: Path) -> None:
-    from virnucpro.classifier import ClassifierConfig, MLPClassifier, save_classifier
+def calibrated_classifier(features: torch.Tensor, hidden_dim: int = CLASSIFIER_HIDDEN):
+    """A random `MLPClassifier` over `features`' width whose BatchNorm statistics are measured on
+    `features` and whose output is centred on them, so that its calls split both ways (a random
+    classifier that calls everything one way would make label checks meaningless)."""
+    from virnucpro.classifier import MLPClassifier
 
-    dnabert_dim, esm_dim = DNABERT_CONFIG["hidden_size"], ESM_CONFIG["hidden_size"]
     torch.manual_seed(SEED + 4)
-    model = MLPClassifier(dnabert_dim + esm_dim, hidden_dim=CLASSIFIER_HIDDEN).eval()
-    features = calibration_features(folder)
+    model = MLPClassifier(features.shape[1], hidden_dim=hidden_dim).eval()
     with torch.no_grad():
         hidden = model.hidden_layer(features)
 
@@ -226,6 +229,14 @@ def make_classifier(folder: Path) -> None:
         model.output_layer.weight.copy_(torch.stack([-direction / 2, direction / 2]))
         model.output_layer.weight.copy_(rounded(model.output_layer.weight.reshape(-1)).reshape(2, -1))
         model.output_layer.bias.zero_()
+    return model
+
+
+def make_classifier(folder: Path) -> None:
+    from virnucpro.classifier import ClassifierConfig, save_classifier
+
+    dnabert_dim, esm_dim = DNABERT_CONFIG["hidden_size"], ESM_CONFIG["hidden_size"]
+    model = calibrated_classifier(calibration_features(folder))
     config = ClassifierConfig(
         input_dim=dnabert_dim + esm_dim,
         hidden_dim=CLASSIFIER_HIDDEN,

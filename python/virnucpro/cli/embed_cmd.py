@@ -1,4 +1,5 @@
-"""`virnucpro embed-dna` and `virnucpro embed-protein`: the embedding worker pool over shard files."""
+"""`virnucpro embed` (both models in each worker), `embed-dna` and `embed-protein`: the embedding
+worker pool over shard files."""
 
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ from virnucpro.cli.app import app
 from virnucpro.cli.options import (
     BatchSize,
     Devices,
+    DnabertModel,
+    DnabertRevision,
     EmbedDnaModel,
     EmbedProteinModel,
     EmbedRevision,
+    EsmModel,
+    EsmRevision,
     Precision,
     Quiet,
     ThreadsPerWorker,
@@ -35,17 +40,23 @@ from virnucpro.progress import configure_logging
 OUTDIR_HELP = "Folder for the shard_NNNNN.{kind}.parquet files (created if missing)."
 
 
-def _embed(kind: str, shards: list[Path], outdir: Path, model: str, quiet: bool, **options) -> None:
-    configure_logging(quiet=quiet)
-    from virnucpro.embedding.pool import embed_files
+def _claim_outdir(outdir: Path, shards: list[Path], kinds: tuple[str, ...]) -> None:
+    """Refuse an OUTDIR whose files this command did not write (see `output_folder`)."""
     from virnucpro.output_folder import stage_folder
     from virnucpro.paths import embedding_file, shard_of
 
-    outputs = []
+    outputs = set()
     for shard in shards:
         with contextlib.suppress(ValueError):  # a badly named input is reported by the pool
-            outputs.append(embedding_file(outdir, shard_of(shard), kind))
-    stage_folder(outdir, shards, outputs)
+            outputs.update(embedding_file(outdir, shard_of(shard), kind) for kind in kinds)
+    stage_folder(outdir, shards, sorted(outputs))
+
+
+def _embed(kind: str, shards: list[Path], outdir: Path, model: str, quiet: bool, **options) -> None:
+    configure_logging(quiet=quiet)
+    from virnucpro.embedding.pool import embed_files
+
+    _claim_outdir(outdir, shards, (kind,))
     embed_files(kind, shards, outdir, model, quiet=quiet, **options)
 
 
@@ -116,4 +127,51 @@ def embed_protein_command(
         precision=precision,
         tokens_per_batch=tokens_per_batch,
         threads_per_worker=threads_per_worker,
+    )
+
+
+@app.command("embed")
+def embed_command(
+    shards: list[Path] = typer.Argument(
+        ...,
+        help="prepare's shard files: shard_NNNNN.nucleotide.fa and shard_NNNNN.protein.faa, both of each shard.",
+    ),
+    outdir: Path = typer.Option(..., "--outdir", "-o", help=OUTDIR_HELP.format(kind="{dnabert,esm}")),
+    dnabert_model: DnabertModel = DEFAULT_DNABERT_MODEL,
+    dnabert_revision: DnabertRevision = None,
+    esm_model: EsmModel = DEFAULT_ESM_MODEL,
+    esm_revision: EsmRevision = None,
+    devices: Devices = DEFAULT_DEVICES,
+    workers: Workers = DEFAULT_WORKERS,
+    precision: Precision = DEFAULT_PRECISION,
+    dnabert_batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    esm_tokens_per_batch: TokensPerBatch = DEFAULT_TOKENS_PER_BATCH,
+    threads_per_worker: ThreadsPerWorker = DEFAULT_THREADS_PER_WORKER,
+    quiet: Quiet = False,
+) -> None:
+    """Embed prepared shards with both models, both resident in each worker: DNABERT-S for the
+    nucleotide files, ESM-2 for the protein files, paired by shard name.
+
+    Writes OUTDIR/shard_NNNNN.dnabert.parquet and shard_NNNNN.esm.parquet per shard, byte-identical
+    to what embed-dna and embed-protein write; complete outputs from an earlier run with the same
+    models, revisions and precision are kept (resume).
+    """
+    configure_logging(quiet=quiet)
+    from virnucpro.embedding.pool import embed_shards
+
+    _claim_outdir(outdir, shards, ("dnabert", "esm"))
+    embed_shards(
+        shards,
+        outdir,
+        dnabert_model,
+        esm_model,
+        dnabert_revision=dnabert_revision,
+        esm_revision=esm_revision,
+        devices=devices,
+        workers=workers,
+        precision=precision,
+        batch_size=dnabert_batch_size,
+        tokens_per_batch=esm_tokens_per_batch,
+        threads_per_worker=threads_per_worker,
+        quiet=quiet,
     )

@@ -118,20 +118,25 @@ Precision = Annotated[
     typer.Option(
         "--precision",
         callback=_precision,
-        help="fp32 (what the published classifiers were trained on), bf16 or fp16 (GPU, faster), "
-        "fp8 (GPUs of compute capability 9.0+, ESM-2's linear layers).",
+        help="fp32 (what the published classifiers were trained on), bf16 (mixed: bf16 matmuls, float32 "
+        "residual stream, LayerNorm, softmax and pooling; runs on CPU too), fp16, or fp8 (ESM-2's linear "
+        "layers in float8; GPUs of compute capability 9.0+).",
     ),
 ]
 BatchSize = Annotated[
     int,
     typer.Option(
-        "--batch-size", min=1, help="DNABERT-S sequences per model call (length-sorted); halved on CUDA OOM."
+        "--batch-size",
+        "--dnabert-batch-size",
+        min=1,
+        help="DNABERT-S sequences per model call (length-sorted); halved on CUDA OOM.",
     ),
 ]
 TokensPerBatch = Annotated[
     int,
     typer.Option(
         "--tokens-per-batch",
+        "--esm-tokens-per-batch",
         min=1,
         help="ESM-2 padded tokens (sequences x longest, <cls>/<eos> included) per model call; halved on "
         "CUDA OOM.",

@@ -1,15 +1,65 @@
-"""Length-sorted batches, right padding and masked mean pooling.
+"""Token tables, length-sorted batches, right padding and masked mean pooling.
 
 Sequences are sorted by length (longest first, so an out-of-memory shows up on the first batch)
 and cut into batches of a fixed count (DNABERT-S) or under a token budget (ESM-2, counting the
-padded size `rows x longest`). Padding is on the right only and never enters a mean.
+padded size `rows x longest`). Padding is on the right only and never enters a mean. Token ids of
+a whole shard live in one flat array (`TokenTable`) and a batch is padded from it with numpy, in
+one vectorised step, straight into the buffer that goes to the device.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import torch
+
+
+@dataclass(frozen=True)
+class TokenTable:
+    """Token ids of many sequences, flat: sequence i is `flat[offsets[i]:offsets[i + 1]]`."""
+
+    flat: np.ndarray  # int64
+    offsets: np.ndarray  # int64, one more than there are sequences
+
+    @classmethod
+    def from_lists(cls, token_lists: Sequence[Sequence[int]]) -> TokenTable:
+        lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+        offsets = np.zeros(len(token_lists) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        flat = np.fromiter(itertools.chain.from_iterable(token_lists), dtype=np.int64, count=int(offsets[-1]))
+        return cls(flat, offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def row(self, index: int) -> list[int]:
+        return self.flat[self.offsets[index] : self.offsets[index + 1]].tolist()
+
+
+def pad_rows(
+    table: TokenTable, rows: Sequence[int], pad_id: int, out: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(ids [len(rows), longest], lengths)` for the sequences `rows` of `table`, right-padded with
+    `pad_id`; `ids` is written into `out` (a flat int64 buffer, e.g. pinned memory) when given."""
+    rows = np.asarray(rows, dtype=np.int64)
+    lengths = table.lengths[rows]
+    longest = int(lengths.max())
+    if out is None:
+        ids = np.empty((len(rows), longest), dtype=np.int64)
+    else:
+        ids = out[: len(rows) * longest].reshape(len(rows), longest)
+    ids.fill(pad_id)
+    positions = np.arange(longest)
+    real = positions[None, :] < lengths[:, None]
+    ids[real] = table.flat[(table.offsets[rows][:, None] + positions[None, :])[real]]
+    return ids, lengths
 
 
 def length_sorted(lengths: Sequence[int]) -> list[int]:
@@ -48,13 +98,15 @@ def split_batch(batch: list[int], max_rows: int) -> list[list[int]]:
 
 def pad_right(token_lists: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """`(input_ids, attention_mask)`, both int64 [rows, longest], real tokens first in each row."""
-    longest = max(len(tokens) for tokens in token_lists)
-    ids = torch.full((len(token_lists), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(token_lists), longest), dtype=torch.long)
-    for row, tokens in enumerate(token_lists):
-        ids[row, : len(tokens)] = torch.as_tensor(tokens, dtype=torch.long)
-        mask[row, : len(tokens)] = 1
-    return ids, mask
+    ids, lengths = pad_rows(TokenTable.from_lists(token_lists), range(len(token_lists)), pad_id)
+    ids = torch.from_numpy(ids)
+    return ids, length_mask(torch.from_numpy(lengths), ids.shape[1])
+
+
+def length_mask(lengths: torch.Tensor, longest: int) -> torch.Tensor:
+    """int64 [rows, longest] attention mask, 1 on each row's first `lengths[row]` positions (built
+    where `lengths` is, so only the lengths travel to the device)."""
+    return (torch.arange(longest, device=lengths.device)[None, :] < lengths[:, None]).long()
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

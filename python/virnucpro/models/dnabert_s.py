@@ -5,13 +5,17 @@ MLP, post-LayerNorm), without the hub's remote code or triton.
 The reference runs "unpadded" (only real tokens go through the linear layers); here a batch is
 right-padded and padded keys are masked out of attention, which gives the same values for every
 real token. Padded positions of the output are set to zero, as the reference's re-padding does.
-Attention runs through PyTorch's scaled_dot_product_attention, in any dtype, at any length (the
-ALiBi bias is built for the length at hand; there is no 512-token cap).
+
+Attention, at any length (there is no 512-token cap), one of `ATTENTION_KINDS`:
+- `sdpa`: PyTorch's scaled_dot_product_attention with a dense [batch, heads, L, L] float32
+  ALiBi-plus-padding bias, the reference path (also for bf16 inputs: the bias is not rounded).
+- `flex`: FlexAttention with ALiBi and the padding mask computed inside the kernel by a score
+  modifier, in float32 whatever the inputs' dtype (no dense bias tensor); compiled into one fused
+  kernel where `compile_flex` is set (GPUs), else PyTorch's unfused reference implementation.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -20,7 +24,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from virnucpro.embedding.batching import TokenTable
+from virnucpro.embedding.precision import PRECISION_MODES, PrecisionMode, apply_precision
 from virnucpro.errors import InputError
+from virnucpro.models.checkpoints import load_weights_only, read_config
 from virnucpro.progress import log
 
 CONFIG_FILE = "config.json"
@@ -51,11 +58,10 @@ class DnabertConfig:
 
     @classmethod
     def from_file(cls, path: Path) -> DnabertConfig:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        known = {f.name for f in fields(cls)}
-        config = cls(**{k: v for k, v in raw.items() if k in known})
-        if config.hidden_size % config.num_attention_heads:
-            raise InputError(f"{path}: hidden_size is not a multiple of num_attention_heads")
+        """The config of `path`, or an `InputError` naming the file and what is wrong with it."""
+        defaults = cls().to_dict()
+        raw = read_config(Path(path), defaults)
+        config = cls(**{k: v for k, v in raw.items() if k in defaults})
         if config.hidden_act != "gelu":
             raise InputError(f"{path}: hidden_act {config.hidden_act!r}; DNABERT-S uses 'gelu'")
         return config
@@ -100,6 +106,47 @@ class DnabertEmbeddings(nn.Module):
         return self.LayerNorm(embeddings)
 
 
+ATTENTION_KINDS = ("sdpa", "flex")
+
+
+def alibi_score_mod(slopes: torch.Tensor, lengths: torch.Tensor):
+    """FlexAttention score modifier: ALiBi (-slope[h] * |q - k|, float32) and -inf for padded keys.
+    Every query keeps at least its [CLS] key, so no softmax row is empty."""
+
+    def score_mod(score, b, h, q_idx, kv_idx):
+        biased = score - slopes[h] * (q_idx - kv_idx).abs()
+        return torch.where(kv_idx < lengths[b], biased, float("-inf"))
+
+    return score_mod
+
+
+_COMPILED_FLEX = None
+
+
+def flex_attention_kernel(compiled: bool):
+    """PyTorch's flex_attention, compiled once per process when asked (one fused kernel; dynamic
+    shapes, so batches of other lengths do not recompile)."""
+    global _COMPILED_FLEX
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if not compiled:
+        return flex_attention
+    if _COMPILED_FLEX is None:
+        _COMPILED_FLEX = torch.compile(flex_attention, dynamic=True)
+    return _COMPILED_FLEX
+
+
+@dataclass(frozen=True)
+class AttentionInputs:
+    """What attention needs besides q, k, v: the dense bias (sdpa) or the slopes and real lengths
+    that the flex score modifier reads."""
+
+    bias: torch.Tensor | None = None
+    slopes: torch.Tensor | None = None
+    lengths: torch.Tensor | None = None
+    compiled: bool = False
+
+
 class DnabertSelfAttention(nn.Module):
     def __init__(self, config: DnabertConfig):
         super().__init__()
@@ -107,11 +154,18 @@ class DnabertSelfAttention(nn.Module):
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.Wqkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
 
-    def forward(self, hidden: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
         batch, length, width = hidden.shape
         qkv = self.Wqkv(hidden).view(batch, length, 3, self.num_heads, self.head_dim)
         q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # each [b, h, s, d]
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        if inputs.bias is not None:
+            # Autocast would round the float32 bias to bf16; q, k, v keep their (autocast) dtype.
+            with torch.autocast(device_type=q.device.type, enabled=False):
+                attended = F.scaled_dot_product_attention(q, k, v, attn_mask=inputs.bias)
+        else:
+            kernel = flex_attention_kernel(inputs.compiled)
+            score_mod = alibi_score_mod(inputs.slopes, inputs.lengths)
+            attended = kernel(q.contiguous(), k.contiguous(), v.contiguous(), score_mod=score_mod)
         return attended.transpose(1, 2).reshape(batch, length, width)
 
 
@@ -131,8 +185,8 @@ class DnabertAttention(nn.Module):
         self.self = DnabertSelfAttention(config)
         self.output = DnabertSelfOutput(config)
 
-    def forward(self, hidden: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return self.output(self.self(hidden, bias), hidden)
+    def forward(self, hidden: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
+        return self.output(self.self(hidden, inputs), hidden)
 
 
 class DnabertGatedMLP(nn.Module):
@@ -158,8 +212,8 @@ class DnabertLayer(nn.Module):
         self.attention = DnabertAttention(config)
         self.mlp = DnabertGatedMLP(config)
 
-    def forward(self, hidden: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.attention(hidden, bias))
+    def forward(self, hidden: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
+        return self.mlp(self.attention(hidden, inputs))
 
 
 class DnabertEncoder(nn.Module):
@@ -178,30 +232,52 @@ class DnabertPooler(nn.Module):
 
 
 class DnabertModel(nn.Module):
-    """The encoder; `forward` returns the last hidden state [batch, length, hidden]."""
+    """The encoder; `forward` returns the last hidden state [batch, length, hidden].
 
-    def __init__(self, config: DnabertConfig, add_pooling_layer: bool = False):
+    `attention` (one of `ATTENTION_KINDS`, default the reference `sdpa`) and `compile_flex` choose
+    the attention path; every path gives the same values within float32 rounding."""
+
+    def __init__(
+        self,
+        config: DnabertConfig,
+        add_pooling_layer: bool = False,
+        attention: str = "sdpa",
+        compile_flex: bool = False,
+    ):
         super().__init__()
+        if attention not in ATTENTION_KINDS:
+            raise ValueError(f"attention {attention!r}: use one of {', '.join(ATTENTION_KINDS)}")
         self.config = config
+        self.attention = attention
+        self.compile_flex = compile_flex
         self.embeddings = DnabertEmbeddings(config)
         self.encoder = DnabertEncoder(config)
         self.pooler = DnabertPooler(config) if add_pooling_layer else None
 
-    def attention_bias(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """ALiBi plus the key mask: [batch, heads, s, s]; padded keys get -inf."""
+    def attention_bias(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        """ALiBi plus the key mask, float32: [batch, heads, s, s]; padded keys get -inf."""
         length = attention_mask.shape[1]
         bias = alibi_bias(self.config.num_attention_heads, length, attention_mask.device)
         # Every query row keeps at least its [CLS] key, so -inf never empties a softmax row.
         keys = attention_mask[:, None, None, :].bool()
-        return bias.masked_fill(~keys, float("-inf")).to(dtype)
+        return bias.masked_fill(~keys, float("-inf"))
+
+    def attention_inputs(self, attention_mask: torch.Tensor) -> AttentionInputs:
+        if self.attention == "sdpa":
+            return AttentionInputs(bias=self.attention_bias(attention_mask))
+        slopes = torch.tensor(
+            alibi_slopes(self.config.num_attention_heads), dtype=torch.float32, device=attention_mask.device
+        )
+        lengths = attention_mask.sum(dim=1)
+        return AttentionInputs(slopes=slopes, lengths=lengths, compiled=self.compile_flex)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         hidden = self.embeddings(input_ids)
-        bias = self.attention_bias(attention_mask, hidden.dtype)
+        inputs = self.attention_inputs(attention_mask)
         for layer in self.encoder.layer:
-            hidden = layer(hidden, bias)
+            hidden = layer(hidden, inputs)
         # The reference re-pads its unpadded output with zeros.
         return hidden * attention_mask[..., None].to(hidden.dtype)
 
@@ -225,7 +301,11 @@ class DnabertTokenizer:
         self.pad_id: int = pad
 
     def encode(self, sequences: list[str]) -> list[list[int]]:
+        # encode_batch runs in Rust, in parallel, without the GIL.
         return [encoding.ids for encoding in self._tokenizer.encode_batch(sequences)]
+
+    def encode_table(self, sequences: list[str]) -> TokenTable:
+        return TokenTable.from_lists(self.encode(sequences))
 
 
 def weights_file(folder: Path) -> Path:
@@ -239,23 +319,19 @@ def weights_file(folder: Path) -> Path:
 BIN_MAX_BYTES = 2 << 30
 
 
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Checkpoint tensors under the package's names: `bert.` prefix dropped, `cls.*` heads ignored.
-    A `.bin` file is read with `weights_only=True`, so no pickled code runs."""
+def load_state_dict(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Checkpoint tensors under the package's names, on `device`: `bert.` prefix dropped, `cls.*`
+    heads ignored. A `.bin` file is read with `weights_only=True`, so no pickled code runs."""
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        raw = load_file(str(path))
-    else:
-        import pickle
-
-        from virnucpro.torch_archives import check_torch_archive
-
-        check_torch_archive(path, BIN_MAX_BYTES, "DNABERT-S weights")
         try:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-            raise InputError(f"{path}: not a plain weights file (refused to unpickle it): {err}") from err
+            raw = load_file(str(path), device=str(device))
+        except SafetensorError as err:
+            raise InputError(f"{path}: not a readable safetensors file ({err})") from None
+    else:
+        raw = {k: v.to(device) for k, v in load_weights_only(path, BIN_MAX_BYTES).items()}
     state = {}
     for key, tensor in raw.items():
         if key.startswith(IGNORED_KEY_PREFIXES):
@@ -270,24 +346,45 @@ def check_folder(folder: Path) -> None:
         if not (folder / name).is_file():
             raise InputError(f"{folder}: no {name} (a DNABERT-S model folder)")
     weights_file(folder)
+    DnabertConfig.from_file(folder / CONFIG_FILE)
 
 
 def load_dnabert(
-    folder: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    folder: str | Path,
+    device: torch.device | str = "cpu",
+    mode: PrecisionMode = PRECISION_MODES["fp32"],
+    attention: str = "sdpa",
+    compile_flex: bool = False,
 ) -> tuple[DnabertModel, DnabertTokenizer]:
-    """Model (eval mode, on `device`, in `dtype`) and tokenizer from a hub-layout folder."""
+    """Model (eval mode, in `mode`'s dtypes) and tokenizer from a hub-layout folder. The weights
+    are read straight onto `device` and cast there; the model is built without allocating weights
+    of its own. A broken config, weights that do not match it or a `.bin` holding more than
+    tensors raise `InputError` naming the file."""
     folder = Path(folder)
     check_folder(folder)
     config = DnabertConfig.from_file(folder / CONFIG_FILE)
-    state = load_state_dict(weights_file(folder))
-    model = DnabertModel(config, add_pooling_layer=any(k.startswith("pooler.") for k in state))
-    expected = set(model.state_dict())
-    missing = sorted(expected - set(state))
+    path = weights_file(folder)
+    state = load_state_dict(path, device)
+    with torch.device("meta"):
+        model = DnabertModel(
+            config,
+            add_pooling_layer=any(k.startswith("pooler.") for k in state),
+            attention=attention,
+            compile_flex=compile_flex,
+        )
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
     if missing:
         raise InputError(f"{folder}: checkpoint lacks {len(missing)} tensors, e.g. {', '.join(missing[:3])}")
-    unexpected = sorted(set(state) - expected)
+    for name, target in expected.items():
+        if state[name].shape != target.shape:
+            raise InputError(
+                f"{path}: tensor {name} has shape {list(state[name].shape)}, but {folder / CONFIG_FILE} "
+                f"makes it {list(target.shape)} (weights and config of different models?)"
+            )
+    unexpected = sorted(set(state) - set(expected))
     if unexpected:
         log.warning("%s: ignoring %d unknown tensors, e.g. %s", folder, len(unexpected), unexpected[0])
-    model.load_state_dict({k: state[k] for k in expected})
-    model = model.to(device=device, dtype=dtype).eval()
-    return model, DnabertTokenizer(folder / TOKENIZER_FILE)
+    model.load_state_dict({k: state[k] for k in expected}, assign=True)
+    apply_precision(model, mode)
+    return model.eval(), DnabertTokenizer(folder / TOKENIZER_FILE)

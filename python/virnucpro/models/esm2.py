@@ -1,18 +1,31 @@
-"""ESM-2 through `transformers.EsmModel` (no pooling layer), SDPA attention where transformers
-offers it. Proteins are encoded `<cls> residues <eos>` with at most 1024 residues, as the original
-tool's fair-esm batch converter did (`truncation_seq_length=1024`); ESM-2 has 1026 positions."""
+"""ESM-2 through `transformers.EsmModel` (no pooling layer).
+
+Proteins are encoded `<cls> residues <eos>` whole, as the original tool's fair-esm batch converter
+did (it was given no truncation length; ESM-2's rotary positions take any length); only the mean
+stops at residue 1024 (`MAX_POOLED_RESIDUES`, applied by the engine's pooling).
+
+Attention is one of `ATTENTION_KINDS`, transformers' own implementations: `sdpa` (the default:
+PyTorch's scaled_dot_product_attention with a boolean padding mask), `flex_attention` or `eager`.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from virnucpro.embedding.batching import TokenTable
+from virnucpro.embedding.precision import PRECISION_MODES, PrecisionMode, apply_precision
 from virnucpro.errors import InputError
+from virnucpro.models.checkpoints import read_config, read_tensors
 
-MAX_RESIDUES = 1024
+MAX_POOLED_RESIDUES = 1024  # the original's mean covers residues 1..min(len, 1024)
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.txt"
+ATTENTION_KINDS = ("sdpa", "flex_attention", "eager")
+# Parameters of EsmModel that a checkpoint may lack (unused by embedding).
+OPTIONAL_PREFIXES = ("contact_head.", "pooler.")
 
 
 def quiet_transformers() -> None:
@@ -24,26 +37,51 @@ def quiet_transformers() -> None:
 
 
 class EsmEncoder:
-    """Residue letters to token ids with the model folder's own vocabulary (`vocab.txt`); one token
-    per letter, unknown letters become `<unk>`, as `EsmTokenizer` and fair-esm do."""
+    """Residue letters to token ids with the model folder's own vocabulary (`vocab.txt`), one token
+    per character: the vocabulary's one-letter tokens (the 20 amino acids, X, B, U, Z, O, `.`, `-`)
+    map to themselves, as in fair-esm and `EsmTokenizer`; any other character becomes `<unk>`
+    (fair-esm would fail on it). Vectorised: one lookup table over the shard's code points."""
 
     def __init__(self, folder: Path):
-        from transformers import EsmTokenizer
+        vocab = read_vocab(folder / VOCAB_FILE)
+        self.cls_id, self.eos_id = vocab["<cls>"], vocab["<eos>"]
+        self.pad_id, self.unk_id = vocab["<pad>"], vocab["<unk>"]
+        self._table = np.full(128, self.unk_id, dtype=np.int64)
+        for token, index in vocab.items():
+            if len(token) == 1 and token.isascii():
+                self._table[ord(token)] = index
 
-        tokenizer = EsmTokenizer.from_pretrained(str(folder))
-        vocab = tokenizer.get_vocab()
-        self.cls_id = tokenizer.cls_token_id
-        self.eos_id = tokenizer.eos_token_id
-        self.pad_id = tokenizer.pad_token_id
-        self.unk_id = tokenizer.unk_token_id
-        self._letters = {token: index for token, index in vocab.items() if len(token) == 1}
+    def encode_table(self, proteins: list[str]) -> TokenTable:
+        count = len(proteins)
+        residues = np.fromiter(map(len, proteins), dtype=np.int64, count=count)
+        offsets = np.zeros(count + 1, dtype=np.int64)
+        np.cumsum(residues + 2, out=offsets[1:])
+        codes = np.frombuffer("".join(proteins).encode("utf-32-le"), dtype=np.uint32)
+        letters = np.where(codes < 128, self._table[np.minimum(codes, 127)], self.unk_id)
+        flat = np.empty(int(offsets[-1]), dtype=np.int64)
+        inner = np.ones(len(flat), dtype=bool)
+        inner[offsets[:-1]] = False
+        inner[offsets[1:] - 1] = False
+        flat[offsets[:-1]] = self.cls_id
+        flat[offsets[1:] - 1] = self.eos_id
+        flat[inner] = letters
+        return TokenTable(flat, offsets)
 
     def encode(self, proteins: list[str]) -> list[list[int]]:
-        letters, unk = self._letters, self.unk_id
-        return [
-            [self.cls_id, *(letters.get(c, unk) for c in protein[:MAX_RESIDUES]), self.eos_id]
-            for protein in proteins
-        ]
+        table = self.encode_table(proteins)
+        return [table.row(i) for i in range(len(table))]
+
+
+def read_vocab(path: Path) -> dict[str, int]:
+    try:
+        tokens = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: cannot read the ESM-2 vocabulary ({err})") from None
+    vocab = {token.strip(): index for index, token in enumerate(tokens)}
+    missing = [t for t in ("<cls>", "<eos>", "<pad>", "<unk>") if t not in vocab]
+    if missing:
+        raise InputError(f"{path}: not an ESM vocabulary (no {', '.join(missing)})")
+    return vocab
 
 
 def check_folder(folder: Path) -> None:
@@ -51,26 +89,81 @@ def check_folder(folder: Path) -> None:
     for name in (CONFIG_FILE, VOCAB_FILE):
         if not (folder / name).is_file():
             raise InputError(f"{folder}: no {name} (an ESM-2 model folder)")
-    if not any(folder.glob("*.safetensors")) and not any(folder.glob("pytorch_model*.bin")):
+    if not weight_files(folder):
         raise InputError(f"{folder}: no model.safetensors or pytorch_model.bin (an ESM-2 model folder)")
+    read_config(folder / CONFIG_FILE)
 
 
-def attention_implementation() -> str:
-    """SDPA when this transformers version offers it for ESM, else its eager attention."""
+def weight_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+
+
+def attention_implementation(requested: str = "sdpa") -> str:
+    """`requested` when this transformers version offers it for ESM, else its eager attention."""
     from transformers.models.esm.modeling_esm import EsmPreTrainedModel
 
-    return "sdpa" if getattr(EsmPreTrainedModel, "_supports_sdpa", False) else "eager"
+    if requested not in ATTENTION_KINDS:
+        raise ValueError(f"ESM-2 attention {requested!r}: use one of {', '.join(ATTENTION_KINDS)}")
+    supported = {
+        "sdpa": getattr(EsmPreTrainedModel, "_supports_sdpa", False),
+        "flex_attention": getattr(EsmPreTrainedModel, "_supports_flex_attn", False),
+        "eager": True,
+    }
+    return requested if supported[requested] else "eager"
 
 
-def load_esm(folder: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+def load_esm(
+    folder: str | Path,
+    device: torch.device | str = "cpu",
+    mode: PrecisionMode = PRECISION_MODES["fp32"],
+    attention: str = "sdpa",
+):
     """`(EsmModel, EsmEncoder)` from a transformers model folder (EsmModel or EsmForMaskedLM
-    checkpoint; heads other than the encoder are ignored), eval mode, on `device`, in `dtype`."""
+    checkpoint; heads other than the encoder are ignored), in eval mode.
+
+    The model is built on `device` in `mode`'s dtypes and its weights are copied in tensor by tensor
+    from the memory-mapped checkpoint, so no full host copy (let alone a float32 one) is made. A
+    broken config, weights that do not match it, or a `.bin` that holds more than tensors raise
+    `InputError` naming the file."""
     folder = Path(folder)
     check_folder(folder)
     quiet_transformers()
-    from transformers import EsmModel
+    from transformers import EsmConfig, EsmModel
 
-    model = EsmModel.from_pretrained(
-        str(folder), add_pooling_layer=False, dtype=dtype, attn_implementation=attention_implementation()
-    )
-    return model.to(device).eval(), EsmEncoder(folder)
+    device = torch.device(device)
+    config = EsmConfig(**read_config(folder / CONFIG_FILE))
+    config._attn_implementation = attention_implementation(attention)
+    with torch.device(device):
+        model = EsmModel(config, add_pooling_layer=False)
+    apply_precision(model, mode)
+    targets = model.state_dict()
+    loaded: set[str] = set()
+    for path in weight_files(folder):
+        for key, tensor in read_tensors(path):
+            name = parameter_name(key)
+            if name not in targets:
+                continue  # the masked-LM head, old per-layer rotary frequencies
+            if tuple(tensor.shape) != tuple(targets[name].shape):
+                raise InputError(
+                    f"{path}: tensor {key} has shape {list(tensor.shape)}, but {folder / CONFIG_FILE} "
+                    f"makes it {list(targets[name].shape)} (weights and config of different models?)"
+                )
+            targets[name].copy_(tensor)
+            loaded.add(name)
+    persistent = {name for name, _ in model.named_parameters()}
+    missing = sorted(n for n in persistent - loaded if not n.startswith(OPTIONAL_PREFIXES))
+    if missing:
+        raise InputError(
+            f"{folder}: the checkpoint lacks {len(missing)} tensors, e.g. {', '.join(missing[:3])}"
+        )
+    return model.eval(), EsmEncoder(folder)
+
+
+def parameter_name(key: str) -> str:
+    """`EsmModel`'s name for a checkpoint key: no `esm.` prefix (EsmForMaskedLM checkpoints), and
+    LayerNorm's legacy `gamma`/`beta` (which transformers still writes) as `weight`/`bias`."""
+    name = key.removeprefix("esm.")
+    for legacy, current in ((".gamma", ".weight"), (".beta", ".bias")):
+        if name.endswith(legacy):
+            return name[: -len(legacy)] + current
+    return name
