@@ -3,6 +3,7 @@ assignment, resume, workers 1 vs 2 byte-identical, and failing workers (exceptio
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -237,3 +238,43 @@ def test_gpu_pool_matches_cpu_and_records_tf32_off(shards, reference, test_model
         expected = read_embeddings(reference / output.name)
         assert table.ids == expected.ids
         np.testing.assert_allclose(table.vectors, expected.vectors, rtol=1e-4, atol=1e-5)
+
+
+def spawned_workers(pid: int) -> list[int]:
+    """The pids of the spawned worker processes of `pid` (multiprocessing's spawn entry point)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    found = []
+    for child in children.read_text().split() if children.exists() else []:
+        with contextlib.suppress(OSError):
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["starting", "embedding"])
+def test_ctrl_c_during_embedding_is_one_line_and_keeps_finished_files(shards, test_models, tmp_path, moment):
+    """Ctrl-C reaches the whole process group (parent and workers): the command ends with exit 130
+    and one line, no worker prints a traceback, and a rerun resumes."""
+    outdir = tmp_path / "out"
+    command = [sys.executable, "-m", "virnucpro", "embed-dna", *map(str, shards), "--outdir", str(outdir)]
+    command += ["--model", str(test_models / "dnabert-s"), "--devices", "cpu", "--workers", "2"]
+    process = subprocess.Popen(
+        command, env=cli_env(), stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    # "starting": as soon as both workers exist (still importing torch); "embedding": once a file is done
+    ready = (
+        (lambda: len(spawned_workers(process.pid)) >= 2)
+        if moment == "starting"
+        else (lambda: any(outdir.glob("*.parquet")))
+    )
+    while not ready() and process.poll() is None:
+        pass
+    os.killpg(process.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == "virnucpro: interrupted"
+    assert not list(outdir.glob(".tmp-*"))
+    again = embed_dna(shards, outdir, test_models / "dnabert-s", "--workers", "2")
+    assert again.returncode == 0, again.stderr

@@ -332,8 +332,10 @@ def run_pool(job: EmbedJob, plan: list[list[ShardTask]], device_names: list[str]
                 failure_class = InputError if rest[2] else VirNucProError
 
         try:
+            with interrupts_deferred():
+                for process in processes:
+                    process.start()
             for index, process in enumerate(processes):
-                process.start()
                 channels[index][1].close()  # the worker holds the sending end; EOF means it is gone
                 log.info(
                     "worker %d started (pid %d, %s): %s",
@@ -368,11 +370,13 @@ def run_pool(job: EmbedJob, plan: list[list[ShardTask]], device_names: list[str]
         except BaseException:
             stop.set()
             for process in processes:
-                if process.is_alive():
+                if process.pid is not None and process.is_alive():
                     process.terminate()
             raise
         finally:
             for process in processes:
+                if process.pid is None:  # never started
+                    continue
                 process.join(timeout=5)
                 if process.is_alive():
                     process.kill()
@@ -380,6 +384,28 @@ def run_pool(job: EmbedJob, plan: list[list[ShardTask]], device_names: list[str]
                 receiver.close()
     if failure is not None:
         raise failure_class(f"{failure}; finished files are kept, rerun the same command to resume")
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Start workers without Ctrl-C cutting a start in half. Ctrl-C reaches the whole process group
+    and the parent alone handles it (it stops the workers). SIGINT is blocked in this thread while
+    workers start, so they inherit it blocked through exec and no keypress during their start-up
+    prints a traceback (they then ignore it, see `worker_main`); a SIGINT that another thread of
+    ours takes meanwhile is held by a handler here and raised once every worker has started."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; a library caller there handles it
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending one reaches `received`
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 def describe_exit(code: int | None) -> str:
@@ -521,6 +547,8 @@ class BackgroundWriter:
 
 def worker_main(index: int, device: str, tasks: list[ShardTask], job: EmbedJob, connection, stop) -> None:
     """A spawned worker: embed `tasks` in order on `device`, reporting through `connection`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us (see run_pool)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     messages = _Channel(connection)
     handler = logging.handlers.QueueHandler(messages)
     handler.addFilter(_WorkerPrefix(f"worker {index + 1}: "))
