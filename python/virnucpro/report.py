@@ -8,31 +8,43 @@
 - `report.html` with `score_histogram.png` and `sequence_tracks.png` (see `report_html`);
 - `run.json`: parameters, models, versions, counts and timings.
 
-Consensus (the original's): a chunk is viral when max(score_virus) >= max(score_others) over its
-frames. A sequence is `virus` when viral chunks / scored chunks >= `min_viral_fraction`, `others`
-otherwise, `unscored` when none of its chunks kept a frame (empty sequences too).
+The data are columns (`report_data`); every file is written ROWS_PER_BATCH rows at a time, so the
+text of a file is never held whole.
 """
 
 from __future__ import annotations
 
-import csv
+import importlib.util
+import itertools
 import json
 import logging
 import platform
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from virnucpro import __version__
 from virnucpro.atomic import atomic_open
 from virnucpro.defaults import DEFAULT_MIN_VIRAL_FRACTION
 from virnucpro.errors import InputError
-from virnucpro.prepare import CHUNKS_TSV, INPUT_SEQUENCES_TSV, read_summary
+from virnucpro.frames import FRAME_LABELS, FRAME_SETS
 from virnucpro.progress import progress_task
-from virnucpro.score_files import read_scores
+from virnucpro.report_data import (
+    CALLS,
+    FRAME_COUNTS,
+    OTHERS,
+    ROWS_PER_BATCH,
+    UNSCORED,
+    VIRUS,
+    ReportData,
+    collect,
+)
 from virnucpro.sequences import read_sequences
 
 log = logging.getLogger("virnucpro")
@@ -71,7 +83,7 @@ SEQUENCE_COLUMNS = (
     "call",
 )
 NO_FRAME_REASON = "no stop-free frame"
-_NAMES_SHOWN = 5
+_BEST_FRAME_TEXT = ("", *FRAME_LABELS)  # indexed by best_frame + 1 (-1: unscored)
 
 
 def float32_text(value: float) -> str:
@@ -79,275 +91,180 @@ def float32_text(value: float) -> str:
     return str(np.float32(value))
 
 
-@dataclass
-class ChunkResult:
-    sequence_id: str
-    chunk_index: int
-    chunk_id: str
-    start: int
-    end: int
-    length: int
-    frames: list[str]
-    # Per kept frame, in frame order: (others, virus) float32.
-    scores: list[tuple[np.float32, np.float32]] = field(default_factory=list)
-
-    @property
-    def scored(self) -> bool:
-        return bool(self.scores)
-
-    @property
-    def max_others(self) -> np.float32:
-        return max(s[0] for s in self.scores)
-
-    @property
-    def max_virus(self) -> np.float32:
-        return max(s[1] for s in self.scores)
-
-    @property
-    def viral(self) -> bool:
-        return self.scored and self.max_virus >= self.max_others
-
-    @property
-    def best_frame(self) -> str:
-        """The frame with the highest virus score (the first of equals)."""
-        best = max(range(len(self.scores)), key=lambda i: (self.scores[i][1], -i))
-        return self.frames[best]
-
-    @property
-    def call(self) -> str:
-        return "unscored" if not self.scored else ("virus" if self.viral else "others")
+def float32_texts(values: np.ndarray) -> list[str]:
+    """`float32_text` of each value (float32 array); NaN (no value) gives an empty field."""
+    return ["" if text == "nan" else text for text in map(str, values.astype(np.float32, copy=False))]
 
 
-@dataclass
-class SequenceResult:
-    sequence_id: str
-    record: int
-    length: int
-    chunks: list[ChunkResult]
-    call: str = "unscored"
-
-    @property
-    def chunks_scored(self) -> int:
-        return sum(c.scored for c in self.chunks)
-
-    @property
-    def viral_chunks(self) -> int:
-        return sum(c.viral for c in self.chunks)
-
-    @property
-    def viral_fraction(self) -> float | None:
-        return self.viral_chunks / self.chunks_scored if self.chunks_scored else None
-
-    @property
-    def chunk_virus_scores(self) -> np.ndarray:
-        """Each scored chunk's best virus score, in chunk order (float32)."""
-        return np.array([c.max_virus for c in self.chunks if c.scored], dtype=np.float32)
-
-
-@dataclass
-class ReportData:
-    """Everything the text and HTML outputs are made of."""
-
-    sequences: list[SequenceResult]
-    frame_ids: list[str]
-    frame_others: np.ndarray  # float32, input order
-    frame_virus: np.ndarray
-    chunk_size: int
-    min_viral_fraction: float
-    provenance: dict[str, str]  # classifier and embedding models, from the scores files
-
-    @property
-    def chunks(self) -> list[ChunkResult]:
-        return [c for s in self.sequences for c in s.chunks]
-
-    def counts(self) -> dict[str, int]:
-        chunks = self.chunks
-        counts = {
-            "sequences": len(self.sequences),
-            "sequences_virus": sum(s.call == "virus" for s in self.sequences),
-            "sequences_others": sum(s.call == "others" for s in self.sequences),
-            "sequences_unscored": sum(s.call == "unscored" for s in self.sequences),
-            "chunks": len(chunks),
-            "chunks_scored": sum(c.scored for c in chunks),
-            "chunks_virus": sum(c.viral for c in chunks),
-            "chunks_without_frames": sum(not c.scored for c in chunks),
-            "frames": len(self.frame_ids),
-        }
-        return {key: int(value) for key, value in counts.items()}
-
-
-def _named(ids: Sequence[str]) -> str:
-    shown = ", ".join(ids[:_NAMES_SHOWN])
-    return shown + (f" and {len(ids) - _NAMES_SHOWN} more" if len(ids) > _NAMES_SHOWN else "")
-
-
-def _read_tsv(path: Path) -> list[dict[str, str]]:
-    try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
-    except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror})") from None
-
-
-def _read_all_scores(score_files: Sequence[str | Path]) -> tuple[dict[str, tuple], dict[str, str]]:
-    scores: dict[str, tuple[np.float32, np.float32]] = {}
-    provenance: dict[str, str] = {}
-    for raw in sorted(map(Path, score_files), key=lambda p: p.name):
-        try:
-            table = read_scores(raw)
-        except (OSError, ValueError, KeyError) as err:
-            raise InputError(f"{raw}: not a readable scores file ({err})") from None
-        duplicates = [i for i in table.ids if i in scores]
-        if duplicates:
-            raise InputError(f"{raw}: ids already scored in another file: {_named(duplicates)}")
-        scores.update(zip(table.ids, zip(table.score_others, table.score_virus, strict=True), strict=True))
-        if not provenance:
-            provenance = {k: v for k, v in table.metadata.items() if k.split(".")[-1] != "rows"}
-    return scores, provenance
-
-
-def collect(prepared: str | Path, score_files: Sequence[str | Path], min_viral_fraction: float) -> ReportData:
-    """Join the prepared chunk table with every frame's scores and apply the consensus."""
-    prepared = Path(prepared)
-    summary = read_summary(prepared)
-    if summary is None:
-        raise InputError(f"{prepared}: not a finished prepare folder (no readable prepare.json)")
-    scores, provenance = _read_all_scores(score_files)
-    sequences = [
-        SequenceResult(row["sequence_id"], int(row["record"]), int(row["length"]), [])
-        for row in _read_tsv(prepared / INPUT_SEQUENCES_TSV)
-    ]
-    by_id = {s.sequence_id: s for s in sequences}
-    frame_ids, frame_others, frame_virus, missing = [], [], [], []
-    for row in _read_tsv(prepared / CHUNKS_TSV):
-        frames = row["frames"].split(",") if row["frames"] else []
-        chunk = ChunkResult(
-            row["sequence_id"],
-            int(row["chunk_index"]),
-            row["chunk_id"],
-            int(row["start"]),
-            int(row["end"]),
-            int(row["length"]),
-            frames,
-        )
-        for label in frames:
-            frame_id = chunk.chunk_id + label
-            score = scores.pop(frame_id, None)
-            if score is None:
-                missing.append(frame_id)
-                continue
-            chunk.scores.append(score)
-            frame_ids.append(frame_id)
-            frame_others.append(score[0])
-            frame_virus.append(score[1])
-        by_id[chunk.sequence_id].chunks.append(chunk)
-    if missing:
-        raise InputError(f"{prepared}: frames without a score in the scores files: {_named(missing)}")
-    if scores:
-        raise InputError(f"scores for frames that {prepared} does not hold: {_named(sorted(scores))}")
-    for sequence in sequences:
-        fraction = sequence.viral_fraction
-        if fraction is not None:
-            sequence.call = "virus" if fraction >= min_viral_fraction else "others"
-    return ReportData(
-        sequences=sequences,
-        frame_ids=frame_ids,
-        frame_others=np.array(frame_others, dtype=np.float32),
-        frame_virus=np.array(frame_virus, dtype=np.float32),
-        chunk_size=summary.chunk_size,
-        min_viral_fraction=min_viral_fraction,
-        provenance=provenance,
-    )
+def _batches(count: int) -> Iterable[slice]:
+    return (slice(low, min(low + ROWS_PER_BATCH, count)) for low in range(0, count, ROWS_PER_BATCH))
 
 
 def write_prediction_results(data: ReportData, path: Path) -> None:
     """The original's per-frame file: argmax of the probabilities, `others` on a tie (torch.max)."""
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
         out.write("Sequence_ID\tPrediction\tscore1\tscore2\n")
-        for frame_id, others, virus in zip(data.frame_ids, data.frame_others, data.frame_virus, strict=True):
-            prediction = "virus" if virus > others else "others"
-            out.write(f"{frame_id}\t{prediction}\t{float32_text(others)}\t{float32_text(virus)}\n")
+        for ids, others, virus in data.frame_batches():
+            predictions = np.where(virus > others, "virus", "others").tolist()
+            out.writelines(
+                f"{frame_id}\t{prediction}\t{score1}\t{score2}\n"
+                for frame_id, prediction, score1, score2 in zip(
+                    ids, predictions, map(str, others), map(str, virus), strict=True
+                )
+            )
+
+
+def chunk_ids(data: ReportData, rows: np.ndarray) -> pa.ChunkedArray:
+    """`{sequence_id}_chunk_{k}` of the given chunks, as prepare names them."""
+    chunks = data.chunks
+    parts = [
+        pc.binary_join_element_wise(
+            data.sequences.ids.take(chunks.sequence[rows[part]]),
+            "_chunk_",
+            pc.cast(pa.array(chunks.index[rows[part]]), pa.string()),
+            "",
+        )
+        for part in _batches(len(rows))
+    ]
+    return pa.chunked_array(parts, type=pa.string())
+
+
+def text_order(data: ReportData, rows: np.ndarray) -> np.ndarray:
+    """Positions in `rows` (chunks) that put their chunk ids in order as text, like Python's sorted().
+
+    Every id of a sequence's chunks starts with the same prefix, `{sequence_id}_chunk_`, followed by
+    the number. When no prefix is the start of another one (which needs a sequence id holding
+    `_chunk_`), ids sort by prefix, then by number as text, without making every id; otherwise
+    the ids themselves are sorted (Arrow compares UTF-8 bytes: Python's code point order).
+    """
+    if not len(rows):
+        return np.empty(0, dtype=np.int64)
+    ids = data.sequences.ids
+    if pc.any(pc.match_substring(pc.binary_join_element_wise(ids, "_chunk", ""), "_chunk_")).as_py():
+        return pc.sort_indices(chunk_ids(data, rows)).to_numpy()
+    prefix_rank = np.empty(len(ids), dtype=np.int32)
+    prefix_rank[pc.sort_indices(pc.binary_join_element_wise(ids, "_chunk_", "")).to_numpy()] = np.arange(
+        len(ids), dtype=np.int32
+    )
+    index = data.chunks.index[rows]
+    numbers = np.arange(1, int(index.max()) + 1)
+    number_rank = np.empty(len(numbers) + 1, dtype=np.int32)
+    number_rank[np.argsort(numbers.astype(str), kind="stable") + 1] = np.arange(len(numbers), dtype=np.int32)
+    return np.lexsort((number_rank[index], prefix_rank[data.chunks.sequence[rows]]))
 
 
 def write_highest_score(data: ReportData, path: Path) -> None:
     """The original's per-chunk consensus: scored chunks, sorted by id as text (pandas groupby)."""
-    rows = sorted((c.chunk_id, c.viral) for c in data.chunks if c.scored)
+    scored = np.flatnonzero(data.chunks.scored)
+    ordered = scored[text_order(data, scored)]
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
         out.write("Modified_ID\tIs_Virus\n")
-        out.writelines(f"{chunk_id}\t{viral}\n" for chunk_id, viral in rows)
+        for part in _batches(len(ordered)):
+            rows = ordered[part]
+            out.writelines(
+                f"{chunk_id}\t{flag}\n"
+                for chunk_id, flag in zip(
+                    chunk_ids(data, rows).to_pylist(), data.chunks.viral[rows].tolist(), strict=True
+                )
+            )
 
 
 def write_chunks(data: ReportData, path: Path) -> None:
+    chunks = data.chunks
+    calls = np.where(chunks.scored, np.where(chunks.viral, VIRUS, OTHERS), UNSCORED).astype(np.uint8)
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
         out.write("\t".join(CHUNK_COLUMNS) + "\n")
-        for c in data.chunks:
-            scored = c.scored
-            fields = (
-                c.sequence_id,
-                c.chunk_index,
-                c.chunk_id,
-                c.start,
-                c.end,
-                c.length,
-                len(c.frames),
-                ",".join(c.frames),
-                c.best_frame if scored else "",
-                float32_text(c.max_others) if scored else "",
-                float32_text(c.max_virus) if scored else "",
-                c.call,
-                "" if scored else NO_FRAME_REASON,
+        for rows in _batches(len(chunks)):
+            sequence_ids = data.sequences.ids.take(chunks.sequence[rows]).to_pylist()
+            out.writelines(
+                f"{sequence_id}\t{index}\t{sequence_id}_chunk_{index}\t{start}\t{end}\t{end - start + 1}\t"
+                f"{FRAME_COUNTS[mask]}\t{FRAME_SETS[mask]}\t{_BEST_FRAME_TEXT[best + 1]}\t{others}\t{virus}\t"
+                f"{CALLS[call]}\t{NO_FRAME_REASON if not mask else ''}\n"
+                for sequence_id, index, start, end, mask, best, others, virus, call in zip(
+                    sequence_ids,
+                    chunks.index[rows].tolist(),
+                    chunks.start[rows].tolist(),
+                    chunks.end[rows].tolist(),
+                    chunks.frame_mask[rows].tolist(),
+                    chunks.best_frame[rows].tolist(),
+                    float32_texts(chunks.max_others[rows]),
+                    float32_texts(chunks.max_virus[rows]),
+                    calls[rows].tolist(),
+                    strict=True,
+                )
             )
-            out.write("\t".join(map(str, fields)) + "\n")
 
 
 def write_sequences(data: ReportData, path: Path) -> None:
+    sequences = data.sequences
+    fractions = sequences.viral_fraction
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
         out.write("\t".join(SEQUENCE_COLUMNS) + "\n")
-        for s in data.sequences:
-            virus_scores = s.chunk_virus_scores
-            scored = virus_scores.size > 0
-            fields = (
-                s.sequence_id,
-                s.record,
-                s.length,
-                len(s.chunks),
-                s.chunks_scored,
-                s.viral_chunks,
-                f"{s.viral_fraction:.4f}" if scored else "",
-                float32_text(virus_scores.max()) if scored else "",
-                float32_text(virus_scores.mean(dtype=np.float64)) if scored else "",
-                s.call,
+        for rows, ids in zip(_batches(len(sequences)), sequences.id_batches(), strict=True):
+            out.writelines(
+                f"{sequence_id}\t{record}\t{length}\t{n_chunks}\t{scored}\t{viral}\t"
+                f"{f'{fraction:.4f}' if scored else ''}\t{best}\t{mean}\t{CALLS[call]}\n"
+                for sequence_id, record, length, n_chunks, scored, viral, fraction, best, mean, call in zip(
+                    ids,
+                    sequences.record[rows].tolist(),
+                    sequences.length[rows].tolist(),
+                    sequences.n_chunks[rows].tolist(),
+                    sequences.chunks_scored[rows].tolist(),
+                    sequences.viral_chunks[rows].tolist(),
+                    fractions[rows].tolist(),
+                    float32_texts(sequences.max_virus[rows]),
+                    float32_texts(sequences.mean_virus[rows]),
+                    sequences.call[rows].tolist(),
+                    strict=True,
+                )
             )
-            out.write("\t".join(map(str, fields)) + "\n")
 
 
 def write_viral_fasta(data: ReportData, input_path: Path, path: Path) -> None:
     """The input records called viral, unwrapped, with their whole header line."""
-    calls = [(s.sequence_id, s.call) for s in data.sequences]
+    calls = data.sequences.call
+    listed = itertools.chain.from_iterable(data.sequences.id_batches())
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
         count = 0
         for count, record in enumerate(read_sequences(input_path), start=1):
-            if count > len(calls) or calls[count - 1][0] != record.id:
+            if next(listed, None) != record.id:
                 raise InputError(
                     f"{input_path}: record {record.number} ({record.id}) is not the input the prepare "
                     "folder was made from; give the same --input"
                 )
-            if calls[count - 1][1] == "virus":
+            if calls[count - 1] == VIRUS:
                 out.write(f">{record.header}\n{record.sequence}\n")
         if count != len(calls):
             raise InputError(f"{input_path}: {count} records, but the prepare folder lists {len(calls)}")
 
 
-def software_versions() -> dict[str, str]:
-    import pyarrow
-    import torch
+def torch_version() -> str:
+    """torch.__version__ without importing torch (seconds and hundreds of MB the report never uses):
+    the installed package's own `version.py`, which only defines constants."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
+        return "not installed"
+    version_spec = importlib.util.spec_from_file_location(
+        "_virnucpro_torch_version", Path(spec.origin).with_name("version.py")
+    )
+    try:
+        module = importlib.util.module_from_spec(version_spec)
+        version_spec.loader.exec_module(module)
+        return module.__version__
+    except (OSError, AttributeError):
+        try:
+            return package_version("torch")
+        except PackageNotFoundError:
+            return "unknown"
 
+
+def software_versions() -> dict[str, str]:
     return {
         "virnucpro": __version__,
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": torch_version(),
         "numpy": np.__version__,
-        "pyarrow": pyarrow.__version__,
+        "pyarrow": pa.__version__,
     }
 
 

@@ -24,9 +24,10 @@ from matplotlib.patches import Rectangle
 
 from virnucpro import __version__
 from virnucpro.atomic import atomic_open
+from virnucpro.report_data import CALLS, SCORE_BINS
 
 if TYPE_CHECKING:
-    from virnucpro.report import ReportData, SequenceResult
+    from virnucpro.report_data import ReportData
 
 REPORT_HTML = "report.html"
 HISTOGRAM_PNG = "score_histogram.png"
@@ -49,58 +50,78 @@ def _png_bytes(figure) -> bytes:
 
 def histogram_figure(data: ReportData) -> bytes:
     """P(virus) per frame and per chunk (the chunk's best frame), with the 0.5 line."""
-    chunk_scores = np.array([c.max_virus for c in data.chunks if c.scored], dtype=np.float32)
+    chunks = data.chunks
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
-    bins = np.linspace(0.0, 1.0, 21)
-    for ax, values, what in (
-        (axes[0], data.frame_virus, "frames"),
-        (axes[1], chunk_scores, "chunks (best frame)"),
+    # The frames were counted per bin while they were read: one weighted value per bin draws the
+    # same bars as every value would.
+    centres = (SCORE_BINS[:-1] + SCORE_BINS[1:]) / 2
+    for ax, values, weights, count, what in (
+        (axes[0], centres, data.frame_histogram, data.frames, "frames"),
+        (axes[1], chunks.max_virus[chunks.scored], None, int(chunks.scored.sum()), "chunks (best frame)"),
     ):
-        ax.hist(values, bins=bins, color="#3b6ea5", edgecolor="white")
+        ax.hist(values, bins=SCORE_BINS, weights=weights, color="#3b6ea5", edgecolor="white")
         ax.axvline(0.5, color="#b33", linestyle="--", linewidth=1)
         ax.set_xlim(0, 1)
         ax.set_xlabel("P(virus)")
         ax.set_ylabel("count")
-        ax.set_title(f"{len(values)} {what}")
+        ax.set_title(f"{count} {what}")
     return _png_bytes(figure)
 
 
-def track_sequences(data: ReportData) -> list[SequenceResult]:
-    """The sequences drawn as tracks: scored ones, most viral first, then longest, then input order."""
-    scored = [s for s in data.sequences if s.chunks_scored]
-    ranked = sorted(scored, key=lambda s: (-(s.viral_fraction or 0.0), -s.length, s.record))
-    return ranked[:MAX_TRACKS]
+def ranked_sequences(data: ReportData, rows: np.ndarray | None = None) -> np.ndarray:
+    """Rows of the sequences (all, or `rows`), most viral first, then longest, then input order."""
+    sequences = data.sequences
+    rows = np.arange(len(sequences)) if rows is None else rows
+    fraction = np.nan_to_num(sequences.viral_fraction[rows], nan=0.0)
+    return rows[np.lexsort((sequences.record[rows], -sequences.length[rows], -fraction))]
+
+
+def track_sequences(data: ReportData) -> np.ndarray:
+    """Rows of the sequences drawn as tracks: the MAX_TRACKS most viral scored ones."""
+    return ranked_sequences(data, np.flatnonzero(data.sequences.chunks_scored))[:MAX_TRACKS]
 
 
 def tracks_figure(data: ReportData) -> bytes:
     """One line per sequence, each chunk coloured by its best P(virus); grey: no stop-free frame."""
+    sequences, chunks = data.sequences, data.chunks
     chosen = track_sequences(data)
     height = 1.2 + 0.32 * max(len(chosen), 1)
     figure, ax = plt.subplots(figsize=(10, height), constrained_layout=True)
     norm = Normalize(0.0, 1.0)
     cmap = plt.get_cmap(_COLORMAP)
-    longest = max((s.length for s in chosen), default=1)
-    for row, sequence in enumerate(chosen):
+    longest = int(sequences.length[chosen].max()) if len(chosen) else 1
+    first = sequences.first_chunk
+    for row, sequence in enumerate(chosen.tolist()):
         y = len(chosen) - 1 - row
-        ax.add_patch(Rectangle((0, y - 0.04), sequence.length, 0.08, color="#888888", linewidth=0))
-        for chunk in sequence.chunks:
-            color = cmap(norm(float(chunk.max_virus))) if chunk.scored else _UNSCORED_COLOR
+        ax.add_patch(
+            Rectangle((0, y - 0.04), int(sequences.length[sequence]), 0.08, color="#888888", linewidth=0)
+        )
+        own = slice(first[sequence], first[sequence] + sequences.n_chunks[sequence])
+        for start, length, scored, virus in zip(
+            chunks.start[own].tolist(),
+            chunks.length[own].tolist(),
+            chunks.scored[own].tolist(),
+            chunks.max_virus[own].tolist(),
+            strict=True,
+        ):
+            color = cmap(norm(virus)) if scored else _UNSCORED_COLOR
             ax.add_patch(
                 Rectangle(
-                    (chunk.start - 1, y - 0.35),
-                    chunk.length,
-                    0.7,
-                    facecolor=color,
-                    edgecolor="white",
-                    linewidth=0.5,
+                    (start - 1, y - 0.35), length, 0.7, facecolor=color, edgecolor="white", linewidth=0.5
                 )
             )
+    labels = [
+        f"{_short(sequence_id)} ({CALLS[call]})"
+        for sequence_id, call in zip(
+            sequences.ids.take(chosen).to_pylist(), sequences.call[chosen].tolist(), strict=True
+        )
+    ]
     ax.set_xlim(0, longest * 1.01)
     ax.set_ylim(-0.7, max(len(chosen), 1) - 0.3)
     ax.set_yticks(range(len(chosen)))
-    ax.set_yticklabels([f"{_short(s.sequence_id)} ({s.call})" for s in reversed(chosen)], fontsize=8)
+    ax.set_yticklabels(labels[::-1], fontsize=8)
     ax.set_xlabel("position (bp)")
-    ax.set_title("chunks per sequence, coloured by best P(virus)" if chosen else "no scored sequence")
+    ax.set_title("chunks per sequence, coloured by best P(virus)" if len(chosen) else "no scored sequence")
     colorbar = figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.03, pad=0.01)
     colorbar.set_label("P(virus)")
     return _png_bytes(figure)
@@ -153,22 +174,24 @@ def render_html(data: ReportData, title: str, histogram_png: bytes, tracks_png: 
         ["minimum viral fraction for a virus call", data.min_viral_fraction],
     ]
     model_rows = [[key, value] for key, value in sorted(data.provenance.items())]
-    ranked = sorted(data.sequences, key=lambda s: (-(s.viral_fraction or 0.0), -s.length, s.record))
+    sequences = data.sequences
+    shown_rows = ranked_sequences(data)[:MAX_TABLE_ROWS]
     sequence_rows = [
-        [
-            s.sequence_id,
-            s.length,
-            len(s.chunks),
-            s.chunks_scored,
-            s.viral_chunks,
-            "" if s.viral_fraction is None else f"{s.viral_fraction:.4f}",
-            s.call,
-        ]
-        for s in ranked[:MAX_TABLE_ROWS]
+        [sequence_id, length, n_chunks, scored, viral, f"{fraction:.4f}" if scored else "", CALLS[call]]
+        for sequence_id, length, n_chunks, scored, viral, fraction, call in zip(
+            sequences.ids.take(shown_rows).to_pylist(),
+            sequences.length[shown_rows].tolist(),
+            sequences.n_chunks[shown_rows].tolist(),
+            sequences.chunks_scored[shown_rows].tolist(),
+            sequences.viral_chunks[shown_rows].tolist(),
+            sequences.viral_fraction[shown_rows].tolist(),
+            sequences.call[shown_rows].tolist(),
+            strict=True,
+        )
     ]
     shown = (
-        f"the {MAX_TABLE_ROWS} most viral of {len(ranked)}; all are in sequences.tsv"
-        if len(ranked) > MAX_TABLE_ROWS
+        f"the {MAX_TABLE_ROWS} most viral of {len(sequences)}; all are in sequences.tsv"
+        if len(sequences) > MAX_TABLE_ROWS
         else "all sequences"
     )
     tracks_note = (
