@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv example example-python test lint lock bench clean
+.PHONY: venv example example-python test test-floor lint lock bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,24 @@ test: venv
 	$(BIN)/ruff format --check python tests bench
 	HF_HUB_OFFLINE=1 PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## The declared minimum versions (pyproject.toml), tested: a second venv with torch and transformers at
+## their floors (what the lent GPU machine runs) and the test files that exercise them on CPU.
+FLOOR_VENV ?= .venv-floor
+FLOOR_PINS := torch==2.11.0 transformers==5.17.0
+FLOOR_TESTS := tests/test_classifier.py tests/test_dnabert_s.py tests/test_esm2.py \
+	tests/test_embedding_engine.py tests/test_embedding_batching.py tests/test_test_models.py \
+	tests/test_predict.py tests/test_train.py
+
+$(FLOOR_VENV)/.installed: pyproject.toml
+	test -x $(FLOOR_VENV)/bin/python || $(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOOR_VENV)/bin/python -m pip install --quiet $(FLOOR_PINS) '.[test]'
+	touch $@
+
+test-floor: $(FLOOR_VENV)/.installed
+	$(FLOOR_VENV)/bin/python -c 'import sys, torch, transformers; print("floor:", sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__)'
+	HF_HUB_OFFLINE=1 PATH="$(abspath $(FLOOR_VENV)/bin):$$PATH" $(FLOOR_VENV)/bin/python -m pytest $(FLOOR_TESTS) $(PYTEST_ARGS)
+
 lint: venv
 	$(BIN)/ruff check python tests bench
 	$(BIN)/ruff format --check python tests bench
@@ -45,4 +63,4 @@ bench: venv
 	$(BIN)/python bench/prepare.py
 
 clean:
-	rm -rf $(VENV) .test-models results work .nextflow* .pytest_cache
+	rm -rf $(VENV) $(FLOOR_VENV) .test-models results work .nextflow* .pytest_cache

@@ -100,7 +100,7 @@ def checkParameters(settings) {
         error("--${name} needs a value; write values that start with '-' as --${name}='--option=value'")
     }
     checkChoice(settings, 'chunk_size', ['300', '500'], 'the chunk sizes of the published classifiers')
-    checkChoice(settings, 'precision', ['fp32', 'bf16', 'fp16'], 'fp32 matches the published classifier')
+    checkChoice(settings, 'precision', ['fp32', 'bf16', 'fp16', 'fp8'], 'fp32 matches the published classifier')
     checkInteger(settings, 'shard_size', 1)
     checkInteger(settings, 'shards_per_task', 1)
     checkInteger(settings, 'dnabert_batch_size', 1)

@@ -30,7 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 from virnucpro.frames import FRAME_LABELS, FRAME_SETS, chunk_table
-from virnucpro.prepare import CHUNKS_COLUMNS, CHUNKS_TSV, INPUT_SEQUENCES_TSV, PREPARE_JSON, PrepareSummary
+from virnucpro.paths import PREPARE_JSON, PrepareLayout
+from virnucpro.prepare import CHUNK_FRAMES_COLUMNS, INPUT_SEQUENCES_COLUMNS, PrepareSummary
 from virnucpro.score_files import write_scores
 
 CHUNK_SIZE = 500
@@ -96,23 +97,23 @@ def generate(folder: Path, n_chunks: int, layout: str, seed: int = 5) -> None:
         begin = first[s] + rng.integers(0, n_per_sequence[s] - 12)
         logit[begin : begin + rng.integers(6, 13)] += 6.0
 
-    prepared = folder / "prepared"
+    prepared = PrepareLayout(folder / "prepared")
     scores = folder / "scores"
-    prepared.mkdir(parents=True)
+    prepared.folder.mkdir(parents=True)
     scores.mkdir()
     write_input(folder / "input.fa", ids, lengths, rng)
-    with open(prepared / INPUT_SEQUENCES_TSV, "w") as out:
-        out.write("\t".join(("sequence_id", "record", "length", "n_chunks")) + "\n")
+    with open(prepared.input_sequences, "w") as out:
+        out.write("\t".join(INPUT_SEQUENCES_COLUMNS) + "\n")
         out.writelines(
-            f"{i}\t{r + 1}\t{length}\t{n}\n"
+            f"{i}\t{r + 1}\t{length}\t{n}\t1\n"
             for r, (i, length, n) in enumerate(
                 zip(ids, lengths.tolist(), n_per_sequence.tolist(), strict=True)
             )
         )
     frames_written = 0
     shard = _ShardBuffer(scores)
-    with open(prepared / CHUNKS_TSV, "w") as out:
-        out.write("\t".join(CHUNKS_COLUMNS) + "\n")
+    with open(prepared.chunk_frames, "w") as out:
+        out.write("\t".join(CHUNK_FRAMES_COLUMNS) + "\n")
         for low in range(0, n_chunks, _ROWS):
             rows = slice(low, low + _ROWS)
             chunk_ids = [
@@ -143,12 +144,13 @@ def generate(folder: Path, n_chunks: int, layout: str, seed: int = 5) -> None:
             shard.add(frame_ids, (1.0 - virus).astype(np.float32), virus)
             frames_written += len(frame_ids)
     shard.flush(final=True)
+    source = {"path": str(folder / "input.fa"), "format": "fasta", "compressed": False, "sha256": "",
+              "records": n_sequences}
     summary = PrepareSummary(
-        str(folder / "input.fa"), "fasta", False, CHUNK_SIZE, SHARD_SIZE, sequences=n_sequences,
-        bases=int(lengths.sum()), chunks=n_chunks, chunks_without_frames=int((masks == 0).sum()),
-        frames=frames_written,
+        CHUNK_SIZE, SHARD_SIZE, inputs=[source], sequences=n_sequences, bases=int(lengths.sum()),
+        chunks=n_chunks, chunks_without_frames=int((masks == 0).sum()), frames=frames_written,
     )  # fmt: skip
-    (prepared / PREPARE_JSON).write_text(json.dumps(asdict(summary), indent=2) + "\n")
+    prepared.summary.write_text(json.dumps(asdict(summary), indent=2) + "\n")
 
 
 class _ShardBuffer:

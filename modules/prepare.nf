@@ -29,7 +29,7 @@ process PREPARE {
     stub:
     """
     mkdir -p prepared/shards
-    touch prepared/chunks.tsv prepared/input_sequences.tsv prepared/prepare.json
+    touch prepared/chunk_frames.tsv prepared/input_sequences.tsv prepared/prepare.json
     touch prepared/shards/shard_00001.nucleotide.fa prepared/shards/shard_00001.protein.faa
 
     cat <<-END_VERSIONS > versions.yml

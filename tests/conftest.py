@@ -10,23 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from virnucpro.paths import FINAL_OUTPUTS
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
 SHARED = REPO.parent / "shared"
 GOLDEN = SHARED / "golden"
 PARITY = SHARED / "parity"
 # The final outputs of design section 5, as `virnucpro run` and `report` must write them.
-OUTPUTS = (
-    "prediction_results.txt",
-    "prediction_results_highestscore.csv",
-    "chunks.tsv",
-    "sequences.tsv",
-    "viral.fa",
-    "report.html",
-    "score_histogram.png",
-    "sequence_tracks.png",
-    "run.json",
-)
+OUTPUTS = FINAL_OUTPUTS
 
 
 def cli_env() -> dict[str, str]:

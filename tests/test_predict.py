@@ -127,7 +127,7 @@ def test_predict_cli(shards):
     ]
     bad = run_cli(
         "predict",
-        tmp_path / "prepared" / "chunks.tsv",
+        tmp_path / "prepared" / "chunk_frames.tsv",
         "--classifier",
         tmp_path / "classifier",
         "--outdir",
@@ -136,7 +136,7 @@ def test_predict_cli(shards):
     assert bad.returncode == 2
     assert (
         bad.stderr.strip()
-        == f"virnucpro: error: {tmp_path / 'prepared' / 'chunks.tsv'}: not an embedding file "
+        == f"virnucpro: error: {tmp_path / 'prepared' / 'chunk_frames.tsv'}: not an embedding file "
         "(expected shard_NNNNN.dnabert.parquet or shard_NNNNN.esm.parquet)"
     )
 

@@ -13,6 +13,7 @@ import pytest
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
 from conftest import golden_or_skip, run_cli
+from virnucpro.paths import CHUNK_FRAMES_TSV
 
 
 def concatenated(folder: Path, pattern: str) -> str:
@@ -36,10 +37,10 @@ def test_shards_concatenate_to_the_original_outputs(tmp_path, name, shard_size):
     assert (
         concatenated(shards, "shard_*.protein.faa") == (golden / f"{name}_identified_protein.faa").read_text()
     )
-    # The chunks the original wrote (its _chunked500.fa) are the spans listed in chunks.tsv.
+    # The chunks the original wrote (its _chunked500.fa) are the spans listed in chunk_frames.tsv.
     sequences = dict(SimpleFastaParser((golden / f"{name}.fa").open()))
     original_chunks = list(SimpleFastaParser((golden / f"{name}_chunked500.fa").open()))
-    rows = read_tsv(tmp_path / "chunks.tsv")
+    rows = read_tsv(tmp_path / CHUNK_FRAMES_TSV)
     assert [row["chunk_id"] for row in rows] == [chunk_id for chunk_id, _ in original_chunks]
     for row, (_, chunk) in zip(rows, original_chunks, strict=True):
         assert sequences[row["sequence_id"]][int(row["start"]) - 1 : int(row["end"])] == chunk
@@ -59,7 +60,7 @@ def test_example_layout_and_tables(tmp_path, example_fasta):
         protein_ids = [t for t, _ in SimpleFastaParser((shards / f"{shard['name']}.protein.faa").open())]
         assert nucleotide_ids == protein_ids and len(nucleotide_ids) == shard["records"]
 
-    chunks = read_tsv(tmp_path / "chunks.tsv")
+    chunks = read_tsv(tmp_path / CHUNK_FRAMES_TSV)
     assert len(chunks) == 53
     frame_ids = [t for t, _ in SimpleFastaParser(io.StringIO(concatenated(shards, "*.nucleotide.fa")))]
     listed = [row["chunk_id"] + label for row in chunks for label in filter(None, row["frames"].split(","))]
@@ -84,7 +85,7 @@ def shard_texts(folder: Path) -> tuple[str, str, str]:
     return (
         concatenated(folder / "shards", "*.nucleotide.fa"),
         concatenated(folder / "shards", "*.protein.faa"),
-        (folder / "chunks.tsv").read_text(),
+        (folder / CHUNK_FRAMES_TSV).read_text(),
     )
 
 
@@ -100,12 +101,13 @@ def test_fastq_gzip_crlf_and_blank_lines_give_the_same_shards(tmp_path, example_
     for name in ("reads.txt", "messy.fa"):
         run_cli("prepare", tmp_path / name, "--outdir", tmp_path / name.split(".")[0], check=True)
         assert shard_texts(tmp_path / name.split(".")[0]) == expected
-    assert json.loads((tmp_path / "reads" / "prepare.json").read_text())["input_format"] == "fastq"
+    (entry,) = json.loads((tmp_path / "reads" / "prepare.json").read_text())["inputs"]
+    assert (entry["format"], entry["compressed"], entry["records"]) == ("fastq", True, 12)
 
 
 def test_chunk_size_300(tmp_path, example_fasta):
     run_cli("prepare", example_fasta, "--outdir", tmp_path, "--chunk-size", 300, check=True)
-    chunks = read_tsv(tmp_path / "chunks.tsv")
+    chunks = read_tsv(tmp_path / CHUNK_FRAMES_TSV)
     assert max(int(row["length"]) for row in chunks) == 300
 
 

@@ -16,6 +16,7 @@ import pytest
 from conftest import OUTPUTS, golden_or_skip, run_cli
 from synthetic import prepared_example, random_classifier, scripted_sample, write_random_embeddings
 from virnucpro.errors import InputError
+from virnucpro.paths import CHUNK_FRAMES_TSV
 from virnucpro.predict import predict_files
 from virnucpro.report import CHUNK_COLUMNS, SEQUENCE_COLUMNS, float32_text, report
 from virnucpro.report_data import CALLS
@@ -63,10 +64,10 @@ def test_prediction_results_layout_and_values(scored, reported):
     lines = (reported / "prediction_results.txt").read_text().split("\n")
     assert lines[0] == "Sequence_ID\tPrediction\tscore1\tscore2" and lines[-1] == ""
     rows = [line.split("\t") for line in lines[1:-1]]
-    # One row per kept frame, in input order (chunks.tsv order, frames F1..R3 within a chunk).
+    # One row per kept frame, in input order (chunk_frames.tsv order, frames F1..R3 within a chunk).
     expected_ids = [
         c["chunk_id"] + f
-        for c in read_tsv(prepared / "chunks.tsv")
+        for c in read_tsv(prepared / CHUNK_FRAMES_TSV)
         for f in filter(None, c["frames"].split(","))
     ]
     assert [r[0] for r in rows] == expected_ids and len(rows) == 30
@@ -138,7 +139,7 @@ def test_report_reproduces_golden_files_from_their_scores(tmp_path):
 
 def test_chunks_tsv_has_every_chunk(scored, reported):
     _, prepared, _ = scored
-    prepared_chunks = read_tsv(prepared / "chunks.tsv")
+    prepared_chunks = read_tsv(prepared / CHUNK_FRAMES_TSV)
     with open(reported / "chunks.tsv") as handle:
         assert tuple(handle.readline().rstrip("\n").split("\t")) == CHUNK_COLUMNS
     chunks = read_tsv(reported / "chunks.tsv")
@@ -327,7 +328,7 @@ def test_duplicated_and_foreign_scores_are_named(scored, tmp_path):
         report(
             example, prepared, [tmp_path / "shard_00000.scores.parquet", *scores], tmp_path / "b", quiet=True
         )
-    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
+    assert not any((tmp_path / folder / name).exists() for folder in "ab" for name in OUTPUTS)
 
 
 def test_chunk_table_read_in_small_blocks_gives_the_same_outputs(scored, reported, tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ import pytest
 
 from conftest import DATA, OUTPUTS, cli_env, run_cli
 from synthetic import random_classifier
+from virnucpro.paths import WORK_OUTPUTS, RunLayout
 from virnucpro.report import CHUNK_COLUMNS, SEQUENCE_COLUMNS
 
 pytestmark = pytest.mark.slow
@@ -77,13 +78,9 @@ def baseline(test_models, tmp_path_factory) -> Path:
 
 def test_every_output_with_its_columns(baseline):
     assert {p.name for p in baseline.iterdir()} == {*OUTPUTS, "work"}
-    assert sorted(p.name for p in (baseline / "work").iterdir()) == [
-        "embeddings",
-        "parameters.json",
-        "prepare",
-        "scores",
-    ]
-    assert len(list((baseline / "work" / "scores").glob("shard_*.scores.parquet"))) == 8
+    layout = RunLayout(baseline)
+    assert sorted(p.name for p in layout.work.iterdir()) == sorted(WORK_OUTPUTS)
+    assert len(list(layout.scores.glob("shard_*.scores.parquet"))) == 8
     assert (
         (baseline / "prediction_results.txt")
         .read_text()

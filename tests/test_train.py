@@ -55,7 +55,17 @@ def test_training_learns_a_synthetic_set_and_reloads(tmp_path):
     test = metrics["test"]
     assert set(test) >= {"accuracy", "precision", "recall", "f1", "auroc"}
     assert test["accuracy"] > 0.9 and test["auroc"] > 0.95 and test["f1"] > 0.9
-    assert metrics["split"] == {"train": 640, "validation": 80, "test": 80, "virus": 400, "others": 400}
+    assert metrics["split"] == {
+        "by": "input sequence",
+        "train": 640,
+        "validation": 80,
+        "test": 80,
+        "train_sequences": 640,
+        "validation_sequences": 80,
+        "test_sequences": 80,
+        "virus": 400,
+        "others": 400,
+    }
     # Early stopping watched the validation loss: training ran at most `patience` epochs past its best.
     assert metrics["epochs_run"] - metrics["best_epoch"] <= 5
     assert metrics["settings"]["learning_rate"] == 2e-4 and metrics["settings"]["batch_size"] == 32

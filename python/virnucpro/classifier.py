@@ -7,7 +7,6 @@ be converted once with `convert_classifier`; every command accepts either form.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 from dataclasses import asdict, dataclass, replace
@@ -19,7 +18,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from virnucpro.atomic import atomic_path
+from virnucpro.checksums import file_sha256
 from virnucpro.errors import InputError
+from virnucpro.torch_archives import check_torch_archive
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -93,6 +94,8 @@ _PTH_ALLOWED_GLOBALS = [
 ]
 # The published classifiers are 768 (DNABERT-S) + 2560 (ESM-2 3B) wide.
 _PUBLISHED_WIDTHS = {768 + 2560: (768, 2560)}
+# A 3328x512 MLP holds 6.8 MB of float32 tensors; a .pth declaring far more is not a classifier.
+PTH_MAX_BYTES = 64 << 20
 _STATE_KEYS = (
     "hidden_layer.weight",
     "hidden_layer.bias",
@@ -110,6 +113,9 @@ def read_pth_classifier(
 ) -> tuple[MLPClassifier, ClassifierConfig]:
     """Load an original `.pth` classifier (a pickled module or a state dict) without running its code."""
     path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: classifier file not found")
+    check_torch_archive(path, PTH_MAX_BYTES, "a VirNucPro classifier")
     try:
         with torch.serialization.safe_globals(_PTH_ALLOWED_GLOBALS):
             loaded = torch.load(path, map_location="cpu", weights_only=True)
@@ -202,11 +208,3 @@ def convert_classifier(
     config = replace(loaded.config, source=loaded.config.source or str(source))
     save_classifier(loaded.model, outdir, config)
     return config
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

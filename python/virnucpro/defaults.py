@@ -20,6 +20,15 @@ PUBLISHED_CLASSIFIERS = {
     for size in CHUNK_SIZES
 }
 
+# A model given as `owner/name` is a Hugging Face hub id (main.nf checks the same pattern).
+HUB_ID_PATTERN = r"^[A-Za-z0-9][\w.-]*/[\w.-]+$"
+
+DEFAULT_DEVICES = "auto"  # every visible GPU, else CPU
+DEFAULT_WORKERS = 1  # CPU worker processes (on GPUs: one per GPU)
+PRECISIONS = ("fp32", "bf16", "fp16", "fp8")
+DEFAULT_PRECISION = "fp32"  # what the published classifiers were trained on
+# fp8 runs on GPUs of this compute capability or newer (Hopper).
+FP8_MIN_COMPUTE_CAPABILITY = (9, 0)
 DEFAULT_BATCH_SIZE = 256  # DNABERT-S sequences per batch (the seed note's default)
 DEFAULT_TOKENS_PER_BATCH = 16384  # ESM-2 padded tokens per batch
 DEFAULT_THREADS_PER_WORKER = 1  # fixed, so results do not depend on the number of workers

@@ -3,6 +3,11 @@ shard order, and the provenance that decides whether a file may be reused in the
 
 Written by the embedding stage, read by prediction and by resume checks. Everything downstream
 joins by id, never by row position.
+
+Every page carries a CRC checksum and every read verifies it, so a flipped byte inside a file whose
+footer is intact is an error, never different numbers; the resume check reads the rows back. The
+metadata key `source_sha256` (the SHA-256 of the shard file the vectors were computed from) lets a
+rerun recompute the file when its shard changed.
 """
 
 from __future__ import annotations
@@ -18,6 +23,26 @@ import pyarrow.parquet as pq
 from virnucpro.atomic import atomic_path
 
 METADATA_PREFIX = "virnucpro."
+# No compression, dictionary or statistics: float vectors do not compress, and this keeps the bytes
+# a pure function of the values (workers 1 vs N give identical files). Page checksums are a pure
+# function of the page bytes, so they keep that property.
+PARQUET_WRITE_OPTIONS = {
+    "compression": "none",
+    "use_dictionary": False,
+    "write_statistics": False,
+    "write_page_checksum": True,
+}
+
+
+def write_parquet(table: pa.Table, path: str | Path) -> None:
+    """Write one of our Parquet files atomically, with the settings above."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, **PARQUET_WRITE_OPTIONS)
+
+
+def read_parquet(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """Read one of our Parquet files, verifying every page's checksum."""
+    return pq.read_table(path, columns=columns, page_checksum_verification=True)
 
 
 @dataclass(frozen=True)
@@ -44,11 +69,7 @@ def write_embeddings(
     schema_meta[f"{METADATA_PREFIX}dim"] = str(dim)
     schema_meta[f"{METADATA_PREFIX}rows"] = str(len(ids))
     table = pa.table({"id": pa.array(list(ids), type=pa.string()), "embedding": embedding})
-    table = table.replace_schema_metadata(schema_meta)
-    with atomic_path(path) as tmp:
-        # No compression, dictionary or statistics: float vectors do not compress, and this keeps
-        # the bytes a pure function of the values (workers 1 vs N give identical files).
-        pq.write_table(table, tmp, compression="none", use_dictionary=False, write_statistics=False)
+    write_parquet(table.replace_schema_metadata(schema_meta), path)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -63,7 +84,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 
 def read_embeddings(path: str | Path) -> EmbeddingTable:
-    table = pq.read_table(path)
+    table = read_parquet(path)
     metadata = read_metadata(path)
     ids = table.column("id").to_pylist()
     column = table.column("embedding").combine_chunks()
@@ -75,20 +96,22 @@ def read_embeddings(path: str | Path) -> EmbeddingTable:
 def is_complete(
     path: str | Path, expected_metadata: Mapping[str, str], expected_rows: int | None = None
 ) -> bool:
-    """True when `path` reads back whole and was made with the same provenance.
+    """True when `path` reads back whole (every page's checksum verified) and was made with the
+    same provenance (any of our Parquet files: embeddings or scores).
 
-    A file that is missing, truncated, unreadable, or made with another model, revision,
-    precision or pooling is not complete: the caller recomputes it rather than mixing results.
+    A file that is missing, truncated, corrupt, unreadable, or made with another model, revision,
+    precision, pooling or source is not complete: the caller recomputes it rather than mixing
+    results. The provenance is compared first, so a stale file costs no read of its rows.
     """
     path = Path(path)
     if not path.is_file():
         return False
     try:
         metadata = read_metadata(path)
-        rows = pq.ParquetFile(path).metadata.num_rows
+        if any(metadata.get(k) != str(v) for k, v in expected_metadata.items()):
+            return False
+        rows = read_parquet(path).num_rows
     except (OSError, pa.ArrowException):
-        return False
-    if any(metadata.get(k) != str(v) for k, v in expected_metadata.items()):
         return False
     if str(rows) != metadata.get("rows"):
         return False

@@ -1,6 +1,11 @@
 """Errors a user can act on. The CLI prints them as one line and exits with their code; anything
 else is a bug and keeps its traceback."""
 
+from __future__ import annotations
+
+import errno
+import os
+
 
 class VirNucProError(Exception):
     """A failure with a message meant for the user (no traceback)."""
@@ -12,3 +17,33 @@ class InputError(VirNucProError):
     """Bad input or arguments: the message names the file, the record and the problem."""
 
     exit_code = 2
+
+
+class OutputError(VirNucProError):
+    """An output could not be written (disk full, read-only or unwritable folder): names the file."""
+
+    exit_code = 1
+
+
+_HINTS = {
+    errno.ENOSPC: "the disk is full; free space or choose another --outdir, then rerun to resume",
+    errno.EDQUOT: "the disk quota is exceeded; free space or choose another --outdir, then rerun to resume",
+    errno.EFBIG: "the file is larger than this process may write (ulimit -f)",
+    errno.EROFS: "the file system is read-only; choose another --outdir",
+    errno.EACCES: "permission denied; choose a folder you may write to",
+    errno.EPERM: "operation not permitted; choose a folder you may write to",
+}
+
+
+def describe_os_error(err: OSError, path: str | os.PathLike[str] | None = None) -> str:
+    """One line for an operating-system error: the file, what went wrong, and what to do."""
+    where = path if path is not None else err.filename
+    problem = err.strerror or str(err) or type(err).__name__
+    hint = _HINTS.get(err.errno or 0)
+    text = f"{problem}; {hint}" if hint else problem
+    return f"{where}: {text}" if where is not None else text
+
+
+def output_error(path: str | os.PathLike[str], err: OSError) -> OutputError:
+    """The `OutputError` for a failed write of `path`."""
+    return OutputError(f"cannot write {describe_os_error(err, path)}")

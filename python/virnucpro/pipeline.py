@@ -1,61 +1,62 @@
 """`virnucpro run`: every stage in one process tree, resumable.
 
-Layout under `--outdir DIR`: intermediates in `DIR/work/` (`prepare/`, `embeddings/`, `scores/`),
-final outputs at the top level, and `DIR/work/parameters.json`, the parameters that decide the
-results (input file, chunk and shard size, each model and its resolved revision, precision, the
-classifier's SHA-256). A rerun with the same parameters resumes: every stage keeps its complete
-outputs (prepare.json, complete embedding and scores files) and computes only what is missing, so
-after a kill at any point the same command finishes the work and writes the same outputs. A rerun
-with a changed parameter is refused with a message naming it, rather than mixing results;
-`--force` starts over.
+Layout (`virnucpro.paths.RunLayout`): intermediates in `DIR/work/` (`prepare/`, `embeddings/`,
+`scores/`), final outputs at the top level, and `DIR/work/parameters.json`, the parameters that
+decide the results (chunk and shard size, each model and its resolved revision, precision, the
+classifier's SHA-256). The input is identified by its content: prepare records the SHA-256 of each
+input file in `prepare.json` while it reads them, and a rerun hashes the input again and compares.
+
+Order of a run: every check that needs no work first (parameters, input files, the output folder,
+devices and precision, models), so a refused command writes nothing; then the earlier work is
+compared (a changed parameter or input is refused, naming it, unless --force); then run.json is
+removed and the stages run. A rerun with the same parameters resumes: every stage keeps its
+complete outputs (prepare.json; embedding files made from the same shard bytes; score files made
+from the same embedding bytes) and computes only what is missing, so after a kill at any point the
+same command finishes the work and writes the same outputs.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from virnucpro.atomic import atomic_open
+from virnucpro.atomic import atomic_open, remove_stale_temporaries
+from virnucpro.checksums import file_sha256
 from virnucpro.classifier import load_classifier
 from virnucpro.defaults import (
     CHUNK_SIZES,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_DEVICES,
     DEFAULT_DNABERT_MODEL,
     DEFAULT_ESM_MODEL,
     DEFAULT_MIN_VIRAL_FRACTION,
+    DEFAULT_PRECISION,
     DEFAULT_SHARD_SIZE,
+    DEFAULT_THREADS_PER_WORKER,
+    DEFAULT_TOKENS_PER_BATCH,
+    DEFAULT_WORKERS,
+    FP8_MIN_COMPUTE_CAPABILITY,
+    PRECISIONS,
     PUBLISHED_CLASSIFIERS,
 )
 from virnucpro.errors import InputError
+from virnucpro.output_folder import begin_final_outputs, remove_run_outputs, run_folder
+from virnucpro.paths import PrepareLayout, RunLayout
 from virnucpro.predict import predict_files
 from virnucpro.prepare import prepare, read_summary
-from virnucpro.report import RUN_JSON, ReportData, report
-from virnucpro.report_html import HISTOGRAM_PNG, REPORT_HTML, TRACKS_PNG
-from virnucpro.shards import NUCLEOTIDE_SUFFIX, PROTEIN_SUFFIX, SHARDS_DIR
+from virnucpro.report import ReportData, report
+from virnucpro.sequences import SequenceInputs, is_stream
 
 log = logging.getLogger("virnucpro")
 
-WORK_DIR = "work"
-PARAMETERS_JSON = "parameters.json"
-FINAL_OUTPUTS = (
-    "prediction_results.txt",
-    "prediction_results_highestscore.csv",
-    "chunks.tsv",
-    "sequences.tsv",
-    "viral.fa",
-    REPORT_HTML,
-    HISTOGRAM_PNG,
-    TRACKS_PNG,
-    RUN_JSON,
-)
-# The command-line option that sets each recorded parameter, for the refusal message.
+# The command-line option that sets each recorded parameter, for the refusal message. Only these
+# are compared; the input's identity is its content, compared with prepare.json.
 PARAMETER_OPTIONS = {
-    "input": "INPUT",
-    "input_size": "INPUT (its size changed)",
-    "input_mtime_ns": "INPUT (modified since)",
     "chunk_size": "--chunk-size",
     "shard_size": "--shard-size",
     "dnabert_model": "--dnabert-model",
@@ -72,16 +73,17 @@ PARAMETER_OPTIONS = {
 class EmbeddingOptions:
     """How sequences are prepared and embedded (shared by `run` and `train`)."""
 
-    chunk_size: int = 500
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     dnabert_model: str = DEFAULT_DNABERT_MODEL
     dnabert_revision: str | None = None
     esm_model: str = DEFAULT_ESM_MODEL
     esm_revision: str | None = None
-    devices: str = "auto"
-    workers: int = 1
-    precision: str = "fp32"
-    batch_size: int = 256
-    tokens_per_batch: int | None = None
+    devices: str = DEFAULT_DEVICES
+    workers: int = DEFAULT_WORKERS
+    precision: str = DEFAULT_PRECISION
+    batch_size: int = DEFAULT_BATCH_SIZE
+    tokens_per_batch: int = DEFAULT_TOKENS_PER_BATCH
+    threads_per_worker: int = DEFAULT_THREADS_PER_WORKER
 
 
 def default_classifier(chunk_size: int) -> str:
@@ -90,21 +92,70 @@ def default_classifier(chunk_size: int) -> str:
     return PUBLISHED_CLASSIFIERS[chunk_size]
 
 
+def check_options(options: EmbeddingOptions, shard_size: int = 1, min_viral_fraction: float = 0.0) -> None:
+    """The option values themselves (the CLI checks them too; library callers get the same lines)."""
+    if options.chunk_size not in CHUNK_SIZES:
+        raise InputError(
+            f"--chunk-size must be 300 or 500 (the published classifiers), not {options.chunk_size}"
+        )
+    for option, value in (
+        ("--shard-size", shard_size),
+        ("--workers", options.workers),
+        ("--batch-size", options.batch_size),
+        ("--tokens-per-batch", options.tokens_per_batch),
+        ("--threads-per-worker", options.threads_per_worker),
+    ):
+        if value < 1:
+            raise InputError(f"{option} must be at least 1, not {value}")
+    if not 0.0 <= min_viral_fraction <= 1.0:
+        raise InputError(f"--min-viral-fraction must be between 0 and 1, not {min_viral_fraction}")
+    if options.precision not in PRECISIONS:
+        raise InputError(f"--precision {options.precision!r}: use one of {', '.join(PRECISIONS)}")
+
+
+def check_execution(devices: str, workers: int, precision: str) -> list[str]:
+    """The devices the embedding workers will use, refusing (naming the option) a device that is
+    not there or a precision the chosen devices cannot run. Called before any work or record."""
+    from virnucpro.embedding.pool import resolve_devices
+
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    names = resolve_devices(devices, workers)
+    if precision == "fp8":
+        needed = ".".join(map(str, FP8_MIN_COMPUTE_CAPABILITY))
+        gpus = [name for name in names if name.startswith("cuda")]
+        if not gpus:
+            raise InputError(
+                f"--precision fp8 needs a CUDA GPU of compute capability {needed} or newer (Hopper); "
+                f"--devices {devices} runs on the CPU here: use fp32 or bf16, or a Hopper GPU"
+            )
+        import torch  # the capability query initialises CUDA here; spawned workers are unaffected
+
+        for name in gpus:
+            capability = torch.cuda.get_device_capability(name)
+            if capability < FP8_MIN_COMPUTE_CAPABILITY:
+                raise InputError(
+                    f"--precision fp8 needs a CUDA GPU of compute capability {needed} or newer; {name} "
+                    f"({torch.cuda.get_device_name(name)}) has {capability[0]}.{capability[1]}: use bf16"
+                )
+    return names
+
+
 def embed_prepared(
     prepared: Path, outdir: Path, options: EmbeddingOptions, quiet: bool
 ) -> tuple[list[Path], list[Path]]:
     """Both embeddings of every shard of a prepare folder (complete files are kept)."""
     from virnucpro.embedding.pool import embed_files
 
-    shards = prepared / SHARDS_DIR
-    nucleotide = sorted(shards.glob(f"shard_*{NUCLEOTIDE_SUFFIX}"))
-    protein = sorted(shards.glob(f"shard_*{PROTEIN_SUFFIX}"))
+    layout = PrepareLayout(prepared)
+    nucleotide, protein = layout.nucleotide_shards(), layout.protein_shards()
     if not nucleotide:
         return [], []
     common = {
         "devices": options.devices,
         "workers": options.workers,
         "precision": options.precision,
+        "threads_per_worker": options.threads_per_worker,
         "quiet": quiet,
     }
     dnabert = embed_files(
@@ -128,48 +179,85 @@ def embed_prepared(
     return dnabert, esm
 
 
-def ensure_prepared(input_path: Path, prepared: Path, chunk_size: int, shard_size: int, quiet: bool) -> None:
+def ensure_prepared(
+    inputs: Sequence[Path],
+    prepared: Path,
+    chunk_size: int,
+    shard_size: int,
+    quiet: bool,
+    hashes: list[str] | None = None,
+) -> None:
+    """Prepare `inputs` into `prepared`, unless a complete prepare of the same parameters and of
+    inputs with the same content (`hashes`, computed here when not given) is there."""
     summary = read_summary(prepared)
-    if summary is None or (summary.chunk_size, summary.shard_size) != (chunk_size, shard_size):
-        prepare(input_path, prepared, chunk_size=chunk_size, shard_size=shard_size, quiet=quiet)
+    if (
+        summary is None
+        or (summary.chunk_size, summary.shard_size) != (chunk_size, shard_size)
+        or summary.input_sha256 != (hashes if hashes is not None else input_hashes(inputs))
+    ):
+        prepare(inputs, prepared, chunk_size=chunk_size, shard_size=shard_size, quiet=quiet)
     else:
         log.info("prepare: complete, kept (%d shards)", len(summary.shards))
 
 
-def check_parameters(record: Path, parameters: dict) -> None:
-    """Write the record on the first run; refuse a rerun whose parameters differ from it."""
+def input_hashes(inputs: Sequence[Path]) -> list[str]:
+    return [file_sha256(path) for path in inputs]
+
+
+def check_parameters(record: Path, parameters: dict) -> bool:
+    """Refuse parameters that differ from the recorded ones; True when a record exists."""
     try:
         earlier = json.loads(record.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        earlier = None
+        return False
     except (OSError, ValueError):
-        earlier = None  # a torn record cannot exist (atomic writes); an unreadable one is replaced
-    if earlier is not None:
-        changed = [key for key in parameters if earlier.get(key) != parameters[key]]
-        if changed:
-            details = "; ".join(
-                f"{PARAMETER_OPTIONS.get(k, k)} was {earlier.get(k)!r}, now {parameters[k]!r}"
-                for k in changed
-            )
+        return False  # a torn record cannot exist (atomic writes); an unreadable one is replaced
+    if not isinstance(earlier, dict):
+        return False
+    changed = [key for key in PARAMETER_OPTIONS if earlier.get(key) != parameters[key]]
+    if changed:
+        details = "; ".join(
+            f"{PARAMETER_OPTIONS[k]} was {earlier.get(k)!r}, now {parameters[k]!r}" for k in changed
+        )
+        raise InputError(
+            f"{record.parent.parent}: earlier work was made with other parameters ({details}); "
+            "rerun with --force to start over, or choose another --outdir"
+        )
+    return True
+
+
+def check_input_content(layout: RunLayout, inputs: Sequence[Path]) -> list[str] | None:
+    """Refuse inputs whose content differs from what the earlier run prepared (naming the file);
+    returns their hashes, or None when there is no finished prepare to compare with."""
+    summary = read_summary(layout.prepare.folder)
+    if summary is None:
+        return None  # prepare never finished: it reads the inputs afresh
+    earlier = summary.inputs
+    hashes = input_hashes(inputs)
+    if len(earlier) != len(inputs):
+        raise InputError(
+            f"{layout.outdir}: earlier work was made from {len(earlier)} input file(s), now {len(inputs)}; "
+            "rerun with --force to start over, or choose another --outdir"
+        )
+    for path, entry, now in zip(inputs, earlier, hashes, strict=True):
+        if entry["sha256"] != now:
             raise InputError(
-                f"{record.parent.parent}: earlier work was made with other parameters ({details}); "
-                "rerun with --force to start over, or choose another --outdir"
+                f"{path}: INPUT content changed since the earlier run in {layout.outdir} (sha256 "
+                f"{entry['sha256'][:12]}... then, {now[:12]}... now); rerun with --force to start over, "
+                "or choose another --outdir"
             )
-        return
+    return hashes
+
+
+def write_parameters(record: Path, parameters: dict, inputs: Sequence[Path]) -> None:
+    content = {**parameters, "inputs": [str(path.resolve()) for path in inputs]}
     with atomic_open(record, "w", encoding="utf-8", newline="\n") as out:
-        json.dump(parameters, out, indent=2, sort_keys=True)
+        json.dump(content, out, indent=2, sort_keys=True)
         out.write("\n")
 
 
-def start_over(outdir: Path) -> None:
-    """--force: remove this command's intermediates and final outputs (nothing else in DIR)."""
-    shutil.rmtree(outdir / WORK_DIR, ignore_errors=True)
-    for name in FINAL_OUTPUTS:
-        (outdir / name).unlink(missing_ok=True)
-
-
 def run(
-    input_path: str | Path,
+    inputs: str | Path | Sequence[str | Path],
     outdir: str | Path,
     options: EmbeddingOptions = EmbeddingOptions(),
     classifier: str | None = None,
@@ -179,36 +267,33 @@ def run(
     force: bool = False,
     quiet: bool = False,
 ) -> ReportData:
-    """Run prepare, both embeddings, predict and report; returns what the report holds."""
+    """Run prepare, both embeddings, predict and report on one sample (one or several files)."""
     from virnucpro.models.sources import resolve_model
 
     started = time.monotonic()
-    input_path, outdir = Path(input_path), Path(outdir)
-    if not input_path.is_file():
-        raise InputError(f"{input_path}: no such file")
-    if shard_size < 1:
-        raise InputError(f"--shard-size must be at least 1, not {shard_size}")
-    if options.workers < 1:
-        raise InputError(f"--workers must be at least 1, not {options.workers}")
-    if not 0.0 <= min_viral_fraction <= 1.0:
-        raise InputError(f"--min-viral-fraction must be between 0 and 1, not {min_viral_fraction}")
-    classifier_spec = classifier or default_classifier(options.chunk_size)
-    if options.chunk_size not in CHUNK_SIZES:
-        raise InputError(
-            f"--chunk-size must be 300 or 500 (the published classifiers), not {options.chunk_size}"
-        )
+    source = SequenceInputs(inputs)
+    input_paths = [file.path for file in source.files]
+    layout = RunLayout(Path(outdir))
 
+    # Everything that can be refused is refused before anything is written.
+    check_options(options, shard_size, min_viral_fraction)
+    for file in source.files:
+        if is_stream(file.path):
+            raise InputError(
+                f"{file.name}: a pipe or standard input can be read once only, but run reads its input "
+                "twice (prepare, then viral.fa); save it to a file, or use `virnucpro prepare -`"
+            )
+        file.check()
+    run_folder(layout, input_paths)
+    check_execution(options.devices, options.workers, options.precision)
+    classifier_spec = classifier or default_classifier(options.chunk_size)
     timings: dict[str, float] = {}
     clock = time.monotonic()
     dnabert = resolve_model(options.dnabert_model, options.dnabert_revision)
     esm = resolve_model(options.esm_model, options.esm_revision)
     loaded_classifier = load_classifier(classifier_spec, classifier_revision)
     timings["models_s"] = time.monotonic() - clock
-    stat = input_path.stat()
     parameters = {
-        "input": str(input_path.resolve()),
-        "input_size": stat.st_size,
-        "input_mtime_ns": stat.st_mtime_ns,
         "chunk_size": options.chunk_size,
         "shard_size": shard_size,
         "dnabert_model": dnabert.name,
@@ -219,26 +304,34 @@ def run(
         "classifier": loaded_classifier.name,
         "classifier_sha256": loaded_classifier.sha256,
     }
-    work = outdir / WORK_DIR
+    hashes = None
     if force:
-        start_over(outdir)
+        remove_run_outputs(layout)
+    elif check_parameters(layout.parameters, parameters):
+        hashes = check_input_content(layout, input_paths)
+
+    # From here on the folder changes: the completion marker goes first.
+    begin_final_outputs(layout.outdir, input_paths, "run")
     try:
-        work.mkdir(parents=True, exist_ok=True)
+        layout.work.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise InputError(f"{outdir}: cannot write the output folder ({err.strerror})") from None
-    check_parameters(work / PARAMETERS_JSON, parameters)
+        raise InputError(f"{layout.outdir}: cannot write the output folder ({err.strerror})") from None
+    if not layout.parameters.is_file():
+        write_parameters(layout.parameters, parameters, input_paths)
+    for folder in (layout.work, layout.prepare.folder, layout.embeddings, layout.scores):
+        remove_stale_temporaries(folder)
 
     clock = time.monotonic()
-    ensure_prepared(input_path, work / "prepare", options.chunk_size, shard_size, quiet)
+    ensure_prepared(input_paths, layout.prepare.folder, options.chunk_size, shard_size, quiet, hashes)
     timings["prepare_s"] = time.monotonic() - clock
 
     clock = time.monotonic()
-    dnabert_files, esm_files = embed_prepared(work / "prepare", work / "embeddings", options, quiet)
+    dnabert_files, esm_files = embed_prepared(layout.prepare.folder, layout.embeddings, options, quiet)
     timings["embed_s"] = time.monotonic() - clock
 
     clock = time.monotonic()
     scores = (
-        predict_files([*dnabert_files, *esm_files], loaded_classifier, work / "scores", quiet=quiet)
+        predict_files([*dnabert_files, *esm_files], loaded_classifier, layout.scores, quiet=quiet)
         if dnabert_files
         else []
     )
@@ -263,12 +356,18 @@ def run(
         "execution": {
             k: v
             for k, v in asdict(options).items()
-            if k in ("devices", "workers", "batch_size", "tokens_per_batch")
+            if k in ("devices", "workers", "batch_size", "tokens_per_batch", "threads_per_worker")
         },
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
     data = report(
-        input_path, work / "prepare", scores, outdir, min_viral_fraction, run_info=run_info, quiet=quiet
+        input_paths,
+        layout.prepare.folder,
+        scores,
+        layout.outdir,
+        min_viral_fraction,
+        run_info=run_info,
+        quiet=quiet,
     )
     counts = data.counts()
     log.info(

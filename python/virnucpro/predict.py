@@ -16,17 +16,18 @@ import numpy as np
 import torch
 
 from virnucpro import __version__
+from virnucpro.atomic import remove_stale_temporaries
+from virnucpro.checksums import file_sha256
 from virnucpro.classifier import LoadedClassifier, load_classifier
 from virnucpro.embedding_files import EmbeddingTable, is_complete, read_embeddings, read_metadata
 from virnucpro.errors import InputError
+from virnucpro.output_folder import usable_folder
+from virnucpro.paths import DNABERT_SUFFIX, ESM_SUFFIX, scores_file, shard_of
 from virnucpro.progress import progress_task
-from virnucpro.score_files import SCORES_SUFFIX, write_scores
-from virnucpro.shards import shard_of
+from virnucpro.score_files import write_scores
 
 log = logging.getLogger("virnucpro")
 
-DNABERT_SUFFIX = ".dnabert.parquet"
-ESM_SUFFIX = ".esm.parquet"
 # Rows per forward pass, the last batch padded with zeros to the same shape: matrix kernels pick
 # their blocking by the number of rows, so a fixed shape keeps each row's score independent of the
 # rows scored with it (of the shard size). 256 is also the original's prediction batch.
@@ -114,7 +115,8 @@ def score_features(model: torch.nn.Module, features: np.ndarray) -> tuple[np.nda
 
 
 def scores_metadata(classifier: LoadedClassifier, dnabert_path: Path, esm_path: Path) -> dict[str, str]:
-    """Provenance of a scores file: the classifier and both embedding files' own metadata."""
+    """Provenance of a scores file: the classifier, both embedding files' own metadata and the
+    SHA-256 of their bytes (a rerun recomputes the scores when either file changed)."""
     metadata = {
         "classifier": classifier.name,
         "classifier_revision": classifier.revision,
@@ -124,7 +126,18 @@ def scores_metadata(classifier: LoadedClassifier, dnabert_path: Path, esm_path: 
     }
     for prefix, path in (("dnabert", dnabert_path), ("esm", esm_path)):
         metadata.update({f"{prefix}.{k}": v for k, v in read_metadata(path).items()})
+        metadata[f"{prefix}_sha256"] = file_sha256(path)
     return metadata
+
+
+def _read_embedding_file(path: Path) -> EmbeddingTable:
+    try:
+        return read_embeddings(path)
+    except (OSError, ValueError, KeyError) as err:
+        raise InputError(
+            f"{path}: not a readable embedding file, or corrupt ({err}); recompute it (delete it and "
+            "rerun the embedding stage)"
+        ) from None
 
 
 def _check_widths(
@@ -147,7 +160,7 @@ def predict_shard(
     shard: str, dnabert_path: Path, esm_path: Path, classifier: LoadedClassifier, outdir: Path
 ) -> Path:
     """Score one shard into `outdir/shard_NNNNN.scores.parquet`, unless a complete file exists."""
-    out = outdir / f"{shard}{SCORES_SUFFIX}"
+    out = scores_file(outdir, shard)
     try:
         metadata = scores_metadata(classifier, dnabert_path, esm_path)
         rows = int(metadata["dnabert.rows"])
@@ -156,7 +169,7 @@ def predict_shard(
     if is_complete(out, metadata, rows):
         log.debug("%s: complete, kept", out)
         return out
-    dnabert, esm = read_embeddings(dnabert_path), read_embeddings(esm_path)
+    dnabert, esm = _read_embedding_file(dnabert_path), _read_embedding_file(esm_path)
     _check_widths(shard, dnabert, esm, classifier)
     ids, features = join_features(dnabert, esm, dnabert_path, esm_path)
     score_others, score_virus = score_features(classifier.model, features)
@@ -175,10 +188,8 @@ def predict_files(
     pairs = pair_embedding_files(embedding_files)
     loaded = classifier if isinstance(classifier, LoadedClassifier) else load_classifier(classifier, revision)
     outdir = Path(outdir)
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"{outdir}: cannot write the output folder ({err.strerror})") from None
+    usable_folder(outdir)
+    remove_stale_temporaries(outdir)
     outputs = []
     with progress_task("predict", total=len(pairs), quiet=quiet, unit="shards") as progress:
         for shard, dnabert_path, esm_path in pairs:

@@ -3,9 +3,13 @@
 Writes, under the output folder:
 - `shards/shard_NNNNN.nucleotide.fa` and `shards/shard_NNNNN.protein.faa`: the kept frames,
   `shard_size` records each, numbered from 00001 in input order, `>id\\nseq\\n` without wrapping;
-- `chunks.tsv`: every chunk, also those that kept no frame;
+- `chunk_frames.tsv`: every chunk and the frames it kept, also chunks that kept none;
 - `input_sequences.tsv`: every input sequence with its length and chunk count (empty ones too);
-- `prepare.json`: parameters and counts, written last: the stage is complete when it exists.
+- `prepare.json`: parameters, the inputs (path, format and SHA-256 of each file's bytes, hashed in
+  the same pass that reads them) and counts, written last: the stage is complete when it exists.
+
+Several input files form one sample: read in the given order, ids unique across them. RNA is read
+as DNA: U as T (the classifier was trained on DNA), counted in prepare.json and noted in the log.
 
 Everything is written into a staging folder that replaces the outputs only when the whole input was
 read without error, so a failed run never leaves shards that look finished.
@@ -19,6 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,21 +32,29 @@ from typing import BinaryIO
 import numpy as np
 
 from virnucpro import __version__
+from virnucpro.atomic import process_exists
 from virnucpro.defaults import CHUNK_SIZES, DEFAULT_SHARD_SIZE
-from virnucpro.errors import InputError
+from virnucpro.errors import InputError, output_error
 from virnucpro.frames import FRAME_LABELS, FRAME_SETS, translate_batch
+from virnucpro.output_folder import prepare_folder
+from virnucpro.paths import PREPARE_OUTPUTS, PREPARE_STAGING_PREFIX, PrepareLayout
 from virnucpro.progress import progress_task
-from virnucpro.sequences import SequenceFile, SequenceRecord
-from virnucpro.shards import SHARDS_DIR, shard_paths
+from virnucpro.sequences import SequenceInputs, SequenceRecord, printable
 
 log = logging.getLogger("virnucpro")
 
-CHUNKS_TSV = "chunks.tsv"
-INPUT_SEQUENCES_TSV = "input_sequences.tsv"
-PREPARE_JSON = "prepare.json"
-CHUNKS_COLUMNS = ("sequence_id", "chunk_index", "chunk_id", "start", "end", "length", "n_frames", "frames")
-INPUT_SEQUENCES_COLUMNS = ("sequence_id", "record", "length", "n_chunks")
-_STAGING_PREFIX = ".prepare-"  # + the pid of the process that writes it
+CHUNK_FRAMES_COLUMNS = (
+    "sequence_id",
+    "chunk_index",
+    "chunk_id",
+    "start",
+    "end",
+    "length",
+    "n_frames",
+    "frames",
+)
+# `record` is the record's number in its file, `file` the file's number among the inputs (from 1).
+INPUT_SEQUENCES_COLUMNS = ("sequence_id", "record", "length", "n_chunks", "file")
 # Sequences are translated together in batches of about this many bases (see frames.py).
 _BATCH_BASES = 4_000_000
 _FRAME_COUNTS = [mask.bit_count() for mask in range(64)]
@@ -50,26 +63,31 @@ _LABEL_BYTES = [label.encode() for label in FRAME_LABELS]
 
 @dataclass
 class PrepareSummary:
-    input: str
-    input_format: str
-    input_compressed: bool
     chunk_size: int
     shard_size: int
+    # One entry per input file, in reading order: path, format, compressed, sha256, records.
+    inputs: list[dict] = field(default_factory=list)
     sequences: int = 0
+    rna_sequences: int = 0  # records holding U: read as T
     empty_sequences: int = 0
     bases: int = 0
     chunks: int = 0
     chunks_without_frames: int = 0
     frames: int = 0
     shards: list[dict] = field(default_factory=list)  # [{"name": "shard_00001", "records": n}]
+    notes: list[str] = field(default_factory=list)  # what the report should tell about the input
     version: str = __version__
+
+    @property
+    def input_sha256(self) -> list[str]:
+        return [entry["sha256"] for entry in self.inputs]
 
 
 class _ShardWriter:
     """Writes frames into numbered nucleotide/protein shard pairs of `shard_size` records."""
 
-    def __init__(self, folder: Path, shard_size: int):
-        self.folder = folder
+    def __init__(self, layout: PrepareLayout, shard_size: int):
+        self.layout = layout
         self.shard_size = shard_size
         self.shards: list[dict] = []
         self._nucleotide: BinaryIO | None = None
@@ -91,7 +109,7 @@ class _ShardWriter:
     def _open_next(self) -> None:
         self.close()  # also records the finished shard's count
         number = len(self.shards) + 1
-        nucleotide_path, protein_path = shard_paths(self.folder, number)
+        nucleotide_path, protein_path = self.layout.shard_files(number)
         self._nucleotide = open(nucleotide_path, "wb")  # noqa: SIM115 (closed in close())
         self._protein = open(protein_path, "wb")  # noqa: SIM115
         self.shards.append({"name": nucleotide_path.name.split(".")[0], "records": 0})
@@ -107,29 +125,36 @@ class _ShardWriter:
 
 
 def prepare(
-    input_path: str | Path,
+    inputs: str | Path | Sequence[str | Path],
     outdir: str | Path,
     chunk_size: int = 500,
     shard_size: int = DEFAULT_SHARD_SIZE,
     quiet: bool = False,
 ) -> PrepareSummary:
-    """Run the stage; raises `InputError` (one line) on bad input or an unusable output folder."""
+    """Run the stage on one input file or several (one sample, in order); raises `InputError` (one
+    line) on bad input or an unusable output folder, `OutputError` when writing fails."""
     if chunk_size not in CHUNK_SIZES:
         raise InputError(f"--chunk-size must be 300 or 500 (the published classifiers), not {chunk_size}")
     if shard_size < 1:
         raise InputError(f"--shard-size must be at least 1, not {shard_size}")
+    source = SequenceInputs(inputs)
+    source.check()
     outdir = Path(outdir)
+    prepare_folder(outdir, [f.path for f in source.files], PREPARE_OUTPUTS)
     try:
-        outdir.mkdir(parents=True, exist_ok=True)
         _remove_abandoned_staging(outdir)
-        staging = Path(tempfile.mkdtemp(prefix=f"{_STAGING_PREFIX}{os.getpid()}-", dir=outdir))
+        staging = Path(tempfile.mkdtemp(prefix=f"{PREPARE_STAGING_PREFIX}{os.getpid()}-", dir=outdir))
     except OSError as err:
         raise InputError(f"{outdir}: cannot write the output folder ({err.strerror})") from None
     try:
-        summary = _prepare_into(Path(input_path), staging, chunk_size, shard_size, quiet)
+        summary = _prepare_into(source, staging, chunk_size, shard_size, quiet)
         _publish(staging, outdir)
+    except OSError as err:  # reading errors are InputErrors already: this is a write that failed
+        raise output_error(outdir, err) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    for note in summary.notes:
+        log.warning("%s", note)
     log.info(
         "prepare: %d sequences, %d chunks (%d without a stop-free frame), %d frames in %d shards",
         summary.sequences,
@@ -143,43 +168,46 @@ def prepare(
 
 def _remove_abandoned_staging(outdir: Path) -> None:
     """Delete staging folders left by a prepare that was killed (its process no longer exists)."""
-    for folder in outdir.glob(f"{_STAGING_PREFIX}*-*"):
-        pid = folder.name.removeprefix(_STAGING_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not _process_exists(int(pid)):
+    for folder in outdir.glob(f"{PREPARE_STAGING_PREFIX}*-*"):
+        pid = folder.name.removeprefix(PREPARE_STAGING_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not process_exists(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _prepare_into(input_path: Path, staging: Path, chunk_size: int, shard_size: int, quiet: bool):
-    source = SequenceFile(input_path)
-    (staging / SHARDS_DIR).mkdir()
-    writer = _ShardWriter(staging / SHARDS_DIR, shard_size)
-    summary = PrepareSummary(str(input_path), "", False, chunk_size, shard_size)
+def _prepare_into(source: SequenceInputs, staging: Path, chunk_size: int, shard_size: int, quiet: bool):
+    layout = PrepareLayout(staging)
+    layout.shards.mkdir()
+    writer = _ShardWriter(layout, shard_size)
+    summary = PrepareSummary(chunk_size, shard_size)
+    label = source.files[0].name if len(source.files) == 1 else f"{len(source.files)} files"
     with (
-        open(staging / CHUNKS_TSV, "w", encoding="utf-8", newline="\n") as chunks_out,
-        open(staging / INPUT_SEQUENCES_TSV, "w", encoding="utf-8", newline="\n") as sequences_out,
-        progress_task(f"prepare {input_path.name}", quiet=quiet, unit="bytes") as progress,
+        open(layout.chunk_frames, "w", encoding="utf-8", newline="\n") as chunks_out,
+        open(layout.input_sequences, "w", encoding="utf-8", newline="\n") as sequences_out,
+        progress_task(f"prepare {label}", quiet=quiet, unit="bytes") as progress,
     ):
-        if input_path.is_file():
-            progress.set_total(source.size)
-        chunks_out.write("\t".join(CHUNKS_COLUMNS) + "\n")
+        progress.set_total(source.size)
+        chunks_out.write("\t".join(CHUNK_FRAMES_COLUMNS) + "\n")
         sequences_out.write("\t".join(INPUT_SEQUENCES_COLUMNS) + "\n")
         with _cyclic_gc_paused():
             _translate_records(source, chunk_size, writer, (chunks_out, sequences_out), summary, progress)
     writer.close()
-    summary.input_format = source.format
-    summary.input_compressed = source.compressed
+    summary.inputs = [
+        {
+            "path": str(f.path.resolve()) if f.name == str(f.path) else f.name,
+            "format": f.format,
+            "compressed": f.compressed,
+            "sha256": f.sha256,
+            "records": f.records_read,
+        }
+        for f in source.files
+    ]
+    if summary.rna_sequences:
+        summary.notes.append(
+            f"{summary.rna_sequences} of {summary.sequences} input sequences hold U (RNA): "
+            "read as T, since the classifier was trained on DNA"
+        )
     summary.shards = writer.shards
-    with open(staging / PREPARE_JSON, "w", encoding="utf-8") as fh:
+    with open(layout.summary, "w", encoding="utf-8") as fh:
         json.dump(asdict(summary), fh, indent=2)
         fh.write("\n")
     return summary
@@ -200,23 +228,29 @@ def _cyclic_gc_paused():
 
 def _translate_records(source, chunk_size, writer, tables, summary, progress) -> None:
     """Read the records and process them in batches of about _BATCH_BASES bases."""
+    names = [f.name for f in source.files]
     batch: list[SequenceRecord] = []
     batch_bases = 0
     for record in source.records():
         batch.append(record)
         batch_bases += len(record.sequence)
         if batch_bases >= _BATCH_BASES:
-            _process_batch(batch, chunk_size, writer, *tables, summary)
+            _process_batch(batch, chunk_size, writer, *tables, summary, names)
             progress.set_completed(source.bytes_read())
             batch, batch_bases = [], 0
-    _process_batch(batch, chunk_size, writer, *tables, summary)
+    _process_batch(batch, chunk_size, writer, *tables, summary, names)
     progress.set_completed(source.bytes_read())
 
 
-def _process_batch(batch, chunk_size, writer, chunks_out, sequences_out, summary) -> None:
+def _process_batch(batch, chunk_size, writer, chunks_out, sequences_out, summary, names) -> None:
     if not batch:
         return
-    translated = translate_batch([record.sequence for record in batch], chunk_size)
+    sequences = [record.sequence for record in batch]
+    for i, sequence in enumerate(sequences):
+        if "U" in sequence or "u" in sequence:  # RNA: the classifier was trained on DNA
+            sequences[i] = sequence.replace("U", "T").replace("u", "t")
+            summary.rna_sequences += 1
+    translated = translate_batch(sequences, chunk_size)
     ids = [batch[i].id for i in translated.sequence.tolist()]
     numbers = translated.index.tolist()
     chunk_ids = [f"{seq_id}_chunk_{number}" for seq_id, number in zip(ids, numbers, strict=True)]
@@ -239,7 +273,7 @@ def _process_batch(batch, chunk_size, writer, chunks_out, sequences_out, summary
     summary.chunks_without_frames += masks.count(0)
     n_chunks = np.bincount(translated.sequence, minlength=len(batch)).tolist()
     sequences_out.writelines(
-        f"{record.id}\t{record.number}\t{len(record.sequence)}\t{count}\n"
+        f"{record.id}\t{record.number}\t{len(record.sequence)}\t{count}\t{record.file}\n"
         for record, count in zip(batch, n_chunks, strict=True)
     )
     summary.sequences += len(batch)
@@ -248,23 +282,32 @@ def _process_batch(batch, chunk_size, writer, chunks_out, sequences_out, summary
         for record, count in zip(batch, n_chunks, strict=True):
             if not count:
                 summary.empty_sequences += 1
-                log.warning("%s: record %d (%s) is empty: no chunks", summary.input, record.number, record.id)
+                log.warning(
+                    "%s: record %d (%s) is empty: no chunks",
+                    names[record.file - 1],
+                    record.number,
+                    printable(record.id),
+                )
 
 
 def _publish(staging: Path, outdir: Path) -> None:
     """Move the finished outputs into place, the completion marker (prepare.json) last."""
-    (outdir / PREPARE_JSON).unlink(missing_ok=True)
-    old_shards = outdir / SHARDS_DIR
-    if old_shards.exists():
-        shutil.rmtree(old_shards)
-    (staging / SHARDS_DIR).rename(old_shards)
-    for name in (CHUNKS_TSV, INPUT_SEQUENCES_TSV, PREPARE_JSON):
-        (staging / name).replace(outdir / name)
+    new, old = PrepareLayout(staging), PrepareLayout(outdir)
+    old.summary.unlink(missing_ok=True)
+    if old.shards.exists():
+        shutil.rmtree(old.shards)
+    new.shards.rename(old.shards)
+    for source, target in (
+        (new.chunk_frames, old.chunk_frames),
+        (new.input_sequences, old.input_sequences),
+        (new.summary, old.summary),  # the completion marker, last
+    ):
+        source.replace(target)
 
 
 def read_summary(outdir: str | Path) -> PrepareSummary | None:
     """The summary of a complete prepare output folder, or None when it is missing or unfinished."""
-    path = Path(outdir) / PREPARE_JSON
+    path = PrepareLayout(Path(outdir)).summary
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return PrepareSummary(**data)

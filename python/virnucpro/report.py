@@ -34,6 +34,16 @@ from virnucpro.atomic import atomic_open
 from virnucpro.defaults import DEFAULT_MIN_VIRAL_FRACTION
 from virnucpro.errors import InputError
 from virnucpro.frames import FRAME_LABELS, FRAME_SETS
+from virnucpro.output_folder import begin_final_outputs, finish_final_outputs
+from virnucpro.paths import (
+    CHUNKS_TSV,
+    HIGHEST_SCORE,
+    PREDICTION_RESULTS,
+    RUN_JSON,
+    SEQUENCES_TSV,
+    VIRAL_FASTA,
+)
+from virnucpro.prepare import read_summary
 from virnucpro.progress import progress_task
 from virnucpro.report_data import (
     CALLS,
@@ -45,16 +55,10 @@ from virnucpro.report_data import (
     ReportData,
     collect,
 )
-from virnucpro.sequences import read_sequences
+from virnucpro.sequences import SequenceInputs
 
 log = logging.getLogger("virnucpro")
 
-PREDICTION_RESULTS = "prediction_results.txt"
-HIGHEST_SCORE = "prediction_results_highestscore.csv"
-CHUNKS_OUT = "chunks.tsv"
-SEQUENCES_OUT = "sequences.tsv"
-VIRAL_FASTA = "viral.fa"
-RUN_JSON = "run.json"
 CHUNK_COLUMNS = (
     "sequence_id",
     "chunk_index",
@@ -220,22 +224,27 @@ def write_sequences(data: ReportData, path: Path) -> None:
             )
 
 
-def write_viral_fasta(data: ReportData, input_path: Path, path: Path) -> None:
-    """The input records called viral, unwrapped, with their whole header line."""
+def write_viral_fasta(data: ReportData, inputs: Sequence[Path], path: Path) -> None:
+    """The input records called viral (inputs read in prepare's order), unwrapped, with their whole
+    header line."""
     calls = data.sequences.call
     listed = itertools.chain.from_iterable(data.sequences.id_batches())
+    source = SequenceInputs(inputs)
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
         count = 0
-        for count, record in enumerate(read_sequences(input_path), start=1):
+        for count, record in enumerate(source.records(), start=1):
             if next(listed, None) != record.id:
-                raise InputError(
-                    f"{input_path}: record {record.number} ({record.id}) is not the input the prepare "
-                    "folder was made from; give the same --input"
+                raise source.files[record.file - 1].error(
+                    "is not the input the prepare folder was made from; give the same --input files, "
+                    "in the same order",
+                    record.number,
+                    record.id,
                 )
             if calls[count - 1] == VIRUS:
                 out.write(f">{record.header}\n{record.sequence}\n")
         if count != len(calls):
-            raise InputError(f"{input_path}: {count} records, but the prepare folder lists {len(calls)}")
+            names = ", ".join(file.name for file in source.files)
+            raise InputError(f"{names}: {count} records, but the prepare folder lists {len(calls)}")
 
 
 def torch_version() -> str:
@@ -285,7 +294,7 @@ def write_run_json(path: Path, content: dict) -> None:
 
 
 def report(
-    input_path: str | Path,
+    inputs: str | Path | Sequence[str | Path],
     prepared: str | Path,
     score_files: Sequence[str | Path],
     outdir: str | Path,
@@ -299,26 +308,26 @@ def report(
     started = time.monotonic()
     if not 0.0 <= min_viral_fraction <= 1.0:
         raise InputError(f"--min-viral-fraction must be between 0 and 1, not {min_viral_fraction}")
-    input_path, outdir = Path(input_path), Path(outdir)
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"{outdir}: cannot write the output folder ({err.strerror})") from None
+    input_paths = [file.path for file in SequenceInputs(inputs).files]
+    outdir = Path(outdir)
+    begin_final_outputs(outdir, input_paths, "report")  # run.json goes first, written last
     with progress_task("report", total=4, quiet=quiet, unit="steps") as progress:
         data = collect(prepared, score_files, min_viral_fraction)
         progress.advance()
         write_prediction_results(data, outdir / PREDICTION_RESULTS)
         write_highest_score(data, outdir / HIGHEST_SCORE)
-        write_chunks(data, outdir / CHUNKS_OUT)
-        write_sequences(data, outdir / SEQUENCES_OUT)
+        write_chunks(data, outdir / CHUNKS_TSV)
+        write_sequences(data, outdir / SEQUENCES_TSV)
         progress.advance()
-        write_viral_fasta(data, input_path, outdir / VIRAL_FASTA)
+        write_viral_fasta(data, input_paths, outdir / VIRAL_FASTA)
         progress.advance()
-        write_html_report(data, outdir, title=input_path.name)
+        write_html_report(data, outdir, title=", ".join(path.name for path in input_paths))
         progress.advance()
+    summary = read_summary(prepared)
     content = {
         "command": "report",
-        "input": str(input_path),
+        "inputs": summary.inputs if summary else [str(path) for path in input_paths],
+        "input_notes": summary.notes if summary else [],
         "parameters": {"chunk_size": data.chunk_size, "min_viral_fraction": min_viral_fraction},
         "models": data.provenance,
         "counts": data.counts(),
@@ -327,6 +336,7 @@ def report(
     _merge(content, dict(run_info or {}))
     _merge(content, {"timings": {"report_s": round(time.monotonic() - started, 3)}})
     write_run_json(outdir / RUN_JSON, content)
+    finish_final_outputs(outdir)
     counts = data.counts()
     log.info(
         "report: %d of %d sequences viral, %d of %d scored chunks viral; outputs in %s",

@@ -27,7 +27,8 @@ import pyarrow.csv as pacsv
 
 from virnucpro.errors import InputError
 from virnucpro.frames import FRAME_LABELS, FRAME_SETS
-from virnucpro.prepare import CHUNKS_TSV, INPUT_SEQUENCES_TSV, read_summary
+from virnucpro.paths import INPUT_SEQUENCES_TSV, PrepareLayout
+from virnucpro.prepare import read_summary
 from virnucpro.score_files import read_scores
 
 log = logging.getLogger("virnucpro")
@@ -173,7 +174,7 @@ def collect(prepared: str | Path, score_files: Sequence[str | Path], min_viral_f
     if summary is None:
         raise InputError(f"{prepared}: not a finished prepare folder (no readable prepare.json)")
     files = sorted(map(Path, score_files), key=lambda p: p.name)
-    sequences = _read_sequence_table(prepared / INPUT_SEQUENCES_TSV)
+    sequences = _read_sequence_table(PrepareLayout(prepared).input_sequences)
     try:
         source: _ScoresInOrder | _ScoresById = _ScoresInOrder(files)
         chunks, histogram = _scan(prepared, sequences, source)
@@ -255,7 +256,7 @@ def _chunk_table_batches(path: Path) -> Iterator[pa.RecordBatch]:
 
 def _scan(prepared: Path, sequences: SequenceTable, scores) -> tuple[ChunkTable, np.ndarray]:
     """Read the chunk table block by block, each with its frames' scores; per chunk the best scores."""
-    path = prepared / CHUNKS_TSV
+    path = PrepareLayout(prepared).chunk_frames
     n_chunks = int(sequences.n_chunks.sum())
     chunk_ends = np.cumsum(sequences.n_chunks)
     first_chunk = chunk_ends - sequences.n_chunks
@@ -492,5 +493,10 @@ def _read_score_file(path: Path):
     return table
 
 
+# Metadata of one score file that describes that file, not the run (row counts, file hashes).
+_PER_FILE_KEYS = {"rows", "source_sha256", "dnabert_sha256", "esm_sha256"}
+
+
 def _provenance(metadata: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in metadata.items() if k.split(".")[-1] != "rows"}
+    """The models behind the scores, from a score file's metadata."""
+    return {k: v for k, v in metadata.items() if k.split(".")[-1] not in _PER_FILE_KEYS}

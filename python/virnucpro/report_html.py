@@ -24,14 +24,12 @@ from matplotlib.patches import Rectangle
 
 from virnucpro import __version__
 from virnucpro.atomic import atomic_open
+from virnucpro.paths import HISTOGRAM_PNG, REPORT_HTML, TRACKS_PNG
 from virnucpro.report_data import CALLS, SCORE_BINS
 
 if TYPE_CHECKING:
     from virnucpro.report_data import ReportData
 
-REPORT_HTML = "report.html"
-HISTOGRAM_PNG = "score_histogram.png"
-TRACKS_PNG = "sequence_tracks.png"
 # Sequences drawn as tracks and listed in the page's table; the TSV files have all of them.
 MAX_TRACKS = 40
 MAX_TABLE_ROWS = 200

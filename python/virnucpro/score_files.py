@@ -1,7 +1,9 @@
 """Score files: Parquet with `id` (string), `score_others` and `score_virus` (float32 softmax
 probabilities, class 0 and class 1), one row per frame in shard order, and the provenance in the
-schema metadata: the classifier (name, revision, sha256 of its weights) and both embedding files'
-own metadata (prefixed `dnabert.` and `esm.`), so a score can be traced to every model behind it.
+schema metadata: the classifier (name, revision, sha256 of its weights), both embedding files' own
+metadata (prefixed `dnabert.` and `esm.`) and the SHA-256 of both embedding files' bytes
+(`dnabert_sha256`, `esm_sha256`), so a score can be traced to every model and file behind it and a
+rerun recomputes it when either embedding file changed.
 
 Written by `virnucpro predict`, read by `virnucpro report`. Resume checks use
 `embedding_files.is_complete`, which reads any of our Parquet files' row count and provenance.
@@ -15,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from virnucpro.atomic import atomic_path
-from virnucpro.embedding_files import METADATA_PREFIX, read_metadata
+from virnucpro.embedding_files import METADATA_PREFIX, read_metadata, read_parquet, write_parquet
+from virnucpro.paths import SCORES_SUFFIX
 
-SCORES_SUFFIX = ".scores.parquet"
+__all__ = ["SCORES_SUFFIX", "ScoreTable", "read_scores", "write_scores"]
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,11 @@ def write_scores(
             "score_virus": pa.array(virus, type=pa.float32()),
         }
     ).replace_schema_metadata(schema_meta)
-    with atomic_path(path) as tmp:
-        # Same settings as the embedding files: the bytes are a pure function of the values.
-        pq.write_table(table, tmp, compression="none", use_dictionary=False, write_statistics=False)
+    write_parquet(table, path)  # same settings as the embedding files: checksummed, deterministic
 
 
 def read_scores(path: str | Path) -> ScoreTable:
-    table = pq.read_table(path, columns=["id", "score_others", "score_virus"])
+    table = read_parquet(path, columns=["id", "score_others", "score_virus"])
     return ScoreTable(
         ids=table.column("id").to_pylist(),
         score_others=table.column("score_others").to_numpy().astype(np.float32, copy=False),

@@ -1,29 +1,41 @@
 """Reading and checking input sequences: FASTA or FASTQ, plain or gzip, recognised by content.
 
-Records stream one at a time (memory follows the longest sequence, not the file). Biopython's
-low-level parsers do the parsing; this module adds the checks they lack and turns every problem
-into one `InputError` line that names the file, the record and what is wrong.
+Records stream one at a time (memory follows the longest sequence, not the file), in one pass that
+also hashes the file's bytes (the input's identity for resume), so pipes and standard input (`-`)
+work too. Several files can form one sample (`SequenceInputs`): read in the given order, ids unique
+across all of them. Biopython's low-level parsers do the parsing; this module adds the checks they
+lack and turns every problem into one `InputError` line that names the file, the record and what
+is wrong.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import itertools
+import os
+import stat
+import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 from Bio.SeqIO.QualityIO import FastqGeneralIterator
 
+from virnucpro.checksums import HashingReader
 from virnucpro.errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
-_ASCII_LETTERS = bytes(range(ord("A"), ord("Z") + 1)) + bytes(range(ord("a"), ord("z") + 1))
-_NUCLEOTIDE_LETTERS = b"ACGTUNacgtun"
-# Below this share of A/C/G/T/U/N among its letters a record is taken for protein, not DNA.
-MIN_NUCLEOTIDE_FRACTION = 0.5
+UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+STDIN = "-"
+# IUPAC nucleotide codes (U is RNA's T) and X, which masking tools write for N. A record with any
+# other letter is not DNA; protein sequences nearly always hold one of E F I J L O P Q Z or '*'.
+NUCLEOTIDE_CODES = "ACGTURYSWKMBDHVNX"
+_NUCLEOTIDE_BYTES = (NUCLEOTIDE_CODES + NUCLEOTIDE_CODES.lower()).encode()
+_PROTEIN_ONLY = frozenset("EFIJLOPQZefijlopqz*")
+_READ_BUFFER = 1 << 20
 
 
 class SequenceRecord(NamedTuple):  # a tuple: millions of short reads are built quickly
@@ -31,150 +43,257 @@ class SequenceRecord(NamedTuple):  # a tuple: millions of short reads are built 
     id: str  # first word of the header
     header: str  # the whole header line without its '>' or '@'
     sequence: str
+    file: int = 1  # 1-based position of its file among the sample's files
+
+
+def is_stream(path: str | Path) -> bool:
+    """`-` (standard input), a pipe, a socket or a character device: readable once, from the start."""
+    if str(path) == STDIN:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def display_name(path: str | Path) -> str:
+    return "standard input" if str(path) == STDIN else str(path)
+
+
+def printable(text: str) -> str:
+    """`text` as it can be shown on one line of a terminal or log (control characters escaped)."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+class _Lines:
+    """A text handle for the parsers that first returns the line already read (the first header),
+    then the rest of the file; iteration stays at C speed (itertools.chain)."""
+
+    def __init__(self, first: str, rest: Iterable[str]):
+        self._lines = itertools.chain((first,), rest)
+
+    def read(self, size: int = -1) -> str:
+        if size:
+            raise io.UnsupportedOperation("read")
+        return ""  # FastqGeneralIterator's text-mode check reads 0 characters
+
+    def readline(self) -> str:
+        return next(self._lines, "")
+
+    def __iter__(self) -> Iterator[str]:
+        return self._lines
 
 
 class SequenceFile:
-    """An input file opened for streaming; `records()` yields checked `SequenceRecord`s once.
+    """One input file (or `-`) opened for streaming; `records()` yields checked records once.
 
-    `bytes_read()` reports progress through the file as stored (compressed bytes for gzip).
+    After the records were read to the end: `format`, `compressed`, `sha256` (of the bytes as
+    stored) and `records_read`. `bytes_read()` reports progress (compressed bytes for gzip).
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, file_number: int = 1):
         self.path = Path(path)
-        self._raw: BinaryIO | None = None
+        self.name = display_name(path)
+        self.file_number = file_number
         self.format = ""
         self.compressed = False
+        self.sha256 = ""
+        self.records_read = 0
+        self._reader: HashingReader | None = None
 
     @property
-    def size(self) -> int:
-        return self.path.stat().st_size
+    def size(self) -> int | None:
+        """Bytes in the file, or None for a stream (its size is not known in advance)."""
+        return None if is_stream(self.path) else self.path.stat().st_size
 
     def bytes_read(self) -> int:
-        if self._raw is None:
-            return 0
-        return self.size if self._raw.closed else self._raw.tell()  # closed = read to the end
+        return 0 if self._reader is None else self._reader.bytes_read
 
-    def _error(self, problem: str, record: int | None = None, seq_id: str | None = None) -> InputError:
-        where = f"{self.path}"
+    def error(self, problem: str, record: int | None = None, seq_id: str | None = None) -> InputError:
+        where = self.name
         if record is not None:
-            where += f": record {record}" + (f" ({seq_id})" if seq_id else "")
+            where += f": record {record}" + (f" ({printable(seq_id)})" if seq_id else "")
         return InputError(f"{where}: {problem}")
 
-    def records(self, check_duplicates: bool = True) -> Iterator[SequenceRecord]:
-        if not self.path.exists():
-            raise self._error("no such file")
+    def check(self) -> None:
+        """Fail now, before any output is touched, when the file cannot be read at all."""
+        if str(self.path) == STDIN:
+            return
         if self.path.is_dir():
-            raise self._error("is a folder, not a sequence file")
-        try:
-            raw = open(self.path, "rb")  # noqa: SIM115 (closed in the finally below)
-        except OSError as err:
-            raise self._error(f"cannot open ({err.strerror})") from None
-        self._raw = raw
-        try:
-            yield from self._records(raw, check_duplicates)
-        except (EOFError, zlib.error, gzip.BadGzipFile) as err:
-            raise self._error(f"truncated or corrupt gzip data ({err})") from None
-        except UnicodeDecodeError:
-            raise self._error("not a text file (binary or non-UTF-8 content)") from None
-        finally:
-            raw.close()
+            raise self.error("is a folder, not a sequence file")
+        if not self.path.exists():
+            raise self.error("no such file" + (" (a broken link)" if self.path.is_symlink() else ""))
+        if not os.access(self.path, os.R_OK):
+            raise self.error("cannot open (permission denied)")
 
-    def _records(self, raw: BinaryIO, check_duplicates: bool) -> Iterator[SequenceRecord]:
-        magic = raw.read(2)
-        raw.seek(0)
+    def _open(self) -> HashingReader:
+        self.check()
+        if str(self.path) == STDIN:
+            return HashingReader(open(sys.stdin.fileno(), "rb", buffering=0, closefd=False))
+        try:
+            return HashingReader(open(self.path, "rb", buffering=0))
+        except OSError as err:
+            raise self.error(f"cannot open ({err.strerror})") from None
+
+    def records(
+        self, seen: dict[str, int] | None = None, files: Sequence[SequenceFile] = ()
+    ) -> Iterator[SequenceRecord]:
+        """Checked records in file order. `seen` maps ids already read to their file's number (ids
+        must be unique across the sample); `files` names those files in messages."""
+        reader = self._reader = self._open()
+        try:
+            yield from self._records(reader, seen, files)
+            self.sha256 = reader.hexdigest()
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+            raise self.error(f"truncated or corrupt gzip data ({err})") from None
+        except UnicodeDecodeError:
+            after = f" (after record {self.records_read})" if self.records_read else ""
+            raise self.error(f"not a text file (binary or non-UTF-8 content){after}") from None
+        except OSError as err:
+            raise self.error(f"cannot read ({err.strerror or err})") from None
+        finally:
+            reader.close()
+
+    def _records(
+        self, reader: HashingReader, seen: dict[str, int] | None, files: Sequence[SequenceFile]
+    ) -> Iterator[SequenceRecord]:
+        buffered = io.BufferedReader(reader, buffer_size=_READ_BUFFER)
+        magic = buffered.peek(2)[:2]
         if not magic:
-            raise self._error("empty file")
+            raise self.error("empty file")
+        if magic in UTF16_MARKS:
+            raise self.error("UTF-16 text: save it as ASCII or UTF-8")
         self.compressed = magic == GZIP_MAGIC
-        peek = self._text(raw)
-        first, line_number = _first_non_blank_line(peek)
-        peek.detach()  # a discarded wrapper would close the file under us
-        if first is None:
-            raise self._error("no records (the file holds only blank lines)")
+        binary = gzip.GzipFile(fileobj=buffered, mode="rb") if self.compressed else buffered
+        # utf-8-sig: a byte-order mark at the start (Windows editors write one) is skipped.
+        text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline=None)
+        first, line_number = "", 0
+        for line_number, first in enumerate(text, start=1):  # noqa: B007 (used after the loop)
+            if first.strip():
+                break
+        else:
+            raise self.error("no records (the file holds only blank lines)")
         if "\x00" in first:
-            raise self._error("not a text file (binary content)")
-        # Reopen from the start: the parsers need a real text handle, and skip leading blank lines.
-        raw.seek(0)
-        text = self._text(raw)
+            raise self.error("not a text file (binary content)")
+        lines = _Lines(first, text)
         if first.startswith(">"):
             self.format = "fasta"
-            parsed = SimpleFastaParser(text)
+            parsed = SimpleFastaParser(lines)
         elif first.startswith("@"):
             self.format = "fastq"
-            parsed = self._fastq(text)
+            parsed = self._fastq(lines)
         else:
-            raise self._error(
+            raise self.error(
                 f"line {line_number} comes before the first header: expected '>' (FASTA) or '@' (FASTQ)"
             )
-        seen: set[str] = set()
         number = 0
         for number, (title, sequence) in enumerate(parsed, start=1):
             seq_id = title.split(maxsplit=1)[0] if title and not title[0].isspace() else ""
             if not seq_id:
-                raise self._error("header has no id (nothing right after '>' or '@')", number)
+                raise self.error("header has no id (nothing right after '>' or '@')", number)
             if "\x00" in title:
-                raise self._error("not a text file (binary content)", number)
+                raise self.error("not a text file (binary content)", number)
             self._check_sequence(sequence, number, seq_id)
-            if check_duplicates:
-                if seq_id in seen:
-                    raise self._error("duplicate sequence id (ids must be unique)", number, seq_id)
-                seen.add(seq_id)
-            yield SequenceRecord(number, seq_id, title, sequence)
+            if seen is not None:
+                known = len(seen)
+                earlier = seen.setdefault(seq_id, self.file_number)
+                if len(seen) == known:  # the id was read before
+                    if earlier == self.file_number:
+                        raise self.error("duplicate sequence id (ids must be unique)", number, seq_id)
+                    raise self.error(
+                        f"duplicate sequence id: also in {files[earlier - 1].name} "
+                        "(ids must be unique across a sample's files)",
+                        number,
+                        seq_id,
+                    )
+            self.records_read = number
+            yield SequenceRecord(number, seq_id, title, sequence, self.file_number)
         if number == 0:
-            raise self._error("no records")
+            raise self.error("no records")
+        while buffered.read(_READ_BUFFER):  # hash what the parser left unread (e.g. gzip padding)
+            pass
 
-    def _text(self, raw: BinaryIO) -> io.TextIOWrapper:
-        binary = gzip.GzipFile(fileobj=raw, mode="rb") if self.compressed else raw
-        return io.TextIOWrapper(binary, encoding="utf-8", newline=None)
-
-    def _fastq(self, text: io.TextIOWrapper) -> Iterator[tuple[str, str]]:
+    def _fastq(self, lines: _Lines) -> Iterator[tuple[str, str]]:
         number = 0
         try:
             # `number` names the failing record in the error below.
-            for number, (title, seq, _quality) in enumerate(FastqGeneralIterator(text), start=1):  # noqa: B007
+            for number, (title, seq, _quality) in enumerate(FastqGeneralIterator(lines), start=1):  # noqa: B007
                 yield title, seq
         except ValueError as err:
             message = str(err).rstrip(".")
             if "length" in message.lower():
                 message = "quality string length differs from the sequence length"
-            raise self._error(f"malformed FASTQ: {message}", number + 1) from None
+            raise self.error(f"malformed FASTQ: {message}", number + 1) from None
 
     def _check_sequence(self, sequence: str, number: int, seq_id: str) -> None:
+        """IUPAC codes (and X) are nucleotides; a letter that cannot be one means protein."""
         try:
             data = sequence.encode("ascii")
         except UnicodeEncodeError:
-            data = sequence.encode("utf-8", "replace")
-        others = data.translate(None, _NUCLEOTIDE_LETTERS)
-        if not others:  # the usual case: nothing but nucleotide letters
+            position, bad = next((i, c) for i, c in enumerate(sequence) if not c.isascii())
+            raise self.error(
+                f"unexpected character {bad!r} at sequence position {position + 1} "
+                "(a DNA sequence holds IUPAC nucleotide codes only)",
+                number,
+                seq_id,
+            ) from None
+        others = data.translate(None, _NUCLEOTIDE_BYTES)
+        if not others:  # the usual case: nothing but nucleotide codes
             return
-        not_letters = others.translate(None, _ASCII_LETTERS)
-        if not_letters:
-            bad = not_letters[:1].decode("utf-8", "replace")
-            position = data.index(not_letters[:1]) + 1 if bad != "\ufffd" else "?"
-            if bad == "\x00":
-                raise self._error("not a text file (binary content)", number, seq_id)
-            raise self._error(
-                f"unexpected character {bad!r} at sequence position {position} "
-                "(a DNA sequence holds letters only)",
+        bad = chr(others[0])
+        position = data.index(others[0]) + 1
+        if bad in _PROTEIN_ONLY:
+            raise self.error(
+                f"looks like protein, not DNA: {bad!r} at sequence position {position} is not a "
+                f"nucleotide code (IUPAC: {' '.join(NUCLEOTIDE_CODES)}); give nucleotide sequences",
                 number,
                 seq_id,
             )
-        nucleotides = len(data) - len(others)
-        if nucleotides < MIN_NUCLEOTIDE_FRACTION * len(data):
-            raise self._error(
-                f"looks like protein, not DNA: only {100 * nucleotides / len(data):.0f}% of its letters "
-                "are A, C, G, T, U or N; give nucleotide sequences",
-                number,
-                seq_id,
-            )
+        if bad == "\x00":
+            raise self.error("not a text file (binary content)", number, seq_id)
+        raise self.error(
+            f"unexpected character {bad!r} at sequence position {position} "
+            "(a DNA sequence holds IUPAC nucleotide codes only)",
+            number,
+            seq_id,
+        )
 
 
-def _first_non_blank_line(text: io.TextIOWrapper) -> tuple[str | None, int]:
-    for number, line in enumerate(text, start=1):
-        if line.strip():
-            return line, number
-    return None, 0
+class SequenceInputs:
+    """The files of one sample, read in the given order as one stream of records."""
+
+    def __init__(self, paths: str | Path | Sequence[str | Path]):
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        if not paths:
+            raise InputError("no input file given")
+        self.files = [SequenceFile(path, number) for number, path in enumerate(paths, start=1)]
+        if sum(str(f.path) == STDIN for f in self.files) > 1:
+            raise InputError("standard input (-) can be given once only")
+
+    def check(self) -> None:
+        """Every file exists and can be opened (checked before any work starts)."""
+        for file in self.files:
+            file.check()
+
+    @property
+    def size(self) -> int | None:
+        """Bytes in all files, None when one is a stream."""
+        sizes = [f.size for f in self.files]
+        return None if None in sizes else sum(sizes)
+
+    def bytes_read(self) -> int:
+        return sum(f.bytes_read() for f in self.files)
+
+    def records(self, check_duplicates: bool = True) -> Iterator[SequenceRecord]:
+        seen: dict[str, int] | None = {} if check_duplicates else None
+        for file in self.files:
+            yield from file.records(seen, self.files)
 
 
-def read_sequences(path: str | Path, check_duplicates: bool = True) -> Iterator[SequenceRecord]:
-    """Stream the checked records of a FASTA/FASTQ file, plain or gzip."""
-    return SequenceFile(path).records(check_duplicates=check_duplicates)
+def read_sequences(
+    paths: str | Path | Sequence[str | Path], check_duplicates: bool = True
+) -> Iterator[SequenceRecord]:
+    """Stream the checked records of one or several FASTA/FASTQ files (plain or gzip), in order."""
+    return SequenceInputs(paths).records(check_duplicates=check_duplicates)

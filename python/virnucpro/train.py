@@ -2,8 +2,11 @@
 
 The original's settings (SGD, lr 2e-4, momentum 0.9, StepLR(10, 0.85), batch 32, cross-entropy,
 Xavier-initialised linear layers, early stopping with patience 5), but with a real three-way split:
-a seeded, per-class split into train, validation and test sets; early stopping watches the
-validation loss only, and the reported metrics come from the test set, which training never sees.
+a seeded, per-class split of the input *sequences* into train, validation and test sets. Every
+frame of every chunk of one sequence lands on the same side (the original split frame rows, so
+frames of one chunk and overlapping chunks of one sequence were on both sides and inflated its test
+metrics). Early stopping watches the validation loss only, and the reported metrics come from the
+test set, which training never sees.
 
 Inputs per class: FASTA/FASTQ files (prepared and embedded here with the given models) or
 embedding files made earlier (`shard_NNNNN.dnabert.parquet` + `shard_NNNNN.esm.parquet`, or the
@@ -15,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -28,14 +32,23 @@ from virnucpro.classifier import ClassifierConfig, MLPClassifier, save_classifie
 from virnucpro.defaults import DEFAULT_SHARD_SIZE, TrainSettings
 from virnucpro.embedding_files import read_embeddings
 from virnucpro.errors import InputError
+from virnucpro.paths import DNABERT_SUFFIX, EMBEDDINGS_DIR, ESM_SUFFIX, PREPARE_DIR
 from virnucpro.pipeline import EmbeddingOptions, embed_prepared, ensure_prepared
-from virnucpro.predict import DNABERT_SUFFIX, ESM_SUFFIX, join_features, pair_embedding_files
+from virnucpro.predict import join_features, pair_embedding_files
 from virnucpro.progress import progress_task
 
 log = logging.getLogger("virnucpro")
 
 METRICS_JSON = "metrics.json"
 LABELS = {"others": 0, "virus": 1}
+SPLIT_UNIT = "input sequence"  # what metrics.json says the split keeps together
+_FRAME_ID = re.compile(r"^(?P<sequence>.+)_chunk_\d+[FR][123]$")
+
+
+def sequence_of(frame_id: str) -> str:
+    """The input sequence a frame id (`{seqid}_chunk_{k}F1`) belongs to; other ids stand alone."""
+    match = _FRAME_ID.match(frame_id)
+    return match.group("sequence") if match else frame_id
 
 
 def _is_embedding_source(path: Path) -> bool:
@@ -61,16 +74,19 @@ def _embedding_files(paths: Sequence[Path]) -> list[Path]:
 
 def _embed_fasta(path: Path, workdir: Path, options: EmbeddingOptions, quiet: bool) -> list[Path]:
     """Prepare and embed one FASTA/FASTQ file as `virnucpro run` does; finished work is reused."""
-    ensure_prepared(path, workdir / "prepare", options.chunk_size, DEFAULT_SHARD_SIZE, quiet)
-    dnabert, esm = embed_prepared(workdir / "prepare", workdir / "embeddings", options, quiet)
+    ensure_prepared([path], workdir / PREPARE_DIR, options.chunk_size, DEFAULT_SHARD_SIZE, quiet)
+    dnabert, esm = embed_prepared(workdir / PREPARE_DIR, workdir / EMBEDDINGS_DIR, options, quiet)
     return [*dnabert, *esm]
 
 
 def load_labelled_features(
     sources: dict[str, Sequence[Path]], workdir: Path, options: EmbeddingOptions, quiet: bool = False
-) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Features [n, d] float32, labels [n] int64, and the DNABERT-S and ESM-2 widths."""
-    features, labels, widths = [], [], set()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Features [n, d] float32, labels [n] int64, the input sequence of each row (an int64 group
+    number, the same for all frames of one sequence of one class), and the DNABERT-S and ESM-2
+    widths."""
+    features, labels, groups, widths = [], [], [], set()
+    group_numbers: dict[tuple[str, str], int] = {}
     for label, paths in sources.items():
         embedding_paths = [p for p in map(Path, paths) if _is_embedding_source(p)]
         files = _embedding_files(embedding_paths)
@@ -85,19 +101,32 @@ def load_labelled_features(
         for _, dnabert_path, esm_path in pair_embedding_files(files):
             dnabert, esm = read_embeddings(dnabert_path), read_embeddings(esm_path)
             widths.add((dnabert.dim, esm.dim))
-            _, joined = join_features(dnabert, esm, dnabert_path, esm_path)
+            ids, joined = join_features(dnabert, esm, dnabert_path, esm_path)
             features.append(joined)
             labels.append(np.full(joined.shape[0], LABELS[label], dtype=np.int64))
+            groups.append(
+                np.fromiter(
+                    (group_numbers.setdefault((label, sequence_of(i)), len(group_numbers)) for i in ids),
+                    dtype=np.int64,
+                    count=len(ids),
+                )
+            )
     if len(widths) != 1:
         raise InputError(
             f"the inputs' embeddings differ in width: {sorted(widths)}; embed all with the same models"
         )
     ((dnabert_dim, esm_dim),) = widths
-    return np.concatenate(features), np.concatenate(labels), dnabert_dim, esm_dim
+    return np.concatenate(features), np.concatenate(labels), np.concatenate(groups), dnabert_dim, esm_dim
 
 
-def split_indices(labels: np.ndarray, settings: TrainSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seeded per-class split into train, validation and test row indices (each sorted)."""
+def split_indices(
+    labels: np.ndarray, settings: TrainSettings, groups: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded per-class split into train, validation and test row indices (each sorted). `groups`
+    gives each row's input sequence: whole sequences are split, never their rows (without it,
+    every row is a sequence of its own)."""
+    if groups is None:
+        groups = np.arange(len(labels))
     if not 0 < settings.validation_fraction < 1 or not 0 < settings.test_fraction < 1:
         raise InputError("--validation-fraction and --test-fraction must lie between 0 and 1")
     if settings.validation_fraction + settings.test_fraction >= 1:
@@ -105,17 +134,21 @@ def split_indices(labels: np.ndarray, settings: TrainSettings) -> tuple[np.ndarr
     rng = np.random.default_rng(settings.seed)
     parts: list[list[np.ndarray]] = [[], [], []]
     for label in (0, 1):
-        rows = rng.permutation(np.flatnonzero(labels == label))
-        n_test = max(1, round(len(rows) * settings.test_fraction))
-        n_validation = max(1, round(len(rows) * settings.validation_fraction))
-        if len(rows) < n_test + n_validation + 2:
+        rows = np.flatnonzero(labels == label)
+        sequences = rng.permutation(np.unique(groups[rows]))
+        n_test = max(1, round(len(sequences) * settings.test_fraction))
+        n_validation = max(1, round(len(sequences) * settings.validation_fraction))
+        if len(sequences) < n_test + n_validation + 2:
             name = next(k for k, v in LABELS.items() if v == label)
             raise InputError(
-                f"only {len(rows)} {name} rows: too few to split into train, validation and test"
+                f"only {len(sequences)} {name} input sequences: too few to split into train, validation "
+                "and test (whole sequences are split, so that no sequence is on two sides)"
             )
-        parts[2].append(rows[:n_test])
-        parts[1].append(rows[n_test : n_test + n_validation])
-        parts[0].append(rows[n_test + n_validation :])
+        test = np.isin(groups[rows], sequences[:n_test])
+        validation = np.isin(groups[rows], sequences[n_test : n_test + n_validation])
+        parts[2].append(rows[test])
+        parts[1].append(rows[validation])
+        parts[0].append(rows[~test & ~validation])
     train, validation, test = (np.sort(np.concatenate(p)) for p in parts)
     return train, validation, test
 
@@ -164,7 +197,11 @@ def evaluate(model: MLPClassifier, features: torch.Tensor, labels: torch.Tensor)
 
 
 def fit(
-    features: np.ndarray, labels: np.ndarray, settings: TrainSettings, quiet: bool = False
+    features: np.ndarray,
+    labels: np.ndarray,
+    settings: TrainSettings,
+    quiet: bool = False,
+    groups: np.ndarray | None = None,
 ) -> tuple[MLPClassifier, dict]:
     """Train on the train split, stop early on the validation loss, measure on the test split."""
     # One thread: batches of 32 rows gain nothing from more (they lose several-fold to thread
@@ -172,13 +209,13 @@ def fit(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _fit(features, labels, settings, quiet)
+        return _fit(features, labels, settings, quiet, groups)
     finally:
         torch.set_num_threads(threads)
 
 
 def _fit(
-    features: np.ndarray, labels: np.ndarray, settings: TrainSettings, quiet: bool
+    features: np.ndarray, labels: np.ndarray, settings: TrainSettings, quiet: bool, groups: np.ndarray | None
 ) -> tuple[MLPClassifier, dict]:
     if settings.max_epochs < 1 or settings.patience < 1 or settings.batch_size < 2 or settings.hidden_dim < 1:
         raise InputError(
@@ -187,7 +224,9 @@ def _fit(
     if settings.learning_rate <= 0:
         raise InputError(f"--learning-rate must be positive, not {settings.learning_rate}")
     torch.manual_seed(settings.seed)
-    train_rows, validation_rows, test_rows = split_indices(labels, settings)
+    if groups is None:
+        groups = np.arange(len(labels))
+    train_rows, validation_rows, test_rows = split_indices(labels, settings, groups)
     x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     y = torch.from_numpy(labels.astype(np.int64))
     model = MLPClassifier(x.shape[1], settings.hidden_dim, 2)
@@ -244,9 +283,13 @@ def _fit(
     metrics = {
         "test": {**test_metrics, "loss": test_loss},
         "split": {
+            "by": SPLIT_UNIT,  # all frames of one input sequence are on one side
             "train": len(train_rows),
             "validation": len(validation_rows),
             "test": len(test_rows),
+            "train_sequences": len(np.unique(groups[train_rows])),
+            "validation_sequences": len(np.unique(groups[validation_rows])),
+            "test_sequences": len(np.unique(groups[test_rows])),
             "virus": int((labels == 1).sum()),
             "others": int((labels == 0).sum()),
         },
@@ -274,14 +317,16 @@ def train(
     except OSError as err:
         raise InputError(f"{outdir}: cannot write the output folder ({err.strerror})") from None
     sources = {"virus": [Path(p) for p in viral], "others": [Path(p) for p in others]}
-    features, labels, dnabert_dim, esm_dim = load_labelled_features(sources, outdir / "work", options, quiet)
+    features, labels, groups, dnabert_dim, esm_dim = load_labelled_features(
+        sources, outdir / "work", options, quiet
+    )
     log.info(
         "train: %d virus and %d other rows of %d values",
         (labels == 1).sum(),
         (labels == 0).sum(),
         features.shape[1],
     )
-    model, metrics = fit(features, labels, settings, quiet)
+    model, metrics = fit(features, labels, settings, quiet, groups)
     inputs = {label: [str(p) for p in paths] for label, paths in sources.items()}
     config = ClassifierConfig(
         input_dim=features.shape[1],

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from virnucpro.errors import VirNucProError
+import typer
+
+from virnucpro.errors import VirNucProError, describe_os_error
 
 # Importing a command module registers its commands on the app, in the order `--help` lists them.
 from virnucpro.cli import (  # noqa: F401  isort: skip
@@ -20,14 +22,41 @@ from virnucpro.cli import (  # noqa: F401  isort: skip
 )
 from virnucpro.cli.app import app
 
+try:  # typer 0.22+ carries its own copy of click
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:
+    from click.exceptions import ClickException, UsageError
+
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"virnucpro: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
 
 def main() -> None:
-    """Run the CLI; user-fixable errors become one line on stderr and their exit code."""
+    """Run the CLI. Every failure a user can act on is one line on stderr and a non-zero exit code:
+    our own errors, usage errors (an unknown option, a value out of bounds) and the operating
+    system's (disk full, read-only folder), which name the file. Anything else is a bug and keeps
+    its traceback."""
     try:
-        app()
-    except VirNucProError as err:
-        print(f"virnucpro: error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
+        code = app(standalone_mode=False)
+    except ClickException as err:
+        if type(err).__name__ == "NoArgsIsHelpError":  # `virnucpro` alone: the help, not an error
+            typer.echo(err.ctx.get_help())
+            sys.exit(0)
+        command = err.ctx.command_path if isinstance(err, UsageError) and err.ctx else "virnucpro"
+        _fail(f"{err.format_message()} (see `{command} --help`)", err.exit_code)
+    except typer.Abort:
         print("virnucpro: interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
+    except VirNucProError as err:
+        _fail(str(err), err.exit_code)
+    except OSError as err:
+        _fail(describe_os_error(err), 1)
+    except KeyboardInterrupt:
+        code = INTERRUPTED
+    if code == INTERRUPTED:
+        print("virnucpro: interrupted", file=sys.stderr)
+    sys.exit(code or 0)

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from virnucpro.cli.app import app
+from virnucpro.cli.options import Quiet
 from virnucpro.progress import configure_logging, log
 
 
@@ -19,7 +20,7 @@ def convert_classifier_command(
     ),
     outdir: Path = typer.Argument(..., help="Folder to write model.safetensors and config.json into."),
     revision: str = typer.Option(None, "--revision", help="Hub revision (branch, tag or commit) of SOURCE."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, warnings and errors only."),
+    quiet: Quiet = False,
 ) -> None:
     """Convert a classifier (.pth) to safetensors + JSON config.
 

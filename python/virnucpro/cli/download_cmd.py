@@ -7,18 +7,18 @@ from pathlib import Path
 import typer
 
 from virnucpro.cli.app import app
-from virnucpro.cli.run_cmd import DNABERT_MODEL, DNABERT_REVISION, ESM_MODEL, ESM_REVISION, QUIET
-from virnucpro.defaults import PUBLISHED_CLASSIFIERS
+from virnucpro.cli.options import DnabertModel, DnabertRevision, EsmModel, EsmRevision, Quiet
+from virnucpro.defaults import DEFAULT_DNABERT_MODEL, DEFAULT_ESM_MODEL, PUBLISHED_CLASSIFIERS
 from virnucpro.progress import configure_logging
 
 
 @app.command("download-models")
 def download_models_command(
     outdir: Path = typer.Option(..., "--outdir", "-o", help="Folder to fetch the models into."),
-    dnabert_model: str = DNABERT_MODEL,
-    dnabert_revision: str = DNABERT_REVISION,
-    esm_model: str = ESM_MODEL,
-    esm_revision: str = ESM_REVISION,
+    dnabert_model: DnabertModel = DEFAULT_DNABERT_MODEL,
+    dnabert_revision: DnabertRevision = None,
+    esm_model: EsmModel = DEFAULT_ESM_MODEL,
+    esm_revision: EsmRevision = None,
     classifier_500: str = typer.Option(
         PUBLISHED_CLASSIFIERS[500],
         "--classifier-500",
@@ -29,7 +29,7 @@ def download_models_command(
         "--classifier-300",
         help="Classifier for 300 bp chunks: URL, .pth, folder or hub id.",
     ),
-    quiet: bool = QUIET,
+    quiet: Quiet = False,
 ) -> None:
     """Pre-fetch the default models into a folder for offline compute nodes.
 

@@ -7,38 +7,31 @@ from pathlib import Path
 import typer
 
 from virnucpro.cli.app import app
+from virnucpro.cli.options import (
+    BatchSize,
+    Devices,
+    EmbedDnaModel,
+    EmbedProteinModel,
+    EmbedRevision,
+    Precision,
+    Quiet,
+    ThreadsPerWorker,
+    TokensPerBatch,
+    Workers,
+)
 from virnucpro.defaults import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_DEVICES,
     DEFAULT_DNABERT_MODEL,
     DEFAULT_ESM_MODEL,
+    DEFAULT_PRECISION,
     DEFAULT_THREADS_PER_WORKER,
     DEFAULT_TOKENS_PER_BATCH,
+    DEFAULT_WORKERS,
 )
 from virnucpro.progress import configure_logging
 
 OUTDIR_HELP = "Folder for the shard_NNNNN.{kind}.parquet files (created if missing)."
-REVISION_HELP = "Hub revision (branch, tag or commit) of a hub model; default main. Its commit is recorded."
-DEVICES_HELP = (
-    "auto (every visible GPU, else CPU), cpu, cuda (every visible GPU) or cuda:0,1 (those GPUs). "
-    "One worker per GPU; CUDA_VISIBLE_DEVICES limits what is visible."
-)
-WORKERS_HELP = "Worker processes on CPU (--devices cpu, or auto without a GPU); on GPUs one per GPU."
-PRECISION_HELP = "fp32 (default; what the published classifiers were trained on), bf16 or fp16 (GPU, faster)."
-THREADS_HELP = (
-    "CPU threads per worker. Fixed rather than derived from the number of workers, so any --workers "
-    "gives byte-identical files; raise it for a single CPU worker on a many-core machine."
-)
-QUIET_HELP = "No progress, warnings and errors only."
-
-# Options both commands take (typer accepts one OptionInfo in several signatures).
-REVISION = typer.Option(None, "--revision", help=REVISION_HELP)
-DEVICES = typer.Option("auto", "--devices", help=DEVICES_HELP)
-WORKERS = typer.Option(1, "--workers", min=1, help=WORKERS_HELP)
-PRECISION = typer.Option("fp32", "--precision", help=PRECISION_HELP)
-THREADS_PER_WORKER = typer.Option(
-    DEFAULT_THREADS_PER_WORKER, "--threads-per-worker", min=1, help=THREADS_HELP
-)
-QUIET = typer.Option(False, "--quiet", "-q", help=QUIET_HELP)
 
 
 def _embed(kind: str, shards: list[Path], outdir: Path, model: str, quiet: bool, **options) -> None:
@@ -54,23 +47,14 @@ def embed_dna_command(
         ..., help="Nucleotide shards (shard_NNNNN.nucleotide.fa) from prepare."
     ),
     outdir: Path = typer.Option(..., "--outdir", "-o", help=OUTDIR_HELP.format(kind="dnabert")),
-    model: str = typer.Option(
-        DEFAULT_DNABERT_MODEL,
-        "--model",
-        help="DNABERT-S: hub id, URL or local folder (config, weights, tokenizer.json).",
-    ),
-    revision: str | None = REVISION,
-    devices: str = DEVICES,
-    workers: int = WORKERS,
-    precision: str = PRECISION,
-    batch_size: int = typer.Option(
-        DEFAULT_BATCH_SIZE,
-        "--batch-size",
-        min=1,
-        help="Sequences per model call (length-sorted); halved on CUDA OOM.",
-    ),
-    threads_per_worker: int = THREADS_PER_WORKER,
-    quiet: bool = QUIET,
+    model: EmbedDnaModel = DEFAULT_DNABERT_MODEL,
+    revision: EmbedRevision = None,
+    devices: Devices = DEFAULT_DEVICES,
+    workers: Workers = DEFAULT_WORKERS,
+    precision: Precision = DEFAULT_PRECISION,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    threads_per_worker: ThreadsPerWorker = DEFAULT_THREADS_PER_WORKER,
+    quiet: Quiet = False,
 ) -> None:
     """Embed nucleotide shards with DNABERT-S: mean of the last hidden state over every token,
     [CLS] and [SEP] included (768 values for the real model).
@@ -97,23 +81,14 @@ def embed_dna_command(
 def embed_protein_command(
     shards: list[Path] = typer.Argument(..., help="Protein shards (shard_NNNNN.protein.faa) from prepare."),
     outdir: Path = typer.Option(..., "--outdir", "-o", help=OUTDIR_HELP.format(kind="esm")),
-    model: str = typer.Option(
-        DEFAULT_ESM_MODEL,
-        "--model",
-        help="ESM-2: hub id, URL or local transformers folder (config, weights, vocab.txt).",
-    ),
-    revision: str | None = REVISION,
-    devices: str = DEVICES,
-    workers: int = WORKERS,
-    precision: str = PRECISION,
-    tokens_per_batch: int = typer.Option(
-        DEFAULT_TOKENS_PER_BATCH,
-        "--tokens-per-batch",
-        min=1,
-        help="Padded tokens (sequences x longest, <cls>/<eos> included) per model call; halved on CUDA OOM.",
-    ),
-    threads_per_worker: int = THREADS_PER_WORKER,
-    quiet: bool = QUIET,
+    model: EmbedProteinModel = DEFAULT_ESM_MODEL,
+    revision: EmbedRevision = None,
+    devices: Devices = DEFAULT_DEVICES,
+    workers: Workers = DEFAULT_WORKERS,
+    precision: Precision = DEFAULT_PRECISION,
+    tokens_per_batch: TokensPerBatch = DEFAULT_TOKENS_PER_BATCH,
+    threads_per_worker: ThreadsPerWorker = DEFAULT_THREADS_PER_WORKER,
+    quiet: Quiet = False,
 ) -> None:
     """Embed protein shards with ESM-2: mean of the final layer over residues 1..min(len, 1024),
     without <cls>, <eos> or padding (2560 values for the 3B model).

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from virnucpro.cli.app import app
+from virnucpro.cli.options import ClassifierRevision, Quiet
 from virnucpro.progress import configure_logging
 
 
@@ -23,11 +24,9 @@ def predict_command(
         help="Classifier: a converted folder (model.safetensors + config.json), an original .pth, a URL "
         "or a hub id.",
     ),
-    classifier_revision: str = typer.Option(
-        None, "--classifier-revision", help="Hub revision of --classifier (default: main)."
-    ),
+    classifier_revision: ClassifierRevision = None,
     outdir: Path = typer.Option(..., "--outdir", "-o", help="Folder for shard_NNNNN.scores.parquet."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, warnings and errors only."),
+    quiet: Quiet = False,
 ) -> None:
     """Score each shard's embeddings with the classifier.
 

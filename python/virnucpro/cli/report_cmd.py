@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from virnucpro.cli.app import app
+from virnucpro.cli.options import MinViralFraction, Quiet
 from virnucpro.defaults import DEFAULT_MIN_VIRAL_FRACTION
 from virnucpro.errors import InputError
 from virnucpro.progress import configure_logging
@@ -29,9 +30,14 @@ def read_run_info(path: Path | None) -> dict:
 
 @app.command("report")
 def report_command(
-    input: Path = typer.Option(..., "--input", help="The reads or contigs given to prepare (for viral.fa)."),
+    inputs: list[Path] = typer.Option(
+        ...,
+        "--input",
+        help="The reads or contigs given to prepare (for viral.fa); repeat for a sample of several "
+        "files, in prepare's order.",
+    ),
     prepared: Path = typer.Option(
-        ..., "--prepared", help="The prepare stage's output folder (chunks.tsv ...)."
+        ..., "--prepared", help="The prepare stage's output folder (chunk_frames.tsv ...)."
     ),
     scores: list[Path] = typer.Option(
         None,
@@ -43,15 +49,11 @@ def report_command(
         None, help="Further score files (`--scores A B C` puts B, C here).", show_default=False
     ),
     outdir: Path = typer.Option(..., "--outdir", "-o", help="Folder for the final outputs."),
-    min_viral_fraction: float = typer.Option(
-        DEFAULT_MIN_VIRAL_FRACTION,
-        "--min-viral-fraction",
-        help="A sequence is called virus when at least this fraction (0 to 1) of its scored chunks is viral.",
-    ),
+    min_viral_fraction: MinViralFraction = DEFAULT_MIN_VIRAL_FRACTION,
     run_info: Path = typer.Option(
         None, "--run-info", help="JSON file whose keys are merged into run.json (e.g. workflow metadata)."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, warnings and errors only."),
+    quiet: Quiet = False,
 ) -> None:
     """Write the final tables, viral.fa, report.html and run.json from all scores.
 
@@ -61,12 +63,12 @@ def report_command(
     files = score_files([*(scores or []), *(more_scores or [])])
     from virnucpro.report import report
 
-    report(input, prepared, files, outdir, min_viral_fraction, read_run_info(run_info), quiet=quiet)
+    report(inputs, prepared, files, outdir, min_viral_fraction, read_run_info(run_info), quiet=quiet)
 
 
 def score_files(paths: list[Path]) -> list[Path]:
     """The given files, with each folder replaced by the score files it holds."""
-    from virnucpro.score_files import SCORES_SUFFIX
+    from virnucpro.paths import SCORES_SUFFIX
 
     if not paths:
         raise InputError(f"--scores: give the shard_NNNNN{SCORES_SUFFIX} files, or the folder holding them")

@@ -7,21 +7,32 @@ from pathlib import Path
 import typer
 
 from virnucpro.cli.app import app
-from virnucpro.cli.run_cmd import (
-    BATCH_SIZE,
-    CHUNK_SIZE,
-    DEVICES,
-    DNABERT_MODEL,
-    DNABERT_REVISION,
-    ESM_MODEL,
-    ESM_REVISION,
-    PRECISION,
-    QUIET,
-    TOKENS_PER_BATCH,
-    WORKERS,
-    embedding_options,
+from virnucpro.cli.options import (
+    BatchSize,
+    ChunkSize,
+    Devices,
+    DnabertModel,
+    DnabertRevision,
+    EsmModel,
+    EsmRevision,
+    Precision,
+    Quiet,
+    ThreadsPerWorker,
+    TokensPerBatch,
+    Workers,
 )
-from virnucpro.defaults import TrainSettings
+from virnucpro.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_DEVICES,
+    DEFAULT_DNABERT_MODEL,
+    DEFAULT_ESM_MODEL,
+    DEFAULT_PRECISION,
+    DEFAULT_THREADS_PER_WORKER,
+    DEFAULT_TOKENS_PER_BATCH,
+    DEFAULT_WORKERS,
+    TrainSettings,
+)
 from virnucpro.progress import configure_logging
 
 DEFAULTS = TrainSettings()
@@ -70,17 +81,18 @@ def train_command(
     seed: int = typer.Option(
         DEFAULTS.seed, "--seed", help="Seed of the split, initial weights and shuffling."
     ),
-    chunk_size: int = CHUNK_SIZE,
-    dnabert_model: str = DNABERT_MODEL,
-    dnabert_revision: str = DNABERT_REVISION,
-    esm_model: str = ESM_MODEL,
-    esm_revision: str = ESM_REVISION,
-    devices: str = DEVICES,
-    workers: int = WORKERS,
-    precision: str = PRECISION,
-    batch_size: int = BATCH_SIZE,
-    tokens_per_batch: int = TOKENS_PER_BATCH,
-    quiet: bool = QUIET,
+    chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
+    dnabert_model: DnabertModel = DEFAULT_DNABERT_MODEL,
+    dnabert_revision: DnabertRevision = None,
+    esm_model: EsmModel = DEFAULT_ESM_MODEL,
+    esm_revision: EsmRevision = None,
+    devices: Devices = DEFAULT_DEVICES,
+    workers: Workers = DEFAULT_WORKERS,
+    precision: Precision = DEFAULT_PRECISION,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    tokens_per_batch: TokensPerBatch = DEFAULT_TOKENS_PER_BATCH,
+    threads_per_worker: ThreadsPerWorker = DEFAULT_THREADS_PER_WORKER,
+    quiet: Quiet = False,
 ) -> None:
     """Train the classifier on labelled sequences or embeddings.
 
@@ -88,6 +100,7 @@ def train_command(
     with patience 5) on a seeded train/validation/test split: early stopping watches the validation
     loss; metrics.json reports accuracy, precision, recall, F1 and AUROC on the test split."""
     configure_logging(quiet=quiet)
+    from virnucpro.pipeline import EmbeddingOptions
     from virnucpro.train import train
 
     settings = TrainSettings(
@@ -100,8 +113,17 @@ def train_command(
         test_fraction=test_fraction,
         seed=seed,
     )
-    options = embedding_options(
-        chunk_size, dnabert_model, dnabert_revision, esm_model, esm_revision, devices, workers, precision,
-        batch_size, tokens_per_batch,
-    )  # fmt: skip
+    options = EmbeddingOptions(
+        chunk_size=chunk_size,
+        dnabert_model=dnabert_model,
+        dnabert_revision=dnabert_revision,
+        esm_model=esm_model,
+        esm_revision=esm_revision,
+        devices=devices,
+        workers=workers,
+        precision=precision,
+        batch_size=batch_size,
+        tokens_per_batch=tokens_per_batch,
+        threads_per_worker=threads_per_worker,
+    )
     train(viral, others, outdir, settings, options, quiet=quiet)

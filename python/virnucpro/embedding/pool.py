@@ -324,6 +324,7 @@ def worker_main(index: int, device: str, tasks: list[FileTask], job: EmbedJob, c
         embedder = None
         import torch
 
+        from virnucpro.checksums import file_sha256
         from virnucpro.embedding.engine import embed_sequences, load_embedder
         from virnucpro.embedding_files import is_complete, write_embeddings
         from virnucpro.shards import read_shard
@@ -347,7 +348,9 @@ def worker_main(index: int, device: str, tasks: list[FileTask], job: EmbedJob, c
             messages.put(("start", str(task.input)))
             ids, sequences = read_shard(task.input)
             name = shard_of(task.input)
-            if is_complete(task.output, job.metadata, len(ids)):
+            # The shard's bytes identify what the file was computed from: a changed shard recomputes.
+            source = {"source_sha256": file_sha256(task.input)}
+            if is_complete(task.output, {**job.metadata, **source}, len(ids)):
                 log.info("skipped %s (complete)", name)
                 messages.put(("progress", len(ids)))
                 continue
@@ -362,7 +365,7 @@ def worker_main(index: int, device: str, tasks: list[FileTask], job: EmbedJob, c
                 on_batch=lambda n: messages.put(("progress", n)),
                 should_stop=stop.is_set,
             )
-            write_embeddings(task.output, ids, vectors, metadata)
+            write_embeddings(task.output, ids, vectors, {**metadata, **source})
             log.info("embedded %s (%d sequences)", name, len(ids))
         current = None
         messages.put(("finished",))

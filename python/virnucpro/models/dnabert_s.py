@@ -235,6 +235,10 @@ def weights_file(folder: Path) -> Path:
     raise InputError(f"{folder}: no {SAFETENSORS_FILE} or {PYTORCH_BIN_FILE} (a DNABERT-S model folder)")
 
 
+# DNABERT-S holds 117 M parameters (470 MB in float32); a .bin declaring more than this is refused.
+BIN_MAX_BYTES = 2 << 30
+
+
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Checkpoint tensors under the package's names: `bert.` prefix dropped, `cls.*` heads ignored.
     A `.bin` file is read with `weights_only=True`, so no pickled code runs."""
@@ -245,6 +249,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     else:
         import pickle
 
+        from virnucpro.torch_archives import check_torch_archive
+
+        check_torch_archive(path, BIN_MAX_BYTES, "DNABERT-S weights")
         try:
             raw = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError) as err:

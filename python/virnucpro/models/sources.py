@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from virnucpro.atomic import atomic_open
+from virnucpro.defaults import HUB_ID_PATTERN
 from virnucpro.errors import InputError, VirNucProError
 from virnucpro.progress import log
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_ID = re.compile(HUB_ID_PATTERN)
 COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
 # Only what inference needs: configs, tokenizers, safetensors weights. `.bin` weights are fetched
 # only for repositories without safetensors (they are often both present, and 11 GB each for ESM-2 3B).
