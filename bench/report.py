@@ -144,8 +144,13 @@ def generate(folder: Path, n_chunks: int, layout: str, seed: int = 5) -> None:
             shard.add(frame_ids, (1.0 - virus).astype(np.float32), virus)
             frames_written += len(frame_ids)
     shard.flush(final=True)
-    source = {"path": str(folder / "input.fa"), "format": "fasta", "compressed": False, "sha256": "",
-              "records": n_sequences}
+    source = {
+        "path": str(folder / "input.fa"),
+        "format": "fasta",
+        "compressed": False,
+        "sha256": "",
+        "records": n_sequences,
+    }
     summary = PrepareSummary(
         CHUNK_SIZE, SHARD_SIZE, inputs=[source], sequences=n_sequences, bases=int(lengths.sum()),
         chunks=n_chunks, chunks_without_frames=int((masks == 0).sum()), frames=frames_written,
