@@ -274,7 +274,11 @@ def test_run_json(scored, tmp_path):
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["workflow"] == {"name": "nf"}
     assert run["timings"]["embed_s"] == 1.5 and run["timings"]["report_s"] >= 0
-    assert run["parameters"] == {"chunk_size": 500, "min_viral_fraction": 0.5}
+    assert run["parameters"] == {
+        "chunk_size": 500, "min_viral_fraction": 0.5, "region_max_gap": 1, "region_min_chunks": 2,
+        "confidence_high": 0.9, "confidence_medium": 0.7, "target_fdr": 0.05, "calibration": None,
+    }  # fmt: skip
+    assert run["calls"]["rule"] == "published" and run["calls"]["chunk_margin_threshold"] == 0.0
     assert run["counts"]["chunks"] == 53 and run["counts"]["frames"] == 30
     assert run["models"]["dnabert.model"] == "random-dnabert" and "classifier_sha256" in run["models"]
     assert run["versions"]["virnucpro"]

@@ -1,12 +1,16 @@
 """The `report` stage: per-frame scores to the final outputs (design section 5).
 
 - `prediction_results.txt` and `prediction_results_highestscore.csv`: the original tool's files,
-  byte for byte in its layout (tab-separated; floats as numpy prints float32 scalars; True/False);
-- `chunks.tsv`: every chunk, also those without a stop-free frame, with its best scores and call;
-- `sequences.tsv`: every input sequence with its chunk counts, viral fraction and call;
+  byte for byte in its layout (tab-separated; floats as numpy prints float32 scalars; True/False),
+  always by the original's consensus, whatever the calibration;
+- `chunks.tsv`: every chunk, also those without a stop-free frame, with its best scores, margin,
+  call, confidence tier and (calibrated) estimated FDR;
+- `sequences.tsv`: every input sequence with its chunk counts, viral fraction, call, viral regions,
+  kind, confidence tiers and (calibrated) estimated FDR;
+- `viral_regions.tsv`, `.bed` and `.fa`: the viral regions of every sequence (see `regions`);
 - `viral.fa`: the input sequences called viral;
 - `report.html` with `score_histogram.png` and `sequence_tracks.png` (see `report_html`);
-- `run.json`: parameters, models, versions, counts and timings.
+- `run.json`: parameters, the thresholds the calls used, models, versions, counts and timings.
 
 The data are columns (`report_data`); every file is written ROWS_PER_BATCH rows at a time, so the
 text of a file is never held whole.
@@ -15,12 +19,12 @@ text of a file is never held whole.
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import json
 import logging
 import platform
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -31,7 +35,23 @@ import pyarrow.compute as pc
 
 from virnucpro import __version__
 from virnucpro.atomic import atomic_open
-from virnucpro.defaults import DEFAULT_MIN_VIRAL_FRACTION
+from virnucpro.calibration import (
+    CHUNK_THRESHOLDS,
+    PUBLISHED_CHUNK_THRESHOLD,
+    SEQUENCE_THRESHOLDS,
+    Calibration,
+    check_target,
+    load_calibration,
+)
+from virnucpro.confidence import TIERS, check_thresholds, chunk_tiers, summarise_tiers
+from virnucpro.defaults import (
+    DEFAULT_CONFIDENCE_HIGH,
+    DEFAULT_CONFIDENCE_MEDIUM,
+    DEFAULT_MIN_VIRAL_FRACTION,
+    DEFAULT_REGION_MAX_GAP,
+    DEFAULT_REGION_MIN_CHUNKS,
+    DEFAULT_TARGET_FDR,
+)
 from virnucpro.errors import InputError
 from virnucpro.frames import FRAME_LABELS, FRAME_SETS
 from virnucpro.output_folder import begin_final_outputs, finish_final_outputs
@@ -42,12 +62,18 @@ from virnucpro.paths import (
     RUN_JSON,
     SEQUENCES_TSV,
     VIRAL_FASTA,
+    VIRAL_REGIONS_BED,
+    VIRAL_REGIONS_FASTA,
+    VIRAL_REGIONS_TSV,
 )
 from virnucpro.prepare import read_summary
 from virnucpro.progress import progress_task
+from virnucpro.regions import call_regions, sequence_kinds, summarise_regions
+from virnucpro.regions import check_parameters as check_region_parameters
 from virnucpro.report_data import (
     CALLS,
     FRAME_COUNTS,
+    KINDS,
     OTHERS,
     ROWS_PER_BATCH,
     UNSCORED,
@@ -73,6 +99,9 @@ CHUNK_COLUMNS = (
     "max_score_virus",
     "call",
     "reason",
+    "margin",
+    "confidence",
+    "estimated_fdr",
 )
 SEQUENCE_COLUMNS = (
     "sequence_id",
@@ -85,9 +114,138 @@ SEQUENCE_COLUMNS = (
     "max_score_virus",
     "mean_score_virus",
     "call",
+    "viral_regions",
+    "kind",
+    "share_high",
+    "share_medium",
+    "share_low",
+    "confidence",
+    "estimated_fdr",
+)
+REGION_COLUMNS = (
+    "sequence_id",
+    "region",
+    "start",
+    "end",
+    "length",
+    "viral_chunks",
+    "scored_chunks",
+    "mean_score_virus",
+    "min_score_virus",
+    "fraction_of_sequence",
+    "share_high",
+    "share_medium",
+    "share_low",
+    "confidence",
 )
 NO_FRAME_REASON = "no stop-free frame"
 _BEST_FRAME_TEXT = ("", *FRAME_LABELS)  # indexed by best_frame + 1 (-1: unscored)
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """Viral regions, confidence tiers and calibration; none of them changes the original's two
+    files. Without a calibration the calls follow the published rule."""
+
+    region_max_gap: int = DEFAULT_REGION_MAX_GAP
+    region_min_chunks: int = DEFAULT_REGION_MIN_CHUNKS
+    confidence_high: float = DEFAULT_CONFIDENCE_HIGH
+    confidence_medium: float = DEFAULT_CONFIDENCE_MEDIUM
+    target_fdr: float = DEFAULT_TARGET_FDR
+    calibration: str | Path | None = None  # a calibration.json of `virnucpro calibrate`
+
+    def check(self) -> tuple[Calibration, str] | None:
+        """Refuse a bad value (one line) before any work starts; the calibration and its SHA-256."""
+        check_region_parameters(self.region_max_gap, self.region_min_chunks)
+        check_thresholds(self.confidence_high, self.confidence_medium)
+        check_target(self.target_fdr)
+        if self.calibration is None:
+            return None
+        calibration, sha256 = load_calibration(self.calibration)
+        calibration.thresholds(self.target_fdr, str(self.calibration))  # one meets the target
+        return calibration, sha256
+
+    def parameters(self) -> dict:
+        return {
+            "region_max_gap": self.region_max_gap,
+            "region_min_chunks": self.region_min_chunks,
+            "confidence_high": self.confidence_high,
+            "confidence_medium": self.confidence_medium,
+            "target_fdr": self.target_fdr,
+            "calibration": None if self.calibration is None else str(self.calibration),
+        }
+
+
+def call_thresholds(
+    options: ReportOptions, min_viral_fraction: float
+) -> tuple[dict, Calibration | None, int | None]:
+    """The chunk margin threshold and sequence fraction the calls use: the published rule, or
+    the calibration's for --target-fdr. Returns (settings for run.json, calibration, its chunk row)."""
+    loaded = options.check()
+    if loaded is None:
+        settings = {
+            "rule": "published",
+            "chunk_margin_threshold": PUBLISHED_CHUNK_THRESHOLD,
+            "min_viral_fraction": min_viral_fraction,
+        }
+        return settings, None, None
+    calibration, sha256 = loaded
+    chunk_row, sequence_row = calibration.thresholds(options.target_fdr, str(options.calibration))
+    settings = {
+        "rule": "calibrated",
+        "chunk_margin_threshold": float(CHUNK_THRESHOLDS[chunk_row]),
+        "min_viral_fraction": float(SEQUENCE_THRESHOLDS[sequence_row]),
+        "calibration": {"file": str(options.calibration), "sha256": sha256, **calibration.provenance},
+        "target_fdr": options.target_fdr,
+    }
+    return settings, calibration, chunk_row
+
+
+def check_calibration_fits(calibration: Calibration, data: ReportData, source: str) -> None:
+    """Refuse a calibration made for another chunk size or classifier than these scores'."""
+    made = calibration.provenance
+    if made.get("chunk_size") not in (None, data.chunk_size):
+        raise InputError(
+            f"{source}: calibrated on {made['chunk_size']} bp chunks, but these are {data.chunk_size} bp"
+        )
+    ours = data.provenance.get("classifier_sha256")
+    if made.get("classifier_sha256") not in (None, ours) and ours is not None:
+        raise InputError(
+            f"{source}: calibrated for another classifier (sha256 {made['classifier_sha256'][:12]}..., "
+            f"these scores: {ours[:12]}...); calibrate this classifier's scores"
+        )
+
+
+def annotate(
+    data: ReportData, options: ReportOptions, calibration: Calibration | None, chunk_row: int | None
+) -> None:
+    """Confidence tiers, viral regions, kinds and (calibrated) estimated FDRs, into `data`."""
+    chunks, sequences = data.chunks, data.sequences
+    scored = chunks.scored
+    chunks.tier = chunk_tiers(
+        scored, chunks.called_viral, chunks.max_virus, chunks.max_others, options.confidence_high,
+        options.confidence_medium,
+    )  # fmt: skip
+    table = call_regions(
+        chunks.called_viral, chunks.sequence, chunks.start, chunks.end, sequences.n_chunks,
+        options.region_max_gap, options.region_min_chunks,
+    )  # fmt: skip
+    data.regions = summarise_regions(table, scored, chunks.max_virus, chunks.called_viral, chunks.tier)
+    sequences.viral_regions = np.bincount(table.sequence, minlength=len(sequences))
+    calls_virus = sequences.call == VIRUS
+    sequences.kind = sequence_kinds(calls_virus, sequences.viral_regions)
+    owner = chunks.sequence[scored]
+    sequences.tier_counts, sequences.tier = summarise_tiers(
+        owner, chunks.tier[scored], chunks.called_viral[scored] == calls_virus[owner], len(sequences)
+    )
+    if calibration is not None:
+        called = chunks.called_viral
+        chunks.estimated_fdr = np.full(len(chunks), np.nan, dtype=np.float32)
+        chunks.estimated_fdr[called] = calibration.chunk_fdr(chunks.margin[called])
+        sequences.estimated_fdr = np.full(len(sequences), np.nan)
+        sequences.estimated_fdr[calls_virus] = calibration.sequence_fdr(
+            chunk_row, sequences.viral_fraction[calls_virus]
+        )
 
 
 def float32_text(value: float) -> str:
@@ -98,6 +256,24 @@ def float32_text(value: float) -> str:
 def float32_texts(values: np.ndarray) -> list[str]:
     """`float32_text` of each value (float32 array); NaN (no value) gives an empty field."""
     return ["" if text == "nan" else text for text in map(str, values.astype(np.float32, copy=False))]
+
+
+def fixed_texts(values: np.ndarray, digits: int = 4) -> list[str]:
+    """Values with `digits` decimals; NaN gives an empty field."""
+    return ["" if value != value else f"{value:.{digits}f}" for value in values.tolist()]
+
+
+def share_texts(tier_counts: np.ndarray) -> tuple[list[str], list[str], list[str]]:
+    """Shares of high, medium and low chunks from counts (n, 3: low, medium, high)."""
+    scored = tier_counts.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(scored[:, None] > 0, tier_counts / scored[:, None], np.nan)
+    return fixed_texts(share[:, 2]), fixed_texts(share[:, 1]), fixed_texts(share[:, 0])
+
+
+def _optional(values: np.ndarray | None, rows: slice) -> list[str]:
+    """Estimated FDRs of the rows, or empty fields without a calibration."""
+    return fixed_texts(values[rows]) if values is not None else [""] * (rows.stop - rows.start)
 
 
 def _batches(count: int) -> Iterable[slice]:
@@ -175,7 +351,7 @@ def write_highest_score(data: ReportData, path: Path) -> None:
 
 def write_chunks(data: ReportData, path: Path) -> None:
     chunks = data.chunks
-    calls = np.where(chunks.scored, np.where(chunks.viral, VIRUS, OTHERS), UNSCORED).astype(np.uint8)
+    calls = np.where(chunks.scored, np.where(chunks.called_viral, VIRUS, OTHERS), UNSCORED).astype(np.uint8)
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
         out.write("\t".join(CHUNK_COLUMNS) + "\n")
         for rows in _batches(len(chunks)):
@@ -183,8 +359,8 @@ def write_chunks(data: ReportData, path: Path) -> None:
             out.writelines(
                 f"{sequence_id}\t{index}\t{sequence_id}_chunk_{index}\t{start}\t{end}\t{end - start + 1}\t"
                 f"{FRAME_COUNTS[mask]}\t{FRAME_SETS[mask]}\t{_BEST_FRAME_TEXT[best + 1]}\t{others}\t{virus}\t"
-                f"{CALLS[call]}\t{NO_FRAME_REASON if not mask else ''}\n"
-                for sequence_id, index, start, end, mask, best, others, virus, call in zip(
+                f"{CALLS[call]}\t{NO_FRAME_REASON if not mask else ''}\t{margin}\t{TIERS[tier]}\t{fdr}\n"
+                for sequence_id, index, start, end, mask, best, others, virus, call, margin, tier, fdr in zip(
                     sequence_ids,
                     chunks.index[rows].tolist(),
                     chunks.start[rows].tolist(),
@@ -194,6 +370,9 @@ def write_chunks(data: ReportData, path: Path) -> None:
                     float32_texts(chunks.max_others[rows]),
                     float32_texts(chunks.max_virus[rows]),
                     calls[rows].tolist(),
+                    float32_texts(chunks.margin[rows]),
+                    chunks.tier[rows].tolist(),
+                    _optional(chunks.estimated_fdr, rows),
                     strict=True,
                 )
             )
@@ -205,10 +384,15 @@ def write_sequences(data: ReportData, path: Path) -> None:
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
         out.write("\t".join(SEQUENCE_COLUMNS) + "\n")
         for rows, ids in zip(_batches(len(sequences)), sequences.id_batches(), strict=True):
+            high, medium, low = share_texts(sequences.tier_counts[rows])
             out.writelines(
                 f"{sequence_id}\t{record}\t{length}\t{n_chunks}\t{scored}\t{viral}\t"
-                f"{f'{fraction:.4f}' if scored else ''}\t{best}\t{mean}\t{CALLS[call]}\n"
-                for sequence_id, record, length, n_chunks, scored, viral, fraction, best, mean, call in zip(
+                f"{f'{fraction:.4f}' if scored else ''}\t{best}\t{mean}\t{CALLS[call]}\t"
+                f"{regions}\t{KINDS[kind]}\t{share_high}\t{share_medium}\t{share_low}\t{TIERS[tier]}\t{fdr}\n"
+                for (
+                    sequence_id, record, length, n_chunks, scored, viral, fraction, best, mean, call, regions, kind,
+                    share_high, share_medium, share_low, tier, fdr,
+                ) in zip(
                     ids,
                     sequences.record[rows].tolist(),
                     sequences.length[rows].tolist(),
@@ -219,32 +403,110 @@ def write_sequences(data: ReportData, path: Path) -> None:
                     float32_texts(sequences.max_virus[rows]),
                     float32_texts(sequences.mean_virus[rows]),
                     sequences.call[rows].tolist(),
+                    sequences.viral_regions[rows].tolist(),
+                    sequences.kind[rows].tolist(),
+                    high,
+                    medium,
+                    low,
+                    sequences.tier[rows].tolist(),
+                    _optional(sequences.estimated_fdr, rows),
                     strict=True,
+                )
+            )  # fmt: skip
+
+
+def bed_scores(mean_virus: np.ndarray) -> np.ndarray:
+    """BED scores 0 to 1000: the region's mean P(virus) times 1000, rounded half up."""
+    return np.clip(np.floor(mean_virus * 1000 + 0.5), 0, 1000).astype(np.int64)
+
+
+def write_regions(data: ReportData, tsv_path: Path, bed_path: Path) -> None:
+    """viral_regions.tsv (1-based, inclusive, like chunks.tsv) and viral_regions.bed (BED6, 0-based,
+    half-open; name `SEQ|region_N`, score from the mean P(virus), no strand)."""
+    summary, sequences = data.regions, data.sequences
+    table = summary.table
+    fraction = table.length / sequences.length[table.sequence]
+    scores = bed_scores(summary.mean_virus)
+    with (
+        atomic_open(tsv_path, "w", encoding="utf-8", newline="\n") as tsv,
+        atomic_open(bed_path, "w", encoding="utf-8", newline="\n") as bed,
+    ):
+        tsv.write("\t".join(REGION_COLUMNS) + "\n")
+        for rows in _batches(len(table)):
+            ids = sequences.ids.take(table.sequence[rows]).to_pylist()
+            numbers, starts, ends = (
+                table.number[rows].tolist(),
+                table.start[rows].tolist(),
+                table.end[rows].tolist(),
+            )
+            high, medium, low = share_texts(summary.tier_counts[rows])
+            tsv.writelines(
+                f"{sequence_id}\t{number}\t{start}\t{end}\t{end - start + 1}\t{viral}\t{scored}\t{mean}\t"
+                f"{minimum}\t{share_of_sequence:.4f}\t{share_high}\t{share_medium}\t{share_low}\t{TIERS[tier]}\n"
+                for (
+                    sequence_id, number, start, end, viral, scored, mean, minimum, share_of_sequence, share_high,
+                    share_medium, share_low, tier,
+                ) in zip(
+                    ids, numbers, starts, ends,
+                    table.viral_chunks[rows].tolist(),
+                    summary.scored_chunks[rows].tolist(),
+                    float32_texts(summary.mean_virus[rows]),
+                    float32_texts(summary.min_virus[rows]),
+                    fraction[rows].tolist(),
+                    high, medium, low,
+                    summary.tier[rows].tolist(),
+                    strict=True,
+                )
+            )  # fmt: skip
+            bed.writelines(
+                f"{sequence_id}\t{start - 1}\t{end}\t{sequence_id}|region_{number}\t{score}\t.\n"
+                for sequence_id, number, start, end, score in zip(
+                    ids, numbers, starts, ends, scores[rows].tolist(), strict=True
                 )
             )
 
 
-def write_viral_fasta(data: ReportData, inputs: Sequence[Path], path: Path) -> None:
-    """The input records called viral (inputs read in prepare's order), unwrapped, with their whole
-    header line."""
-    calls = data.sequences.call
-    listed = itertools.chain.from_iterable(data.sequences.id_batches())
+def _sequence_rows(data: ReportData) -> Iterator[tuple[str, int, int]]:
+    """(id, call, first region row) of every sequence in input order."""
+    sequences = data.sequences
+    first_region = np.cumsum(sequences.viral_regions) - sequences.viral_regions
+    for rows, ids in zip(_batches(len(sequences)), sequences.id_batches(), strict=True):
+        yield from zip(ids, sequences.call[rows].tolist(), first_region[rows].tolist(), strict=True)
+
+
+def write_fastas(data: ReportData, inputs: Sequence[Path], viral_path: Path, regions_path: Path) -> None:
+    """viral.fa: the input records called viral, unwrapped, with their whole header line; and
+    viral_regions.fa: each viral region's bases, `>SEQ|region_N|START-END`. One pass over the
+    inputs, read in prepare's order."""
+    table = data.regions.table
+    listed = _sequence_rows(data)
     source = SequenceInputs(inputs)
-    with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
-        count = 0
+    count = 0
+    with (
+        atomic_open(viral_path, "w", encoding="utf-8", newline="\n") as viral_out,
+        atomic_open(regions_path, "w", encoding="utf-8", newline="\n") as regions_out,
+    ):
         for count, record in enumerate(source.records(), start=1):
-            if next(listed, None) != record.id:
+            seq_id, call, first_region = next(listed, (None, UNSCORED, 0))
+            if seq_id != record.id:
                 raise source.files[record.file - 1].error(
                     "is not the input the prepare folder was made from; give the same --input files, "
                     "in the same order",
                     record.number,
                     record.id,
                 )
-            if calls[count - 1] == VIRUS:
-                out.write(f">{record.header}\n{record.sequence}\n")
-        if count != len(calls):
+            if call == VIRUS:
+                viral_out.write(f">{record.header}\n{record.sequence}\n")
+            row = first_region
+            while row < len(table) and table.sequence[row] == count - 1:
+                start, end = int(table.start[row]), int(table.end[row])
+                regions_out.write(
+                    f">{seq_id}|region_{table.number[row]}|{start}-{end}\n{record.sequence[start - 1 : end]}\n"
+                )
+                row += 1
+        if count != len(data.sequences):
             names = ", ".join(file.name for file in source.files)
-            raise InputError(f"{names}: {count} records, but the prepare folder lists {len(calls)}")
+            raise InputError(f"{names}: {count} records, but the prepare folder lists {len(data.sequences)}")
 
 
 def torch_version() -> str:
@@ -301,6 +563,7 @@ def report(
     min_viral_fraction: float = DEFAULT_MIN_VIRAL_FRACTION,
     run_info: Mapping | None = None,
     quiet: bool = False,
+    options: ReportOptions = ReportOptions(),
 ) -> ReportData:
     """Write every final output into `outdir`; `run_info` keys are merged into run.json."""
     from virnucpro.report_html import write_html_report
@@ -308,18 +571,32 @@ def report(
     started = time.monotonic()
     if not 0.0 <= min_viral_fraction <= 1.0:
         raise InputError(f"--min-viral-fraction must be between 0 and 1, not {min_viral_fraction}")
+    settings, calibration, chunk_row = call_thresholds(options, min_viral_fraction)
     input_paths = [file.path for file in SequenceInputs(inputs).files]
     outdir = Path(outdir)
     begin_final_outputs(outdir, input_paths, "report")  # run.json goes first, written last
     with progress_task("report", total=4, quiet=quiet, unit="steps") as progress:
-        data = collect(prepared, score_files, min_viral_fraction)
+        data = collect(
+            prepared, score_files, settings["min_viral_fraction"], settings["chunk_margin_threshold"]
+        )
+        if calibration is not None:
+            check_calibration_fits(calibration, data, str(options.calibration))
+        data.settings = {
+            **settings,
+            "region_max_gap": options.region_max_gap,
+            "region_min_chunks": options.region_min_chunks,
+            "confidence_high": options.confidence_high,
+            "confidence_medium": options.confidence_medium,
+        }
+        annotate(data, options, calibration, chunk_row)
         progress.advance()
         write_prediction_results(data, outdir / PREDICTION_RESULTS)
         write_highest_score(data, outdir / HIGHEST_SCORE)
         write_chunks(data, outdir / CHUNKS_TSV)
         write_sequences(data, outdir / SEQUENCES_TSV)
+        write_regions(data, outdir / VIRAL_REGIONS_TSV, outdir / VIRAL_REGIONS_BED)
         progress.advance()
-        write_viral_fasta(data, input_paths, outdir / VIRAL_FASTA)
+        write_fastas(data, input_paths, outdir / VIRAL_FASTA, outdir / VIRAL_REGIONS_FASTA)
         progress.advance()
         write_html_report(data, outdir, title=", ".join(path.name for path in input_paths))
         progress.advance()
@@ -328,7 +605,12 @@ def report(
         "command": "report",
         "inputs": summary.inputs if summary else [str(path) for path in input_paths],
         "input_notes": summary.notes if summary else [],
-        "parameters": {"chunk_size": data.chunk_size, "min_viral_fraction": min_viral_fraction},
+        "parameters": {
+            "chunk_size": data.chunk_size,
+            "min_viral_fraction": min_viral_fraction,
+            **options.parameters(),
+        },
+        "calls": data.settings,
         "models": data.provenance,
         "counts": data.counts(),
         "versions": software_versions(),
@@ -339,9 +621,11 @@ def report(
     finish_final_outputs(outdir)
     counts = data.counts()
     log.info(
-        "report: %d of %d sequences viral, %d of %d scored chunks viral; outputs in %s",
+        "report: %d of %d sequences viral, %d more with viral regions; %d of %d scored chunks viral; "
+        "outputs in %s",
         counts["sequences_virus"],
         counts["sequences"],
+        counts["sequences_region_only"],
         counts["chunks_virus"],
         counts["chunks_scored"],
         outdir,

@@ -8,34 +8,44 @@ order), so each block's frames are checked against the next rows of the scores, 
 chunk's best scores and dropped. Score files in another order (renamed files) are joined by id
 instead, holding every id in memory. Missing, extra and duplicated ids are named in the error.
 
-Consensus (the original's): a chunk is viral when max(score_virus) >= max(score_others) over its
-frames. A sequence is `virus` when viral chunks / scored chunks >= `min_viral_fraction`, `others`
-otherwise, `unscored` when none of its chunks kept a frame (empty sequences too).
+Calls: a chunk is viral when its margin, max(score_virus) - max(score_others) over its frames, is at
+least `chunk_threshold`; the published rule (the original's consensus) is 0, i.e. max(score_virus)
+>= max(score_others), and a calibration may choose another. A sequence is `virus` when viral chunks
+/ scored chunks >= `min_viral_fraction`, `others` otherwise, `unscored` when none of its chunks kept
+a frame (empty sequences too).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from virnucpro.calibration import PUBLISHED_CHUNK_THRESHOLD, margin_calls
 from virnucpro.errors import InputError
 from virnucpro.frames import FRAME_LABELS, FRAME_SETS
 from virnucpro.paths import INPUT_SEQUENCES_TSV, PrepareLayout
 from virnucpro.prepare import read_summary
 from virnucpro.score_files import read_scores
 
+if TYPE_CHECKING:
+    from virnucpro.regions import RegionSummary
+
 log = logging.getLogger("virnucpro")
 
 # Sequence calls, stored as their number in this tuple.
 CALLS = ("unscored", "others", "virus")
 UNSCORED, OTHERS, VIRUS = range(3)
+# What a sequence holds (see regions.py), stored as their number in this tuple.
+KINDS = ("none", "region", "viral")
+NO_KIND, REGION_KIND, VIRAL_KIND = range(3)
 FRAME_COUNTS = np.array([mask.bit_count() for mask in range(64)], dtype=np.int64)
 # The score histogram's bins (report_html draws them), counted while the frames stream past.
 SCORE_BINS = np.linspace(0.0, 1.0, 21)
@@ -73,6 +83,10 @@ class ChunkTable:
     best_frame: np.ndarray  # int8: number of the frame with the highest P(virus) (first of equals); -1
     max_others: np.ndarray  # float32: best P(others) over the frames
     max_virus: np.ndarray  # float32: best P(virus) over the frames
+    called_viral: np.ndarray  # bool: the chunk's call (margin >= the chunk threshold)
+    # Filled by report.annotate:
+    tier: np.ndarray | None = None  # uint8: confidence tier (confidence.TIERS)
+    estimated_fdr: np.ndarray | None = None  # float32, NaN where not called virus; None uncalibrated
 
     def __len__(self) -> int:
         return len(self.start)
@@ -83,8 +97,14 @@ class ChunkTable:
 
     @property
     def viral(self) -> np.ndarray:
-        """The original's consensus (False for unscored chunks: NaN compares false)."""
+        """The original's consensus (False for unscored chunks: NaN compares false), whatever the
+        chunk threshold: what prediction_results_highestscore.csv holds."""
         return self.max_virus >= self.max_others
+
+    @property
+    def margin(self) -> np.ndarray:
+        """max P(virus) - max P(others) (float32): >= 0 exactly when the consensus is viral."""
+        return self.max_virus - self.max_others
 
     @property
     def length(self) -> np.ndarray:
@@ -104,6 +124,12 @@ class SequenceTable:
     max_virus: np.ndarray  # float32, NaN when unscored
     mean_virus: np.ndarray  # float64 (numpy's mean of the float32 scores), NaN when unscored
     call: np.ndarray  # uint8: position in CALLS
+    # Filled by report.annotate:
+    viral_regions: np.ndarray | None = None  # int64
+    kind: np.ndarray | None = None  # uint8: position in regions.KINDS
+    tier_counts: np.ndarray | None = None  # int32 (n, 3): low, medium, high scored chunks
+    tier: np.ndarray | None = None  # uint8: the sequence's confidence tier for its call
+    estimated_fdr: np.ndarray | None = None  # float64, NaN where not called virus; None uncalibrated
 
     def __len__(self) -> int:
         return len(self.record)
@@ -143,7 +169,10 @@ class ReportData:
     frame_batches: FrameBatches  # every frame's id and scores again, in input order
     chunk_size: int
     min_viral_fraction: float
+    chunk_threshold: float  # on the margin; the published rule is 0
     provenance: dict[str, str]  # classifier and embedding models, from the scores files
+    regions: RegionSummary | None = None  # filled by report.annotate
+    settings: dict = field(default_factory=dict)  # how calls, regions and tiers were made (run.json)
 
     def counts(self) -> dict[str, int]:
         calls = np.bincount(self.sequences.call, minlength=len(CALLS))
@@ -155,10 +184,14 @@ class ReportData:
             "sequences_unscored": calls[UNSCORED],
             "chunks": len(self.chunks),
             "chunks_scored": scored,
-            "chunks_virus": int(self.chunks.viral.sum()),
+            "chunks_virus": int(self.chunks.called_viral.sum()),
             "chunks_without_frames": len(self.chunks) - scored,
             "frames": self.frames,
         }
+        if self.regions is not None and self.sequences.kind is not None:
+            counts["viral_regions"] = len(self.regions.table)
+            counts["sequences_with_viral_regions"] = int((self.sequences.viral_regions > 0).sum())
+            counts["sequences_region_only"] = int((self.sequences.kind == REGION_KIND).sum())
         return {key: int(value) for key, value in counts.items()}
 
 
@@ -167,8 +200,13 @@ def named(ids: Sequence[str]) -> str:
     return shown + (f" and {len(ids) - _NAMES_SHOWN} more" if len(ids) > _NAMES_SHOWN else "")
 
 
-def collect(prepared: str | Path, score_files: Sequence[str | Path], min_viral_fraction: float) -> ReportData:
-    """Join the prepared chunk table with every frame's scores and apply the consensus."""
+def collect(
+    prepared: str | Path,
+    score_files: Sequence[str | Path],
+    min_viral_fraction: float,
+    chunk_threshold: float = PUBLISHED_CHUNK_THRESHOLD,
+) -> ReportData:
+    """Join the prepared chunk table with every frame's scores and call chunks and sequences."""
     prepared = Path(prepared)
     summary = read_summary(prepared)
     if summary is None:
@@ -185,6 +223,7 @@ def collect(prepared: str | Path, score_files: Sequence[str | Path], min_viral_f
         chunks, histogram = _scan(prepared, sequences, source)
         source.check_complete(prepared)
         frame_batches = source.batches
+    chunks.called_viral[:] = margin_calls(chunks.margin, chunk_threshold)
     _summarise_sequences(sequences, chunks, min_viral_fraction)
     return ReportData(
         sequences=sequences,
@@ -194,6 +233,7 @@ def collect(prepared: str | Path, score_files: Sequence[str | Path], min_viral_f
         frame_batches=frame_batches,
         chunk_size=summary.chunk_size,
         min_viral_fraction=min_viral_fraction,
+        chunk_threshold=chunk_threshold,
         provenance=source.provenance,
     )
 
@@ -269,6 +309,7 @@ def _scan(prepared: Path, sequences: SequenceTable, scores) -> tuple[ChunkTable,
         best_frame=np.full(n_chunks, -1, dtype=np.int8),
         max_others=np.full(n_chunks, np.nan, dtype=np.float32),
         max_virus=np.full(n_chunks, np.nan, dtype=np.float32),
+        called_viral=np.zeros(n_chunks, dtype=bool),
     )
     histogram = np.zeros(len(SCORE_BINS) - 1, dtype=np.int64)
     row = 0
@@ -338,7 +379,7 @@ def _summarise_sequences(sequences: SequenceTable, chunks: ChunkTable, min_viral
     """Per sequence: scored and viral chunks, best and mean P(virus), call."""
     scored = chunks.scored
     sequences.chunks_scored[:] = np.bincount(chunks.sequence[scored], minlength=len(sequences))
-    sequences.viral_chunks[:] = np.bincount(chunks.sequence[chunks.viral], minlength=len(sequences))
+    sequences.viral_chunks[:] = np.bincount(chunks.sequence[chunks.called_viral], minlength=len(sequences))
     scored_sequences = np.flatnonzero(sequences.chunks_scored)
     if scored_sequences.size:
         # Each group runs from a scored sequence's first chunk to the next one's; the chunks of
