@@ -211,7 +211,7 @@ def _labelled(sequence_ids, others: list[np.ndarray], virus: list[np.ndarray], l
     unique, sequence = np.unique(np.asarray(sequence_ids.to_pylist(), dtype=object), return_inverse=True)
     known = np.array([seq_id in labels for seq_id in unique.tolist()], dtype=bool)
     if not known.any():
-        raise InputError("calibrate: none of the scored sequences has a label")
+        raise InputError("calibrate: none of the scored sequences has a label in --labels")
     if not known.all():
         log.warning(
             "calibrate: %d of %d scored sequences have no label and are left out", (~known).sum(), known.size

@@ -47,6 +47,13 @@ def calibrate_command(
             help="Or the labelled set's shard_NNNNN.scores.parquet files, or a folder holding them (repeat).",
         ),
     ] = None,
+    more_files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Further files of --chunks or --scores (`--scores A B C` puts B, C here).",
+            show_default=False,
+        ),
+    ] = None,
     target_fdr: TargetFdr = DEFAULT_TARGET_FDR,
     quiet: Quiet = False,
 ) -> None:
@@ -61,6 +68,10 @@ def calibrate_command(
         raise InputError(
             "calibrate: give the labelled set's --chunks files or its --scores files (one of them)"
         )
+    if chunks:
+        chunks = [*chunks, *(more_files or [])]
+    else:
+        scores = [*scores, *(more_files or [])]
     from virnucpro.calibration import (
         calibrate,
         check_target,
