@@ -226,12 +226,12 @@ def render_html(data: ReportData, title: str, histogram_png: bytes, tracks_png: 
             _tier_text(sequences.tier[sequences.chunks_scored > 0]),
         ],
         [
-            "confidence tiers",
+            "confidence tier rule",
             f"high: the called class's best P >= {data.settings['confidence_high']}, "
             f"medium: >= {data.settings['confidence_medium']}",
         ],
         [
-            "viral regions",
+            "viral region rule",
             f"viral chunks bridged over at most {data.settings['region_max_gap']} others, at least "
             f"{data.settings['region_min_chunks']} viral chunks (1 in sequences of 1-2 chunks)",
         ],
