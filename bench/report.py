@@ -1,4 +1,5 @@
-"""Benchmark of `virnucpro report`: seconds and peak memory per million chunks, on synthetic scores.
+"""Benchmark of `virnucpro report`: seconds and peak memory per million chunks, on synthetic scores,
+and what viral regions and confidence tiers add to it.
 
     python bench/report.py                          # 10^5, 10^6 and 10^7 chunks
     python bench/report.py --chunks 100000 1000000  # chosen sizes
@@ -12,6 +13,8 @@ the pipeline would have written them. The `mixed` layout is half reads (one chun
 of 2 to 60 chunks, some viral, some hosts with a prophage-like stretch; about 35% of frames are
 kept. The report runs in a child process, which measures its own peak RSS (`ru_maxrss`) and its
 RSS before the report starts (the imports); "MB per M chunks" is the difference per million chunks.
+Then it does the work of viral regions and confidence tiers again on the same data, timed piece by
+piece (see CHILD), and prints its share of the rest of the report.
 """
 
 from __future__ import annotations
@@ -40,11 +43,16 @@ FRAME_KEPT = 0.35  # chance that a frame is stop-free
 _ROWS = 100_000  # table rows formatted at a time
 _FRAME_COUNTS = np.array([bin(mask).count("1") for mask in range(64)])
 
-# The report in a child process: its RSS before the report (imports done) and its peak.
+# The report in a child process: its RSS before the report (imports done) and its peak; then, where
+# the code has them, the seconds of the work of viral regions and confidence tiers (issue 12) done
+# again on the same data: annotate (tiers, regions, their summaries), the region files, the region
+# FASTA (the FASTA pass with regions minus one without) and the added columns' text.
 CHILD = """
-import json, resource, sys, time
+import json, resource, sys, tempfile, time
+from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from virnucpro.report import report
+import numpy as np
+import virnucpro.report as r
 import virnucpro.report_html
 def rss_kb():
     for line in open("/proc/self/status"):
@@ -52,10 +60,38 @@ def rss_kb():
             return int(line.split()[1])
 start_kb = rss_kb()
 started = time.perf_counter()
-report(sys.argv[2], sys.argv[3], sorted(__import__("glob").glob(sys.argv[4] + "/*.parquet")), sys.argv[5],
-       quiet=True)
-print(json.dumps({"seconds": time.perf_counter() - started, "start_kb": start_kb,
-                  "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+data = r.report(sys.argv[2], sys.argv[3], sorted(__import__("glob").glob(sys.argv[4] + "/*.parquet")),
+                sys.argv[5], quiet=True)
+result = {"seconds": time.perf_counter() - started, "start_kb": start_kb,
+          "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+if hasattr(r, "annotate"):
+    from virnucpro.regions import call_regions, summarise_regions
+    tmp, parts = Path(tempfile.mkdtemp(dir=sys.argv[5])), {}
+    def timed(name, work):
+        clock = time.perf_counter()
+        work()
+        parts[name] = time.perf_counter() - clock
+    timed("annotate", lambda: r.annotate(data, r.ReportOptions(), None, None))
+    timed("region files", lambda: r.write_regions(data, tmp / "r.tsv", tmp / "r.bed"))
+    timed("fasta with regions", lambda: r.write_fastas(data, [Path(sys.argv[2])], tmp / "v.fa", tmp / "r.fa"))
+    kept = data.regions
+    chunks = data.chunks
+    data.regions = summarise_regions(call_regions(np.zeros(len(chunks), bool), chunks.sequence, chunks.start,
+        chunks.end, data.sequences.n_chunks, 1, 2), chunks.scored, chunks.max_virus, chunks.called_viral, chunks.tier)
+    timed("fasta without", lambda: r.write_fastas(data, [Path(sys.argv[2])], tmp / "v.fa", tmp / "r.fa"))
+    data.regions = kept
+    def columns():
+        sequences = data.sequences
+        for rows in r._batches(len(chunks)):
+            r.float32_texts(chunks.margin[rows]), [r.TIERS[t] for t in chunks.tier[rows].tolist()]
+            r._optional(chunks.estimated_fdr, rows)
+        for rows in r._batches(len(sequences)):
+            r.share_texts(sequences.tier_counts[rows]), [r.KINDS[k] for k in sequences.kind[rows].tolist()]
+            [r.TIERS[t] for t in sequences.tier[rows].tolist()], sequences.viral_regions[rows].tolist()
+    timed("added columns", columns)
+    parts["region fasta"] = max(0.0, parts.pop("fasta with regions") - parts.pop("fasta without"))
+    result["issue12"] = parts
+print(json.dumps(result))
 """
 
 
@@ -274,6 +310,14 @@ def main() -> None:
                 f"{result['seconds'] * per_million:>8.2f} {result['peak_kb'] / 1024:>8.0f} "
                 f"{grown_mb * per_million:>9.1f}"
             )
+            if "issue12" in result:
+                extra = sum(result["issue12"].values())
+                print(
+                    f"{'':>10} regions and tiers: {extra:.2f} s of {result['seconds']:.2f} s, "
+                    f"{100 * extra / (result['seconds'] - extra):.1f}% added to the rest of the report ("
+                    + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in result["issue12"].items())
+                    + ")"
+                )
             if args.compare_with:
                 other = run_report(args.compare_with, sample, Path(out) / "other")
                 differences = compare_outputs(Path(out) / "mine", Path(out) / "other")

@@ -258,9 +258,9 @@ def float32_texts(values: np.ndarray) -> list[str]:
     return ["" if text == "nan" else text for text in map(str, values.astype(np.float32, copy=False))]
 
 
-def fixed_texts(values: np.ndarray, digits: int = 4) -> list[str]:
-    """Values with `digits` decimals; NaN gives an empty field."""
-    return ["" if value != value else f"{value:.{digits}f}" for value in values.tolist()]
+def fixed_texts(values: np.ndarray) -> list[str]:
+    """Values with 4 decimals; NaN gives an empty field."""
+    return ["" if value != value else "%.4f" % value for value in values.tolist()]  # noqa: UP031 (faster)
 
 
 def share_texts(tier_counts: np.ndarray) -> tuple[list[str], list[str], list[str]]:
@@ -500,9 +500,9 @@ def write_fastas(data: ReportData, inputs: Sequence[Path], viral_path: Path, reg
             row = first_region
             while row < len(table) and table.sequence[row] == count - 1:
                 start, end = int(table.start[row]), int(table.end[row])
-                regions_out.write(
-                    f">{seq_id}|region_{table.number[row]}|{start}-{end}\n{record.sequence[start - 1 : end]}\n"
-                )
+                regions_out.write(f">{seq_id}|region_{table.number[row]}|{start}-{end}\n")
+                regions_out.write(record.sequence[start - 1 : end])
+                regions_out.write("\n")
                 row += 1
         if count != len(data.sequences):
             names = ", ".join(file.name for file in source.files)
