@@ -220,6 +220,16 @@ BAD_PARAMETERS = [
     ),
     (["--input", DATA / "example.fa", "--classifier", DATA], "cannot read a classifier there"),
     (["--input", DATA / "example.fa", "--slurm_options"], "--slurm_options needs a value"),
+    (
+        ["--input", DATA / "example.fa", "--confidence_medium", "0.95"],
+        "--confidence_medium (0.95) must not be above --confidence_high (0.9)",
+    ),
+    (["--input", DATA / "example.fa", "--region_max_gap", "-1"], "--region_max_gap must be a whole number"),
+    (["--input", DATA / "example.fa", "--target_fdr", "1"], "--target_fdr must be between 0 and 1"),
+    (
+        ["--input", DATA / "example.fa", "--calibration", "missing.json"],
+        "--calibration 'missing.json': no readable",
+    ),
 ]
 
 
