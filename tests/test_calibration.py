@@ -165,6 +165,11 @@ def test_calibration_errors_are_one_line(calibrated, tmp_path):
     unrelated.write_text("sequence_id\tlabel\nsomething_else\tvirus\n")
     not_json = tmp_path / "calibration.json"
     not_json.write_text("{}")
+    other_size = tmp_path / "other_size.json"
+    content = json.loads((folder / "cal" / "calibration.json").read_text())
+    assert content["provenance"]["chunk_size"] == 500  # from the run.json beside chunks.tsv
+    content["provenance"]["chunk_size"] = 300
+    other_size.write_text(json.dumps(content))
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "calibration.tsv").write_text("a user's file\n")
@@ -184,6 +189,11 @@ def test_calibration_errors_are_one_line(calibrated, tmp_path):
              "--target-fdr", "0.0001"],
             "give a larger --target-fdr",
         ),
+        (
+            ["report", "--input", folder / "set" / "input.fa", "--prepared", folder / "set" / "prepared",
+             "--scores", *scores, "--outdir", tmp_path / "f", "--calibration", other_size],
+            "calibrated on 300 bp chunks, but these are 500 bp",
+        ),
     ]  # fmt: skip
     for args, message in cases:
         result = run_cli(*args)
@@ -191,3 +201,4 @@ def test_calibration_errors_are_one_line(calibrated, tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert (mine / "calibration.tsv").read_text() == "a user's file\n"
     assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
+    assert not (tmp_path / "f" / "chunks.tsv").exists()

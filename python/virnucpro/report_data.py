@@ -1,8 +1,8 @@
 """The report's data, column by column: prepare's chunk table joined with every frame's score.
 
-Memory grows by about 35 bytes per chunk (numpy arrays) plus the sequence table (ids in one Arrow
-string array), with no Python object per chunk or frame, so a sample of 10^7 chunks fits in a few
-hundred MB. Prepare's chunk table is read in blocks; the score files are read one at a time in
+Memory grows by about 40 bytes per chunk (numpy arrays) plus the sequence table (ids in one Arrow
+string array), with no Python object per chunk or frame; with what the writers hold for a moment,
+the report of 10^7 chunks peaks near 1 GB (bench/report.py). Prepare's chunk table is read in blocks; the score files are read one at a time in
 name order, which is the order of the frames in the chunk table (shards are numbered in input
 order), so each block's frames are checked against the next rows of the scores, reduced to the
 chunk's best scores and dropped. Score files in another order (renamed files) are joined by id
