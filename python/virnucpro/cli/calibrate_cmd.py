@@ -9,7 +9,8 @@ import typer
 
 from virnucpro.cli.app import app
 from virnucpro.cli.options import Quiet
-from virnucpro.cli.report_cmd import TargetFdr, score_files
+from virnucpro.cli.report_cmd import score_files
+from virnucpro.cli.report_options import TargetFdr
 from virnucpro.defaults import DEFAULT_TARGET_FDR
 from virnucpro.errors import InputError
 from virnucpro.progress import configure_logging

@@ -27,7 +27,7 @@ from virnucpro.cli.options import (
     TokensPerBatch,
     Workers,
 )
-from virnucpro.cli.report_cmd import (
+from virnucpro.cli.report_options import (
     CalibrationFile,
     ConfidenceHigh,
     ConfidenceMedium,
