@@ -86,9 +86,14 @@ def test_calibration_table_counts_the_labelled_calls(calibrated):
         assert row["recall"] == f"{true / positives:.4f}"
         assert row["fdr"] == f"{(len(called) - true) / len(called):.4f}"
         assert float(row["fdr_upper95"]) >= float(row["fdr"])
+    chosen_rows = [
+        (r["level"], r["chunk_margin_threshold"], r["threshold"]) for r in rows if r["chosen"] == "yes"
+    ]
+    chosen = json.loads((folder / "cal" / "calibration.json").read_text())["chosen"]
+    margin, share = f"{chosen['chunk_margin_threshold']:.2f}", f"{chosen['min_viral_fraction']:.2f}"
+    assert chosen_rows == [("chunk", margin, margin), ("sequence", margin, share)]
     published_fdr = float(chunk_rows["0.00"]["fdr"])
     assert 0.1 < published_fdr < 0.3  # the published rule is far from 5% FDR on this set
-    chosen = json.loads((folder / "cal" / "calibration.json").read_text())["chosen"]
     assert chosen["chunk_margin_threshold"] > 0 and float(chunk_rows[f"{chosen['chunk_margin_threshold']:.2f}"][
         "fdr_upper95"
     ]) <= TARGET  # fmt: skip

@@ -39,6 +39,7 @@ log = logging.getLogger("virnucpro")
 CHUNK_THRESHOLDS = np.round(np.linspace(-1.0, 1.0, 201), 2)  # on the chunk margin
 SEQUENCE_THRESHOLDS = np.round(np.linspace(0.0, 1.0, 101), 2)  # on the share of viral chunks
 PUBLISHED_CHUNK_THRESHOLD = 0.0
+PUBLISHED_CHUNK_ROW = int(np.flatnonzero(CHUNK_THRESHOLDS == PUBLISHED_CHUNK_THRESHOLD)[0])
 FORMAT = "virnucpro-calibration"
 FORMAT_VERSION = 1
 LABELS = {"virus": True, "others": False}
@@ -54,6 +55,7 @@ TABLE_COLUMNS = (
     "recall",
     "fdr",
     "fdr_upper95",
+    "chosen",
 )
 
 
@@ -428,13 +430,16 @@ def _q_values(true, false, thresholds, values) -> np.ndarray:
 
 
 def table_rows(calibration: Calibration) -> list[tuple]:
-    """calibration.tsv: every chunk threshold, then every share at the chosen chunk threshold
-    (the published 0 when none meets the target)."""
-    chunk = calibration.chunk_index(calibration.target_fdr)
-    chunk = int(np.flatnonzero(CHUNK_THRESHOLDS == PUBLISHED_CHUNK_THRESHOLD)[0]) if chunk is None else chunk
+    """calibration.tsv: every chunk threshold, then every share at the chosen chunk threshold (the
+    published 0 when none meets the target); `chosen` marks the thresholds chosen for the target."""
+    chosen_chunk = calibration.chunk_index(calibration.target_fdr)
+    chunk = PUBLISHED_CHUNK_ROW if chosen_chunk is None else chosen_chunk
+    chosen_sequence = (
+        None if chosen_chunk is None else calibration.sequence_index(chunk, calibration.target_fdr)
+    )
     rows = _level_rows(
         "chunk", CHUNK_THRESHOLDS, CHUNK_THRESHOLDS, calibration.chunk_true, calibration.chunk_false,
-        calibration.chunk_positives,
+        calibration.chunk_positives, chosen_chunk,
     )  # fmt: skip
     rows += _level_rows(
         "sequence",
@@ -443,11 +448,12 @@ def table_rows(calibration: Calibration) -> list[tuple]:
         calibration.sequence_true[chunk],
         calibration.sequence_false[chunk],
         calibration.sequence_positives,
+        chosen_sequence,
     )
     return rows
 
 
-def _level_rows(level, chunk_thresholds, thresholds, true, false, positives) -> list[tuple]:
+def _level_rows(level, chunk_thresholds, thresholds, true, false, positives, chosen) -> list[tuple]:
     calls = true + false
     fdr, upper = _fdr(true, false), fdr_upper(true, false)
     rows = []
@@ -464,6 +470,7 @@ def _level_rows(level, chunk_thresholds, thresholds, true, false, positives) -> 
                 "" if not positives else f"{true[i] / positives:.4f}",
                 "" if not calls[i] else f"{fdr[i]:.4f}",
                 "" if not calls[i] else f"{upper[i]:.4f}",
+                "yes" if i == chosen else "",
             )
         )
     return rows
