@@ -543,8 +543,15 @@ def write_calibration(chunks: LabelledChunks, calibration: Calibration, outdir: 
     with atomic_open(outdir / RELIABILITY_PNG, "wb") as out:
         out.write(png)
     with atomic_open(outdir / CALIBRATION_JSON, "w", encoding="utf-8", newline="\n") as out:
-        json.dump(calibration.to_json(), out, indent=1)
-        out.write("\n")
+        # One key per line, each value on its line: readable at the top, compact in the tables.
+        content = calibration.to_json()
+        out.write("{\n")
+        out.write(
+            ",\n".join(
+                f" {json.dumps(k)}: {json.dumps(v, separators=(', ', ': '))}" for k, v in content.items()
+            )
+        )
+        out.write("\n}\n")
     chosen = calibration.to_json()["chosen"]
     if chosen["chunk_margin_threshold"] is None or chosen["min_viral_fraction"] is None:
         log.warning(
