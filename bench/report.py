@@ -75,12 +75,13 @@ if hasattr(r, "annotate"):
     timed("annotate", lambda: r.annotate(data, r.ReportOptions(), None, None))
     timed("region files", lambda: r.write_regions(data, tmp / "r.tsv", tmp / "r.bed"))
     timed("fasta with regions", lambda: r.write_fastas(data, [Path(sys.argv[2])], tmp / "v.fa", tmp / "r.fa"))
-    kept = data.regions
+    kept, counted = data.regions, data.sequences.viral_regions
     chunks = data.chunks
     data.regions = summarise_regions(call_regions(np.zeros(len(chunks), bool), chunks.sequence, chunks.start,
         chunks.end, data.sequences.n_chunks, 1, 2), chunks.scored, chunks.max_virus, chunks.called_viral, chunks.tier)
+    data.sequences.viral_regions = np.zeros_like(counted)
     timed("fasta without", lambda: r.write_fastas(data, [Path(sys.argv[2])], tmp / "v.fa", tmp / "r.fa"))
-    data.regions = kept
+    data.regions, data.sequences.viral_regions = kept, counted
     def columns():
         sequences = data.sequences
         for rows in r._batches(len(chunks)):

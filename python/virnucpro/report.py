@@ -259,8 +259,11 @@ def float32_texts(values: np.ndarray) -> list[str]:
 
 
 def fixed_texts(values: np.ndarray) -> list[str]:
-    """Values with 4 decimals; NaN gives an empty field."""
-    return ["" if value != value else "%.4f" % value for value in values.tolist()]  # noqa: UP031 (faster)
+    """Values with 4 decimals (as f"{value:.4f}"); NaN gives an empty field. Shares and fractions
+    repeat (0, 1, 1/2 ...): each distinct value is formatted once."""
+    distinct, position = np.unique(values, return_inverse=True)  # NaNs are one value
+    texts = np.array(["" if value != value else f"{value:.4f}" for value in distinct.tolist()], dtype=object)
+    return texts[position.reshape(-1)].tolist()
 
 
 def share_texts(tier_counts: np.ndarray) -> tuple[list[str], list[str], list[str]]:
@@ -387,7 +390,7 @@ def write_sequences(data: ReportData, path: Path) -> None:
             high, medium, low = share_texts(sequences.tier_counts[rows])
             out.writelines(
                 f"{sequence_id}\t{record}\t{length}\t{n_chunks}\t{scored}\t{viral}\t"
-                f"{f'{fraction:.4f}' if scored else ''}\t{best}\t{mean}\t{CALLS[call]}\t"
+                f"{fraction}\t{best}\t{mean}\t{CALLS[call]}\t"
                 f"{regions}\t{KINDS[kind]}\t{share_high}\t{share_medium}\t{share_low}\t{TIERS[tier]}\t{fdr}\n"
                 for (
                     sequence_id, record, length, n_chunks, scored, viral, fraction, best, mean, call, regions, kind,
@@ -399,7 +402,7 @@ def write_sequences(data: ReportData, path: Path) -> None:
                     sequences.n_chunks[rows].tolist(),
                     sequences.chunks_scored[rows].tolist(),
                     sequences.viral_chunks[rows].tolist(),
-                    fractions[rows].tolist(),
+                    fixed_texts(fractions[rows]),  # NaN (unscored): empty
                     float32_texts(sequences.max_virus[rows]),
                     float32_texts(sequences.mean_virus[rows]),
                     sequences.call[rows].tolist(),
@@ -442,7 +445,7 @@ def write_regions(data: ReportData, tsv_path: Path, bed_path: Path) -> None:
             high, medium, low = share_texts(summary.tier_counts[rows])
             tsv.writelines(
                 f"{sequence_id}\t{number}\t{start}\t{end}\t{end - start + 1}\t{viral}\t{scored}\t{mean}\t"
-                f"{minimum}\t{share_of_sequence:.4f}\t{share_high}\t{share_medium}\t{share_low}\t{TIERS[tier]}\n"
+                f"{minimum}\t{share_of_sequence}\t{share_high}\t{share_medium}\t{share_low}\t{TIERS[tier]}\n"
                 for (
                     sequence_id, number, start, end, viral, scored, mean, minimum, share_of_sequence, share_high,
                     share_medium, share_low, tier,
@@ -452,7 +455,7 @@ def write_regions(data: ReportData, tsv_path: Path, bed_path: Path) -> None:
                     summary.scored_chunks[rows].tolist(),
                     float32_texts(summary.mean_virus[rows]),
                     float32_texts(summary.min_virus[rows]),
-                    fraction[rows].tolist(),
+                    fixed_texts(fraction[rows]),
                     high, medium, low,
                     summary.tier[rows].tolist(),
                     strict=True,
@@ -466,12 +469,17 @@ def write_regions(data: ReportData, tsv_path: Path, bed_path: Path) -> None:
             )
 
 
-def _sequence_rows(data: ReportData) -> Iterator[tuple[str, int, int]]:
-    """(id, call, first region row) of every sequence in input order."""
+def _sequence_rows(data: ReportData) -> Iterator[tuple[str, int, range]]:
+    """(id, call, its rows in the region table) of every sequence in input order."""
     sequences = data.sequences
-    first_region = np.cumsum(sequences.viral_regions) - sequences.viral_regions
+    ends = np.cumsum(sequences.viral_regions)
     for rows, ids in zip(_batches(len(sequences)), sequences.id_batches(), strict=True):
-        yield from zip(ids, sequences.call[rows].tolist(), first_region[rows].tolist(), strict=True)
+        yield from zip(
+            ids,
+            sequences.call[rows].tolist(),
+            map(range, (ends[rows] - sequences.viral_regions[rows]).tolist(), ends[rows].tolist()),
+            strict=True,
+        )
 
 
 def write_fastas(data: ReportData, inputs: Sequence[Path], viral_path: Path, regions_path: Path) -> None:
@@ -486,8 +494,9 @@ def write_fastas(data: ReportData, inputs: Sequence[Path], viral_path: Path, reg
         atomic_open(viral_path, "w", encoding="utf-8", newline="\n") as viral_out,
         atomic_open(regions_path, "w", encoding="utf-8", newline="\n") as regions_out,
     ):
-        for count, record in enumerate(source.records(), start=1):
-            seq_id, call, first_region = next(listed, (None, UNSCORED, 0))
+        for record in source.records():
+            count += 1
+            seq_id, call, region_rows = next(listed, (None, UNSCORED, range(0)))
             if seq_id != record.id:
                 raise source.files[record.file - 1].error(
                     "is not the input the prepare folder was made from; give the same --input files, "
@@ -497,13 +506,11 @@ def write_fastas(data: ReportData, inputs: Sequence[Path], viral_path: Path, reg
                 )
             if call == VIRUS:
                 viral_out.write(f">{record.header}\n{record.sequence}\n")
-            row = first_region
-            while row < len(table) and table.sequence[row] == count - 1:
+            for row in region_rows:
                 start, end = int(table.start[row]), int(table.end[row])
                 regions_out.write(f">{seq_id}|region_{table.number[row]}|{start}-{end}\n")
                 regions_out.write(record.sequence[start - 1 : end])
                 regions_out.write("\n")
-                row += 1
         if count != len(data.sequences):
             names = ", ".join(file.name for file in source.files)
             raise InputError(f"{names}: {count} records, but the prepare folder lists {len(data.sequences)}")
