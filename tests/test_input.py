@@ -5,6 +5,7 @@ the SHA-256 of its bytes, recorded in prepare.json."""
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import json
@@ -190,6 +191,15 @@ def test_a_duplicate_id_across_files_names_both_files(tmp_path):
     assert f"{tmp_path / 'b.fa'}: record 2 (y): duplicate sequence id: also in {tmp_path / 'a.fa'}" in line
 
 
+def test_the_same_file_twice_is_refused(tmp_path):
+    (tmp_path / "a.fa").write_text(">x\nACGT\n")
+    (tmp_path / "link.fa").symlink_to(tmp_path / "a.fa")
+    line = one_line_error(
+        run_cli("prepare", tmp_path / "a.fa", tmp_path / "link.fa", "--outdir", tmp_path / "o")
+    )
+    assert "given twice" in line
+
+
 def test_an_error_in_the_second_file_names_it_and_its_record(tmp_path):
     (tmp_path / "a.fa").write_text(">x\nACGT\n")
     (tmp_path / "b.fa").write_text(">z\nACGT\n>w\nAC-GT\n")
@@ -238,6 +248,8 @@ def test_concatenated_gzip_members_are_read_whole(tmp_path):
         (b"@r1\nACGTACGT\n+\nIIII\n@r2\nACGT\n+\nIIII\n", "record 1: malformed FASTQ"),
         (b">a\nAC\xe9GT\n", "not a text file"),
         (b">a\nACGT\xc3\xa9\n", "unexpected character '\xe9' at sequence position 5"),
+        (bz2.compress(b">a\nACGT\n"), "bzip2-compressed: only plain or gzip-compressed FASTA/FASTQ"),
+        (b"\x00" * 100_000, "not a text file (binary content)"),  # no line end to look for
     ],
 )
 def test_broken_files_are_one_line(tmp_path, content, message):
@@ -245,6 +257,12 @@ def test_broken_files_are_one_line(tmp_path, content, message):
     path.write_bytes(content)
     line = one_line_error(run_cli("prepare", path, "--outdir", tmp_path / "out"))
     assert line.startswith(f"virnucpro: error: {path}: ") and message in line
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_an_endless_binary_stream_is_refused_at_once(tmp_path):
+    line = one_line_error(run_cli("prepare", "/dev/zero", "--outdir", tmp_path / "out", timeout=60))
+    assert "/dev/zero: not a text file" in line
 
 
 def test_a_folder_or_a_missing_file_is_one_line(tmp_path):

@@ -205,7 +205,10 @@ BAD_PARAMETERS = [
     (["--input", "nowhere/*.fa"], "--input 'nowhere/*.fa': no file matches"),
     (["--input", DATA], "is a folder; give files or a glob"),
     (["--input", DATA / "example.fa", "--chunk_size", "400"], "--chunk_size must be 300 or 500"),
-    (["--input", DATA / "example.fa", "--precision", "fp8"], "--precision must be one of fp32, bf16, fp16"),
+    (
+        ["--input", DATA / "example.fa", "--precision", "int8"],
+        "--precision must be one of fp32, bf16, fp16, fp8",
+    ),
     (
         ["--input", DATA / "example.fa", "--shard_size", "0"],
         "--shard_size must be a whole number of at least 1",

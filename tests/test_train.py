@@ -161,3 +161,44 @@ def test_training_from_fasta_embeds_with_the_given_models(test_models, example_f
     assert metrics["epochs_run"] <= 3 and 0.0 <= metrics["test"]["accuracy"] <= 1.0
     assert sorted(p.name for p in (outdir / "work").iterdir()) == ["others_1", "virus_1"]
     assert load_classifier(outdir).config.input_dim == config["input_dim"]
+
+
+def test_split_keeps_every_frame_of_a_sequence_on_one_side():
+    """Frames of one chunk and overlapping chunks of one sequence never land on two sides."""
+    from virnucpro.train import sequence_of
+
+    ids = [
+        f"{label}{s}_chunk_{c}{frame}"
+        for label in "vo"
+        for s in range(40)
+        for c in (1, 2, 3)
+        for frame in ("F1", "R2")
+    ]
+    labels = np.array([1 if i.startswith("v") else 0 for i in ids])
+    names = sorted({sequence_of(i) for i in ids})
+    groups = np.array([names.index(sequence_of(i)) for i in ids])
+    assert len(names) == 80 and sequence_of("a_b_chunk_12R3") == "a_b" and sequence_of("plain") == "plain"
+    parts = split_indices(labels, TrainSettings(seed=1), groups)
+    sides = [set(groups[rows]) for rows in parts]
+    assert not (sides[0] & sides[1]) and not (sides[0] & sides[2]) and not (sides[1] & sides[2])
+    assert sum(len(rows) for rows in parts) == len(ids)
+    assert [len(side) for side in sides] == [64, 8, 8]  # 40 sequences per class: 32/4/4
+
+
+def test_metrics_say_the_split_is_by_input_sequence(tmp_path):
+    rng = np.random.default_rng(3)
+    for label, shift in (("viral", 1.0), ("others", 0.0)):
+        (tmp_path / label).mkdir()
+        ids = [f"{label}{s}_chunk_{c}F1" for s in range(30) for c in (1, 2)]
+        dnabert, esm = labelled_set(rng, len(ids), shift)
+        write_embeddings(tmp_path / label / "shard_00001.dnabert.parquet", ids, dnabert, {"model": "m"})
+        write_embeddings(tmp_path / label / "shard_00001.esm.parquet", ids, esm, {"model": "m"})
+    result = run_cli(
+        "train", "--viral", tmp_path / "viral", "--others", tmp_path / "others", "--outdir", tmp_path / "m",
+        "--hidden-dim", "8", "--epochs", "2", "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    split = json.loads((tmp_path / "m" / "metrics.json").read_text())["split"]
+    assert split["by"] == "input sequence"
+    assert (split["train_sequences"], split["validation_sequences"], split["test_sequences"]) == (48, 6, 6)
+    assert (split["train"], split["validation"], split["test"]) == (96, 12, 12)

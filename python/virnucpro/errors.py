@@ -26,12 +26,12 @@ class OutputError(VirNucProError):
 
 
 _HINTS = {
-    errno.ENOSPC: "the disk is full; free space or choose another --outdir, then rerun to resume",
-    errno.EDQUOT: "the disk quota is exceeded; free space or choose another --outdir, then rerun to resume",
-    errno.EFBIG: "the file is larger than this process may write (ulimit -f)",
-    errno.EROFS: "the file system is read-only; choose another --outdir",
-    errno.EACCES: "permission denied; choose a folder you may write to",
-    errno.EPERM: "operation not permitted; choose a folder you may write to",
+    errno.ENOSPC: "free space or choose another --outdir, then rerun to resume",
+    errno.EDQUOT: "free space or choose another --outdir, then rerun to resume",
+    errno.EFBIG: "raise the file-size limit (ulimit -f) or choose another --outdir",
+    errno.EROFS: "choose another --outdir",
+    errno.EACCES: "choose a folder you may write to",
+    errno.EPERM: "choose a folder you may write to",
 }
 
 
@@ -40,7 +40,7 @@ def describe_os_error(err: OSError, path: str | os.PathLike[str] | None = None) 
     where = path if path is not None else err.filename
     problem = err.strerror or str(err) or type(err).__name__
     hint = _HINTS.get(err.errno or 0)
-    text = f"{problem}; {hint}" if hint else problem
+    text = f"{problem} ({hint})" if hint else problem
     return f"{where}: {text}" if where is not None else text
 
 

@@ -105,6 +105,14 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return status.st_dev, status.st_ino
 
 
+def stage_folder(outdir: Path, inputs: Iterable[str | Path], outputs: Iterable[Path]) -> None:
+    """Before a stage that writes one file per input (embed-*, predict): the folder is usable, no
+    input is among the outputs, and temporaries of interrupted writes there are removed."""
+    usable_folder(outdir)
+    refuse_inputs_among_outputs(inputs, outputs)
+    remove_stale_temporaries(outdir)
+
+
 # --- Final outputs (report, run) ---
 
 

@@ -8,6 +8,7 @@ Layout (`virnucpro run INPUT --outdir DIR`; the stage commands write the same na
 they are given):
 
     DIR/prediction_results.txt ... run.json    final outputs (FINAL_OUTPUTS; run.json written last)
+    DIR/.virnucpro-outputs                     marks them as ours while run.json is missing
     CALDIR/calibration.json, .tsv, _reliability.png   `virnucpro calibrate --outdir CALDIR`
     DIR/work/parameters.json                   what decides the results; marks DIR/work as ours
     DIR/work/prepare/chunk_frames.tsv          prepare: every chunk and the frames it kept

@@ -17,6 +17,7 @@ same command finishes the work and writes the same outputs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -256,6 +257,19 @@ def write_parameters(record: Path, parameters: dict, inputs: Sequence[Path]) -> 
         out.write("\n")
 
 
+@contextlib.contextmanager
+def _no_trace_if_refused(folder: Path):
+    """A command refused by its checks leaves no trace, not even the output folder it created."""
+    created = not folder.exists()
+    try:
+        yield
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when still empty
+        raise
+
+
 def run(
     inputs: str | Path | Sequence[str | Path],
     outdir: str | Path,
@@ -277,40 +291,41 @@ def run(
     layout = RunLayout(Path(outdir))
 
     # Everything that can be refused is refused before anything is written.
-    check_options(options, shard_size, min_viral_fraction)
-    report_options.check()
-    for file in source.files:
-        if is_stream(file.path):
-            raise InputError(
-                f"{file.name}: a pipe or standard input can be read once only, but run reads its input "
-                "twice (prepare, then viral.fa); save it to a file, or use `virnucpro prepare -`"
-            )
-        file.check()
-    run_folder(layout, input_paths)
-    check_execution(options.devices, options.workers, options.precision)
-    classifier_spec = classifier or default_classifier(options.chunk_size)
-    timings: dict[str, float] = {}
-    clock = time.monotonic()
-    dnabert = resolve_model(options.dnabert_model, options.dnabert_revision)
-    esm = resolve_model(options.esm_model, options.esm_revision)
-    loaded_classifier = load_classifier(classifier_spec, classifier_revision)
-    timings["models_s"] = time.monotonic() - clock
-    parameters = {
-        "chunk_size": options.chunk_size,
-        "shard_size": shard_size,
-        "dnabert_model": dnabert.name,
-        "dnabert_revision": dnabert.provenance,
-        "esm_model": esm.name,
-        "esm_revision": esm.provenance,
-        "precision": options.precision,
-        "classifier": loaded_classifier.name,
-        "classifier_sha256": loaded_classifier.sha256,
-    }
-    hashes = None
-    if force:
-        remove_run_outputs(layout)
-    elif check_parameters(layout.parameters, parameters):
-        hashes = check_input_content(layout, input_paths)
+    with _no_trace_if_refused(layout.outdir):
+        check_options(options, shard_size, min_viral_fraction)
+        report_options.check()
+        for file in source.files:
+            if is_stream(file.path):
+                raise InputError(
+                    f"{file.name}: a pipe or standard input can be read once only, but run reads its input "
+                    "twice (prepare, then viral.fa); save it to a file, or use `virnucpro prepare -`"
+                )
+            file.check()
+        run_folder(layout, input_paths)
+        check_execution(options.devices, options.workers, options.precision)
+        classifier_spec = classifier or default_classifier(options.chunk_size)
+        timings: dict[str, float] = {}
+        clock = time.monotonic()
+        dnabert = resolve_model(options.dnabert_model, options.dnabert_revision)
+        esm = resolve_model(options.esm_model, options.esm_revision)
+        loaded_classifier = load_classifier(classifier_spec, classifier_revision)
+        timings["models_s"] = time.monotonic() - clock
+        parameters = {
+            "chunk_size": options.chunk_size,
+            "shard_size": shard_size,
+            "dnabert_model": dnabert.name,
+            "dnabert_revision": dnabert.provenance,
+            "esm_model": esm.name,
+            "esm_revision": esm.provenance,
+            "precision": options.precision,
+            "classifier": loaded_classifier.name,
+            "classifier_sha256": loaded_classifier.sha256,
+        }
+        hashes = None
+        if force:
+            remove_run_outputs(layout)
+        elif check_parameters(layout.parameters, parameters):
+            hashes = check_input_content(layout, input_paths)
 
     # From here on the folder changes: the completion marker goes first.
     begin_final_outputs(layout.outdir, input_paths, "run")

@@ -16,12 +16,11 @@ import numpy as np
 import torch
 
 from virnucpro import __version__
-from virnucpro.atomic import remove_stale_temporaries
 from virnucpro.checksums import file_sha256
 from virnucpro.classifier import LoadedClassifier, load_classifier
 from virnucpro.embedding_files import EmbeddingTable, is_complete, read_embeddings, read_metadata
 from virnucpro.errors import InputError
-from virnucpro.output_folder import usable_folder
+from virnucpro.output_folder import stage_folder
 from virnucpro.paths import DNABERT_SUFFIX, ESM_SUFFIX, scores_file, shard_of
 from virnucpro.progress import progress_task
 from virnucpro.score_files import write_scores
@@ -188,8 +187,7 @@ def predict_files(
     pairs = pair_embedding_files(embedding_files)
     loaded = classifier if isinstance(classifier, LoadedClassifier) else load_classifier(classifier, revision)
     outdir = Path(outdir)
-    usable_folder(outdir)
-    remove_stale_temporaries(outdir)
+    stage_folder(outdir, embedding_files, [scores_file(outdir, shard) for shard, _, _ in pairs])
     outputs = []
     with progress_task("predict", total=len(pairs), quiet=quiet, unit="shards") as progress:
         for shard, dnabert_path, esm_path in pairs:

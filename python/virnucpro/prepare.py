@@ -141,6 +141,7 @@ def prepare(
     source.check()
     outdir = Path(outdir)
     prepare_folder(outdir, [f.path for f in source.files], PREPARE_OUTPUTS)
+    _refuse_foreign_tables(PrepareLayout(outdir))
     try:
         _remove_abandoned_staging(outdir)
         staging = Path(tempfile.mkdtemp(prefix=f"{PREPARE_STAGING_PREFIX}{os.getpid()}-", dir=outdir))
@@ -164,6 +165,29 @@ def prepare(
         len(summary.shards),
     )
     return summary
+
+
+def _refuse_foreign_tables(layout: PrepareLayout) -> None:
+    """prepare replaces its tables as a whole: refuse when a file under one of their names is not
+    one prepare wrote (recognised by its first line)."""
+    ours = {
+        layout.chunk_frames: "\t".join(CHUNK_FRAMES_COLUMNS),
+        layout.input_sequences: "\t".join(INPUT_SEQUENCES_COLUMNS[:4]),  # older tables lack `file`
+        layout.summary: "{",
+    }
+    for path, start in ours.items():
+        if path.is_symlink() or not path.exists():
+            continue
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                first = handle.readline()
+        except OSError:
+            first = ""
+        if not first.startswith(start):
+            raise InputError(
+                f"{path}: exists and was not written by virnucpro prepare; refusing to replace it: "
+                "move it or choose another --outdir"
+            )
 
 
 def _remove_abandoned_staging(outdir: Path) -> None:

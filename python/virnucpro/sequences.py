@@ -29,6 +29,15 @@ from virnucpro.errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
 UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+# Other compressions and archives, recognised to say what the file is (only gzip is read).
+OTHER_FORMATS = {
+    b"BZh": "bzip2-compressed",
+    b"\xfd7zXZ\x00": "xz-compressed",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed",
+    b"PK\x03\x04": "a zip archive",
+    b"7z\xbc\xaf\x27\x1c": "a 7-zip archive",
+}
+_SNIFF_BYTES = 4096  # a text file has no NUL byte here; a binary one nearly always has
 STDIN = "-"
 # IUPAC nucleotide codes (U is RNA's T) and X, which masking tools write for N. A record with any
 # other letter is not DNA; protein sequences nearly always hold one of E F I J L O P Q Z or '*'.
@@ -159,13 +168,18 @@ class SequenceFile:
         self, reader: HashingReader, seen: dict[str, int] | None, files: Sequence[SequenceFile]
     ) -> Iterator[SequenceRecord]:
         buffered = io.BufferedReader(reader, buffer_size=_READ_BUFFER)
-        magic = buffered.peek(2)[:2]
-        if not magic:
+        head = buffered.peek(_SNIFF_BYTES)
+        if not head:
             raise self.error("empty file")
-        if magic in UTF16_MARKS:
+        if head[:2] in UTF16_MARKS:
             raise self.error("UTF-16 text: save it as ASCII or UTF-8")
-        self.compressed = magic == GZIP_MAGIC
+        for magic, what in OTHER_FORMATS.items():
+            if head.startswith(magic):
+                raise self.error(f"{what}: only plain or gzip-compressed FASTA/FASTQ is read")
+        self.compressed = head[:2] == GZIP_MAGIC
         binary = gzip.GzipFile(fileobj=buffered, mode="rb") if self.compressed else buffered
+        if b"\x00" in binary.peek(_SNIFF_BYTES)[:_SNIFF_BYTES]:  # before looking for a line end
+            raise self.error("not a text file (binary content)")
         # utf-8-sig: a byte-order mark at the start (Windows editors write one) is skipped.
         text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline=None)
         first, line_number = "", 0
@@ -228,36 +242,28 @@ class SequenceFile:
 
     def _check_sequence(self, sequence: str, number: int, seq_id: str) -> None:
         """IUPAC codes (and X) are nucleotides; a letter that cannot be one means protein."""
-        try:
+        if sequence.isascii():
             data = sequence.encode("ascii")
-        except UnicodeEncodeError:
-            position, bad = next((i, c) for i, c in enumerate(sequence) if not c.isascii())
-            raise self.error(
-                f"unexpected character {bad!r} at sequence position {position + 1} "
-                "(a DNA sequence holds IUPAC nucleotide codes only)",
-                number,
-                seq_id,
-            ) from None
-        others = data.translate(None, _NUCLEOTIDE_BYTES)
-        if not others:  # the usual case: nothing but nucleotide codes
-            return
-        bad = chr(others[0])
-        position = data.index(others[0]) + 1
+            others = data.translate(None, _NUCLEOTIDE_BYTES)
+            if not others:  # the usual case: nothing but nucleotide codes
+                return
+            position = data.index(others[0])
+        else:
+            position = next(i for i, c in enumerate(sequence) if not c.isascii())
+        bad = sequence[position]
         if bad in _PROTEIN_ONLY:
-            raise self.error(
-                f"looks like protein, not DNA: {bad!r} at sequence position {position} is not a "
-                f"nucleotide code (IUPAC: {' '.join(NUCLEOTIDE_CODES)}); give nucleotide sequences",
-                number,
-                seq_id,
+            problem = (
+                f"looks like protein, not DNA: {bad!r} at sequence position {position + 1} is not a "
+                f"nucleotide code (IUPAC: {' '.join(NUCLEOTIDE_CODES)}); give nucleotide sequences"
             )
-        if bad == "\x00":
-            raise self.error("not a text file (binary content)", number, seq_id)
-        raise self.error(
-            f"unexpected character {bad!r} at sequence position {position} "
-            "(a DNA sequence holds IUPAC nucleotide codes only)",
-            number,
-            seq_id,
-        )
+        elif bad == "\x00":
+            problem = "not a text file (binary content)"
+        else:
+            problem = (
+                f"unexpected character {bad!r} at sequence position {position + 1} "
+                "(a DNA sequence holds IUPAC nucleotide codes only)"
+            )
+        raise self.error(problem, number, seq_id)
 
 
 class SequenceInputs:
@@ -271,6 +277,12 @@ class SequenceInputs:
         self.files = [SequenceFile(path, number) for number, path in enumerate(paths, start=1)]
         if sum(str(f.path) == STDIN for f in self.files) > 1:
             raise InputError("standard input (-) can be given once only")
+        seen: dict[Path, SequenceFile] = {}
+        for file in self.files:
+            if str(file.path) != STDIN and file.path.exists():
+                earlier = seen.setdefault(file.path.resolve(), file)
+                if earlier is not file:
+                    raise InputError(f"{file.name}: given twice (as {earlier.name} too); give each file once")
 
     def check(self) -> None:
         """Every file exists and can be opened (checked before any work starts)."""

@@ -27,8 +27,8 @@ def check_torch_archive(path: str | Path, max_bytes: int, what: str) -> None:
     size = path.stat().st_size
     if not zipfile.is_zipfile(path):
         raise InputError(
-            f"{path}: not a zip-format PyTorch file (torch.save writes zip since torch 1.6); the legacy "
-            "format declares tensor sizes before their bytes and is not read"
+            f"{path}: not a zip-format PyTorch file (torch.save writes zip since torch 1.6): refused to "
+            "unpickle it (the legacy format declares tensor sizes before their bytes)"
         )
     try:
         with zipfile.ZipFile(path) as archive:

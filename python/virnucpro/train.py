@@ -32,6 +32,7 @@ from virnucpro.classifier import ClassifierConfig, MLPClassifier, save_classifie
 from virnucpro.defaults import DEFAULT_SHARD_SIZE, TrainSettings
 from virnucpro.embedding_files import read_embeddings
 from virnucpro.errors import InputError
+from virnucpro.output_folder import usable_folder
 from virnucpro.paths import DNABERT_SUFFIX, EMBEDDINGS_DIR, ESM_SUFFIX, PREPARE_DIR
 from virnucpro.pipeline import EmbeddingOptions, embed_prepared, ensure_prepared
 from virnucpro.predict import join_features, pair_embedding_files
@@ -312,10 +313,7 @@ def train(
 ) -> dict:
     """Train and write `outdir/model.safetensors`, `config.json` and `metrics.json`."""
     outdir = Path(outdir)
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"{outdir}: cannot write the output folder ({err.strerror})") from None
+    usable_folder(outdir)
     sources = {"virus": [Path(p) for p in viral], "others": [Path(p) for p in others]}
     features, labels, groups, dnabert_dim, esm_dim = load_labelled_features(
         sources, outdir / "work", options, quiet

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -37,7 +38,14 @@ OUTDIR_HELP = "Folder for the shard_NNNNN.{kind}.parquet files (created if missi
 def _embed(kind: str, shards: list[Path], outdir: Path, model: str, quiet: bool, **options) -> None:
     configure_logging(quiet=quiet)
     from virnucpro.embedding.pool import embed_files
+    from virnucpro.output_folder import stage_folder
+    from virnucpro.paths import embedding_file, shard_of
 
+    outputs = []
+    for shard in shards:
+        with contextlib.suppress(ValueError):  # a badly named input is reported by the pool
+            outputs.append(embedding_file(outdir, shard_of(shard), kind))
+    stage_folder(outdir, shards, outputs)
     embed_files(kind, shards, outdir, model, quiet=quiet, **options)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -56,6 +57,18 @@ from virnucpro.defaults import (
 )
 from virnucpro.progress import configure_logging
 
+if TYPE_CHECKING:  # the stage modules load torch; commands import them when they run
+    from virnucpro.pipeline import EmbeddingOptions
+
+
+def embedding_options(values: dict) -> EmbeddingOptions:
+    """The embedding options among a command's parameters (`run` and `train` name them alike)."""
+    from virnucpro.pipeline import EmbeddingOptions
+
+    return EmbeddingOptions(
+        **{field.name: values[field.name] for field in dataclasses.fields(EmbeddingOptions)}
+    )
+
 
 @app.command("run")
 def run_command(
@@ -102,25 +115,13 @@ def run_command(
     Rerunning the same command resumes: finished shards are not recomputed. A rerun with a parameter
     that changes results (the input's content, chunk or shard size, a model, precision, classifier)
     is refused unless --force. Final outputs: see `virnucpro report --help`."""
-    from virnucpro.pipeline import EmbeddingOptions, run
+    from virnucpro.pipeline import run
 
     configure_logging(quiet=quiet)
     report = report_options(
         region_max_gap, region_min_chunks, confidence_high, confidence_medium, target_fdr, calibration
     )
-    options = EmbeddingOptions(
-        chunk_size=chunk_size,
-        dnabert_model=dnabert_model,
-        dnabert_revision=dnabert_revision,
-        esm_model=esm_model,
-        esm_revision=esm_revision,
-        devices=devices,
-        workers=workers,
-        precision=precision,
-        batch_size=batch_size,
-        tokens_per_batch=tokens_per_batch,
-        threads_per_worker=threads_per_worker,
-    )
+    options = embedding_options(locals())
     run(
         inputs,
         outdir,

@@ -21,6 +21,7 @@ from virnucpro.cli.options import (
     TokensPerBatch,
     Workers,
 )
+from virnucpro.cli.run_cmd import embedding_options
 from virnucpro.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CHUNK_SIZE,
@@ -97,10 +98,10 @@ def train_command(
     """Train the classifier on labelled sequences or embeddings.
 
     The original's settings (SGD lr 2e-4, momentum 0.9, StepLR(10, 0.85), batch 32, early stopping
-    with patience 5) on a seeded train/validation/test split: early stopping watches the validation
-    loss; metrics.json reports accuracy, precision, recall, F1 and AUROC on the test split."""
+    with patience 5) on a seeded train/validation/test split of the input sequences (all frames of
+    one sequence on one side): early stopping watches the validation loss; metrics.json reports
+    accuracy, precision, recall, F1 and AUROC on the test split."""
     configure_logging(quiet=quiet)
-    from virnucpro.pipeline import EmbeddingOptions
     from virnucpro.train import train
 
     settings = TrainSettings(
@@ -113,17 +114,5 @@ def train_command(
         test_fraction=test_fraction,
         seed=seed,
     )
-    options = EmbeddingOptions(
-        chunk_size=chunk_size,
-        dnabert_model=dnabert_model,
-        dnabert_revision=dnabert_revision,
-        esm_model=esm_model,
-        esm_revision=esm_revision,
-        devices=devices,
-        workers=workers,
-        precision=precision,
-        batch_size=batch_size,
-        tokens_per_batch=tokens_per_batch,
-        threads_per_worker=threads_per_worker,
-    )
+    options = embedding_options(locals())
     train(viral, others, outdir, settings, options, quiet=quiet)

@@ -1,0 +1,560 @@
+"""Nothing lost, nothing silently wrong, through the real commands on the tiny real models:
+user files are never overwritten or deleted, resume never reuses stale work, faults (disk full,
+read-only folders, corrupt files, hostile weights) are one line with nothing half-finished."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import DATA, OUTPUTS, cli_env, run_cli
+from synthetic import prepared_example, random_classifier, write_random_embeddings
+from virnucpro.embedding_files import is_complete, read_embeddings, write_embeddings
+from virnucpro.errors import InputError
+from virnucpro.paths import OUTDIR_MARKER, RUN_JSON, RunLayout
+from virnucpro.predict import predict_files
+
+EXAMPLE = DATA / "example.fa"
+IS_ROOT = os.geteuid() == 0
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ virnucpro [A-Z]+ ")
+
+
+def run_args(models: Path, reads, outdir: Path, *extra: str) -> list:
+    inputs = reads if isinstance(reads, list) else [reads]
+    return [
+        "run", *inputs, "--outdir", outdir,
+        "--dnabert-model", models / "dnabert-s", "--esm-model", models / "esm2",
+        "--classifier", models / "classifier", "--shard-size", "8", "--devices", "cpu", *extra,
+    ]  # fmt: skip
+
+
+def refused(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The command failed with one line (besides timestamped log lines) holding every fragment."""
+    assert result.returncode != 0, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if not LOG_LINE.match(line)]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("virnucpro: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under `folder` with its modification time and bytes."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def parquet_mtimes(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in sorted(folder.rglob("shard_*.parquet"))}
+
+
+@pytest.fixture(scope="module")
+def finished(test_models, tmp_path_factory) -> Path:
+    """A finished run on a copy of the example."""
+    folder = tmp_path_factory.mktemp("finished")
+    reads = folder / "reads.fa"
+    shutil.copy(EXAMPLE, reads)
+    result = run_cli(*run_args(test_models, reads, folder / "out"))
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def copy_of(finished: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A private copy of the finished run: (reads, outdir)."""
+    shutil.copytree(finished, tmp_path / "copy", symlinks=True)
+    return tmp_path / "copy" / "reads.fa", tmp_path / "copy" / "out"
+
+
+# --- User data is never overwritten or deleted ---
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("force", [False, True])
+def test_an_output_given_as_input_is_refused_before_any_work(test_models, finished, tmp_path, force):
+    _, outdir = copy_of(finished, tmp_path)
+    before = snapshot(outdir)
+    extra = ["--force"] if force else []
+    viral = outdir / "viral.fa"
+    refused(run_cli(*run_args(test_models, viral, outdir, *extra)), f"{viral}: this input is {viral}")
+    link = tmp_path / "link.fa"
+    link.symlink_to(viral)
+    refused(run_cli(*run_args(test_models, link, outdir, *extra)), "links to", str(viral))
+    hard = tmp_path / "hard.fa"
+    os.link(viral, hard)
+    refused(run_cli(*run_args(test_models, hard, outdir, *extra)), str(hard))
+    shard = RunLayout(outdir).prepare.shards / "shard_00001.nucleotide.fa"
+    refused(run_cli(*run_args(test_models, shard, outdir, *extra)), "lies inside", str(outdir / "work"))
+    assert snapshot(outdir) == before
+
+
+@pytest.mark.slow
+def test_force_removes_only_what_the_run_made(test_models, finished, tmp_path):
+    reads, outdir = copy_of(finished, tmp_path)
+    layout = RunLayout(outdir)
+    (outdir / "notes.txt").write_text("mine")
+    (layout.work / "mine.txt").write_text("mine")
+    (layout.embeddings / "keep").mkdir()
+    (layout.embeddings / "keep" / "data.txt").write_text("mine")
+    (layout.prepare.folder / "my_table.tsv").write_text("mine")
+    stale = parquet_mtimes(outdir)
+    result = run_cli(*run_args(test_models, reads, outdir, "--chunk-size", "300", "--force"))
+    assert result.returncode == 0, result.stderr
+    for path in ("notes.txt", "work/mine.txt", "work/embeddings/keep/data.txt", "work/prepare/my_table.tsv"):
+        assert (outdir / path).read_text() == "mine", path
+    assert json.loads((outdir / RUN_JSON).read_text())["parameters"]["chunk_size"] == 300
+    assert all(
+        parquet_mtimes(outdir)[name] != stale[name] for name in stale if name in parquet_mtimes(outdir)
+    )
+
+
+def test_a_users_file_at_an_output_name_is_never_overwritten(tmp_path, test_models):
+    outdir = tmp_path / "mine"
+    outdir.mkdir()
+    (outdir / "viral.fa").write_text(">my precious contig\nACGT\n")
+    for extra in ([], ["--force"]):
+        refused(
+            run_cli(*run_args(test_models, EXAMPLE, outdir, *extra)),
+            f"{outdir / 'viral.fa'}: exists and was not written by virnucpro",
+        )
+    assert (outdir / "viral.fa").read_text() == ">my precious contig\nACGT\n"
+    assert sorted(p.name for p in outdir.iterdir()) == ["viral.fa"]
+
+
+def test_a_foreign_work_folder_is_not_mixed_with(tmp_path, test_models):
+    """A `work/` that virnucpro run did not make (Nextflow's, say) is left alone."""
+    outdir = tmp_path / "out"
+    (outdir / "work" / "ab" / "123").mkdir(parents=True)
+    (outdir / "work" / "ab" / "123" / ".command.sh").write_text("echo")
+    for extra in ([], ["--force"]):
+        refused(run_cli(*run_args(test_models, EXAMPLE, outdir, *extra)), "was not made by virnucpro run")
+    assert (outdir / "work" / "ab" / "123" / ".command.sh").read_text() == "echo"
+
+
+def test_prepare_never_replaces_files_it_did_not_write(tmp_path):
+    for name, content in (("input_sequences.tsv", "my table\n"), ("shards/my_notes.txt", "mine\n")):
+        outdir = tmp_path / name.replace("/", "_")
+        (outdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (outdir / name).write_text(content)
+        refused(run_cli("prepare", EXAMPLE, "--outdir", outdir), str(outdir / name))
+        assert (outdir / name).read_text() == content
+
+
+def test_a_stage_never_writes_over_its_input(tmp_path):
+    outdir = tmp_path / "embeddings"
+    outdir.mkdir()
+    victim = outdir / "shard_00001.dnabert.parquet"
+    write_embeddings(victim, ["a"], np.ones((1, 4), dtype=np.float32), {"model": "m"})
+    before = victim.read_bytes()
+    refused(run_cli("embed-dna", victim, "--outdir", outdir), f"{victim}: this input is {victim}")
+    assert victim.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_symlinks_at_output_names_are_replaced_not_written_through(test_models, finished, tmp_path):
+    reads, outdir = copy_of(finished, tmp_path)
+    precious = tmp_path / "precious.fa"
+    precious.write_text(">keep\nACGT\n")
+    (outdir / "viral.fa").unlink()
+    (outdir / "viral.fa").symlink_to(precious)
+    (outdir / "chunks.tsv").unlink()
+    (outdir / "chunks.tsv").symlink_to(tmp_path / "dangling")
+    result = run_cli(*run_args(test_models, reads, outdir))
+    assert result.returncode == 0, result.stderr
+    assert precious.read_text() == ">keep\nACGT\n" and not (tmp_path / "dangling").exists()
+    assert not (outdir / "viral.fa").is_symlink()
+    assert (outdir / "viral.fa").read_bytes() == (finished / "out" / "viral.fa").read_bytes()
+
+
+@pytest.mark.slow
+def test_temporary_files_of_interrupted_writes_are_removed_by_the_next_run(test_models, finished, tmp_path):
+    reads, outdir = copy_of(finished, tmp_path)
+    layout = RunLayout(outdir)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    pid = dead.stdout.strip()
+    stale = [
+        outdir / f".tmp-chunks.tsv.{pid}.x1",
+        outdir / f".tmp-report.html.{pid}.x2",
+        layout.embeddings / f".tmp-shard_00001.esm.parquet.{pid}.x3",
+        layout.scores / f".tmp-shard_00002.scores.parquet.{pid}.x4",
+        layout.prepare.folder / f".tmp-chunk_frames.tsv.{pid}.x5",
+    ]
+    live = outdir / f".tmp-viral.fa.{os.getpid()}.x6"  # a writer that is still running
+    for path in [*stale, live]:
+        path.write_text("partial")
+    result = run_cli(*run_args(test_models, reads, outdir))
+    assert result.returncode == 0, result.stderr
+    assert not any(path.exists() for path in stale) and live.exists()
+
+
+@pytest.mark.parametrize("outdir", ["/", "~", "FILE"])
+def test_unusable_output_folders_are_refused(tmp_path, test_models, outdir):
+    target = Path(outdir).expanduser() if outdir != "FILE" else tmp_path / "a_file"
+    if outdir == "FILE":
+        target.write_text("not a folder")
+    line = refused(run_cli(*run_args(test_models, EXAMPLE, target)), "--outdir")
+    assert ("is a file" in line) if outdir == "FILE" else ("refusing to write into" in line)
+
+
+# --- Resume never reuses stale work ---
+
+
+@pytest.mark.slow
+def test_the_input_is_identified_by_its_content(test_models, finished, tmp_path):
+    reads, outdir = copy_of(finished, tmp_path)
+    before = parquet_mtimes(outdir)
+    os.utime(reads, ns=(reads.stat().st_atime_ns, reads.stat().st_mtime_ns + 10**9))  # touch
+    result = run_cli(*run_args(test_models, reads, outdir))
+    assert result.returncode == 0, result.stderr
+    assert parquet_mtimes(outdir) == before  # nothing recomputed
+    outputs = snapshot(outdir)
+    # The same size, one letter changed, the modification time put back.
+    status = reads.stat()
+    data = bytearray(reads.read_bytes())
+    position = data.index(b"\n", data.index(b">read_3")) + 3
+    data[position] = ord("A") if data[position] != ord("A") else ord("C")
+    reads.write_bytes(bytes(data))
+    os.utime(reads, ns=(status.st_atime_ns, status.st_mtime_ns))
+    refused(run_cli(*run_args(test_models, reads, outdir)), f"{reads}: INPUT content changed", "--force")
+    assert snapshot(outdir) == outputs  # the refused rerun touched nothing
+    forced = run_cli(*run_args(test_models, reads, outdir, "--force"))
+    assert forced.returncode == 0, forced.stderr
+    assert (outdir / "chunks.tsv").read_bytes() != (finished / "out" / "chunks.tsv").read_bytes()
+
+
+@pytest.mark.slow
+def test_a_changed_shard_recomputes_its_embeddings_and_scores(test_models, finished, tmp_path):
+    reads, outdir = copy_of(finished, tmp_path)
+    layout = RunLayout(outdir)
+    before = parquet_mtimes(outdir)
+    shard = layout.prepare.shards / "shard_00002.nucleotide.fa"
+    lines = shard.read_text().splitlines()
+    lines[1] = lines[1][:-1] + ("A" if lines[1][-1] != "A" else "C")
+    shard.write_text("\n".join(lines) + "\n")
+    result = run_cli(*run_args(test_models, reads, outdir))
+    assert result.returncode == 0, result.stderr
+    after = parquet_mtimes(outdir)
+    changed = sorted(name for name in before if after[name] != before[name])
+    assert changed == ["shard_00002.dnabert.parquet", "shard_00002.scores.parquet"]
+    recorded = read_embeddings(layout.embeddings / "shard_00002.dnabert.parquet").metadata
+    import hashlib
+
+    assert recorded["source_sha256"] == hashlib.sha256(shard.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_corruption_inside_a_parquet_file_is_detected_and_recomputed(test_models, finished, tmp_path):
+    reads, outdir = copy_of(finished, tmp_path)
+    layout = RunLayout(outdir)
+    before = parquet_mtimes(outdir)
+    for path in (layout.embeddings / "shard_00003.esm.parquet", layout.scores / "shard_00001.scores.parquet"):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 3] ^= 0x10  # inside a data page; the footer stays intact
+        path.write_bytes(bytes(data))
+    # Standalone stages name the corrupt file in one line.
+    refused(
+        run_cli(
+            "predict", *sorted(layout.embeddings.glob("shard_00003.*")), "--classifier",
+            test_models / "classifier", "--outdir", tmp_path / "p",
+        ),
+        "shard_00003.esm.parquet", "corrupt",
+    )  # fmt: skip
+    # The run recomputes them, and the results equal the uncorrupted run's.
+    result = run_cli(*run_args(test_models, reads, outdir))
+    assert result.returncode == 0, result.stderr
+    after = parquet_mtimes(outdir)
+    # The recomputed embedding file is byte-identical to the one before the corruption, so the
+    # scores made from it (which record its SHA-256) stay.
+    assert sorted(name for name in before if after[name] != before[name]) == [
+        "shard_00001.scores.parquet",
+        "shard_00003.esm.parquet",
+    ]
+    assert (layout.embeddings / "shard_00003.esm.parquet").read_bytes() == (
+        finished / "out" / "work" / "embeddings" / "shard_00003.esm.parquet"
+    ).read_bytes()
+    for name in OUTPUTS:
+        if name != RUN_JSON:
+            assert (outdir / name).read_bytes() == (finished / "out" / name).read_bytes(), name
+
+
+def test_scores_follow_the_bytes_of_their_embedding_files(tmp_path):
+    prepared = prepared_example(EXAMPLE, tmp_path / "prepared")
+    embeddings = write_random_embeddings(prepared, tmp_path / "embeddings")
+    random_classifier(tmp_path / "classifier")
+    first = predict_files(embeddings[:2], tmp_path / "classifier", tmp_path / "scores", quiet=True)[0]
+    stamp = first.stat().st_mtime_ns
+    # Other vectors under the same ids and the same metadata: the scores must be recomputed.
+    table = read_embeddings(embeddings[0])
+    write_embeddings(embeddings[0], table.ids, table.vectors[::-1].copy(), table.metadata)
+    again = predict_files(embeddings[:2], tmp_path / "classifier", tmp_path / "scores", quiet=True)[0]
+    assert again.stat().st_mtime_ns != stamp
+    from virnucpro.score_files import read_scores
+
+    metadata = read_scores(again).metadata
+    import hashlib
+
+    assert metadata["dnabert_sha256"] == hashlib.sha256(embeddings[0].read_bytes()).hexdigest()
+
+
+def test_is_complete_reads_the_rows_back(tmp_path):
+    path = tmp_path / "shard_00001.dnabert.parquet"
+    write_embeddings(path, ["a", "b"], np.ones((2, 64), dtype=np.float32), {"model": "m"})
+    assert is_complete(path, {"model": "m"}, 2)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert not is_complete(path, {"model": "m"}, 2)
+
+
+@pytest.mark.parametrize(
+    ("extra", "option"),
+    [
+        (["--precision", "fp8"], "--precision fp8"),
+        (["--devices", "cuda:7"], "--devices cuda:7"),
+        (["--devices", "tpu"], "--devices tpu"),
+    ],
+)
+def test_devices_and_precision_are_checked_before_anything_is_written(tmp_path, test_models, extra, option):
+    outdir = tmp_path / "out"
+    refused(run_cli(*run_args(test_models, EXAMPLE, outdir, *extra)), option)
+    assert not outdir.exists()
+
+
+@pytest.mark.slow
+def test_a_refused_precision_does_not_block_the_corrected_rerun(test_models, finished, tmp_path):
+    reads, outdir = copy_of(finished, tmp_path)
+    before = snapshot(outdir)
+    refused(run_cli(*run_args(test_models, reads, outdir, "--precision", "fp8")), "--precision fp8")
+    assert snapshot(outdir) == before
+    result = run_cli(*run_args(test_models, reads, outdir))
+    assert result.returncode == 0, result.stderr
+
+
+# --- Faults: one line, and never a half-finished result ---
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """Synthetic scores for the example, and the outputs of an uninterrupted report on them."""
+    folder = tmp_path_factory.mktemp("scored")
+    prepared = prepared_example(EXAMPLE, folder / "prepared")
+    embeddings = write_random_embeddings(prepared, folder / "embeddings")
+    random_classifier(folder / "classifier")
+    predict_files(embeddings, folder / "classifier", folder / "scores", quiet=True)
+    args = ["report", "--input", EXAMPLE, "--prepared", prepared, "--scores", folder / "scores"]
+    result = run_cli(*args, "--outdir", folder / "reference")
+    assert result.returncode == 0, result.stderr
+    return args, folder / "reference"
+
+
+def assert_failed_report_left_only_whole_files(outdir: Path, reference: Path) -> None:
+    assert not (outdir / RUN_JSON).exists()
+    names = {p.name for p in outdir.iterdir()}
+    assert names <= {*OUTPUTS, OUTDIR_MARKER}
+    for name in names - {OUTDIR_MARKER}:
+        assert (outdir / name).read_bytes() == (reference / name).read_bytes(), name
+    assert not [p for p in outdir.iterdir() if p.name.startswith(".tmp-")]
+
+
+@contextlib.contextmanager
+def tmpfs(mount: Path, options: str):
+    """A small tmpfs mounted at `mount` (root only): a real full disk or read-only folder."""
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="mounting a small file system needs root")
+def test_disk_full_is_one_line_and_leaves_only_whole_files(scored, tmp_path):
+    args, reference = scored
+    with tmpfs(tmp_path / "small", "size=96k") as mount:
+        outdir = mount / "out"
+        line = refused(run_cli(*args, "--outdir", outdir), "No space left on device", "cannot write")
+        assert str(outdir) in line
+        assert_failed_report_left_only_whole_files(outdir, reference)
+        # Space freed (the figures removed by hand): the same command finishes.
+        for png in outdir.glob("*.png"):
+            png.unlink()
+        subprocess.run(["mount", "-o", "remount,size=400k", str(mount)], check=True)
+        result = run_cli(*args, "--outdir", outdir)
+        assert result.returncode == 0, result.stderr
+        assert {p.name for p in outdir.iterdir()} == set(OUTPUTS)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="mounting a small file system needs root")
+def test_disk_full_during_prepare_is_one_line_and_leaves_nothing(tmp_path):
+    reads = tmp_path / "reads.fa"
+    reads.write_text("".join(f">r{i}\n{'ATGAAACCCGGGTTT' * 30}\n" for i in range(2000)))
+    with tmpfs(tmp_path / "small", "size=64k") as mount:
+        outdir = mount / "prepared"
+        refused(run_cli("prepare", reads, "--outdir", outdir), f"cannot write {outdir}", "No space left")
+        assert list(outdir.iterdir()) == []
+
+
+def test_a_file_size_limit_is_one_line_and_leaves_only_whole_files(scored, tmp_path):
+    """RLIMIT_FSIZE (ulimit -f) makes writes past 40 KB fail for real (EFBIG), root or not."""
+    args, reference = scored
+    outdir = tmp_path / "out"
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "virnucpro", *map(str, args), "--outdir", str(outdir)],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        preexec_fn=limit,
+    )
+    refused(result, os.strerror(errno.EFBIG), "report.html")
+    assert_failed_report_left_only_whole_files(outdir, reference)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="mounting a read-only file system needs root")
+def test_a_read_only_output_folder_is_one_line(scored, tmp_path):
+    args, _ = scored
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as mount:
+        for outdir in (mount, mount / "sub"):
+            refused(run_cli(*args, "--outdir", outdir), str(outdir), "Read-only file system")
+
+
+def test_a_rerun_removes_run_json_before_rewriting_the_other_outputs(scored, tmp_path):
+    """run.json marks a finished folder: a rerun that fails leaves none."""
+    args, reference = scored
+    outdir = tmp_path / "out"
+    shutil.copytree(reference, outdir)
+    # An unreadable scores folder makes the rerun fail after it started.
+    result = run_cli(*args[:-1], tmp_path / "no-such-scores.parquet", "--outdir", outdir)
+    refused(result, "no-such-scores.parquet")
+    assert not (outdir / RUN_JSON).exists()
+    assert_failed_report_left_only_whole_files(outdir, reference)
+
+
+# --- Hostile weights ---
+
+
+def zip_bomb(path: Path, declared: int) -> Path:
+    """A torch-like zip whose data.pkl inflates from a few MB to `declared` bytes."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("bomb/data.pkl", "w", force_zip64=True) as member:
+            block = b"\0" * (1 << 24)
+            for _ in range(declared // len(block)):
+                member.write(block)
+        archive.writestr("bomb/version", "3\n")
+    return path
+
+
+def test_a_zip_bomb_classifier_is_refused_before_it_is_inflated(tmp_path):
+    bomb = zip_bomb(tmp_path / "bomb.pth", 1_500_000_000)
+    assert bomb.stat().st_size < 10_000_000
+    process = subprocess.Popen(
+        [sys.executable, "-m", "virnucpro", "convert-classifier", str(bomb), str(tmp_path / "out")],
+        env=cli_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stderr = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    refused(subprocess.CompletedProcess([], process.returncode, "", stderr), str(bomb), "zip bomb")
+    # ru_maxrss is in KiB on Linux: the process stayed near what importing torch costs.
+    assert usage.ru_maxrss < 1_200_000, usage.ru_maxrss
+
+
+def test_oversized_or_legacy_weights_are_refused(tmp_path):
+    import torch
+
+    from virnucpro.classifier import read_pth_classifier
+    from virnucpro.models.dnabert_s import load_state_dict
+
+    big = tmp_path / "big.pth"
+    torch.save({"hidden_layer.weight": torch.zeros(10_000, 2_000)}, big)  # 80 MB, stored plainly
+    with pytest.raises(InputError, match=r"more than .* for a VirNucPro classifier"):
+        read_pth_classifier(big)
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"x": torch.zeros(3)}, legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(InputError, match="not a zip-format PyTorch file"):
+        read_pth_classifier(legacy)
+    bomb = zip_bomb(tmp_path / "pytorch_model.bin", 200_000_000)
+    with pytest.raises(InputError, match="zip bomb"):
+        load_state_dict(bomb)
+    plain = tmp_path / "plain" / "pytorch_model.bin"
+    plain.parent.mkdir()
+    torch.save({"bert.embeddings.word_embeddings.weight": torch.ones(4, 2)}, plain)
+    assert load_state_dict(plain)["embeddings.word_embeddings.weight"].shape == (4, 2)
+
+
+# --- One sample in several files, ids of any characters, end to end ---
+
+
+@pytest.mark.slow
+def test_several_files_with_non_ascii_ids_run_end_to_end(test_models, tmp_path):
+    text = EXAMPLE.read_text()
+    split = text.index(">read_3")
+    (tmp_path / "a.fa").write_text(text[:split].replace(">phage_like_contig_1", ">séquence_αβ|1"))
+    (tmp_path / "b.fa").write_text(text[split:])
+    outdir = tmp_path / "out"
+    result = run_cli(*run_args(test_models, [tmp_path / "a.fa", tmp_path / "b.fa"], outdir))
+    assert result.returncode == 0, result.stderr
+    rows = (outdir / "sequences.tsv").read_text(encoding="utf-8").splitlines()
+    assert rows[1].startswith("séquence_αβ|1\t") and len(rows) == 13
+    assert "séquence_αβ|1_chunk_2R2\t" in (outdir / "prediction_results.txt").read_text(encoding="utf-8")
+    run = json.loads((outdir / RUN_JSON).read_text())
+    assert [Path(entry["path"]).name for entry in run["inputs"]] == ["a.fa", "b.fa"]
+    # report alone, given the same files in the same order, writes the same viral.fa.
+    again = run_cli(
+        "report", "--input", tmp_path / "a.fa", "--input", tmp_path / "b.fa",
+        "--prepared", RunLayout(outdir).prepare.folder, "--scores", RunLayout(outdir).scores,
+        "--outdir", tmp_path / "report",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "report" / "viral.fa").read_bytes() == (outdir / "viral.fa").read_bytes()
+    swapped = run_cli(
+        "report", "--input", tmp_path / "b.fa", "--input", tmp_path / "a.fa",
+        "--prepared", RunLayout(outdir).prepare.folder, "--scores", RunLayout(outdir).scores,
+        "--outdir", tmp_path / "swapped",
+    )  # fmt: skip
+    refused(swapped, "is not the input the prepare folder was made from")
+
+
+@pytest.mark.gpu
+def test_fp8_is_accepted_exactly_on_gpus_that_run_it():
+    import torch
+
+    from virnucpro.defaults import FP8_MIN_COMPUTE_CAPABILITY
+    from virnucpro.pipeline import check_execution
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device visible")
+    capable = torch.cuda.get_device_capability(0) >= FP8_MIN_COMPUTE_CAPABILITY
+    if capable:
+        assert check_execution("cuda:0", 1, "fp8") == ["cuda:0"]
+    else:
+        with pytest.raises(InputError, match="--precision fp8 needs a CUDA GPU of compute capability"):
+            check_execution("cuda:0", 1, "fp8")
+    with pytest.raises(InputError, match="--precision fp8"):
+        check_execution("cpu", 1, "fp8")
