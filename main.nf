@@ -108,9 +108,25 @@ def checkParameters(settings) {
     checkInteger(settings, 'gpus', 0)
     checkInteger(settings, 'cpu_workers', 1)
     checkInteger(settings, 'max_retries', 0)
-    def fraction = settings.min_viral_fraction.toString()
-    if (!fraction.isBigDecimal() || fraction.toBigDecimal() < 0 || fraction.toBigDecimal() > 1) {
-        error("--min_viral_fraction must be a number from 0 to 1, got '${fraction}'")
+    checkFraction(settings, 'min_viral_fraction')
+    checkInteger(settings, 'region_max_gap', 0)
+    checkInteger(settings, 'region_min_chunks', 1)
+    checkFraction(settings, 'confidence_high')
+    checkFraction(settings, 'confidence_medium')
+    if (settings.confidence_medium.toString().toBigDecimal() > settings.confidence_high.toString().toBigDecimal()) {
+        error("--confidence_medium (${settings.confidence_medium}) must not be above --confidence_high (${settings.confidence_high})")
+    }
+    checkFraction(settings, 'target_fdr')
+    def target = settings.target_fdr.toString().toBigDecimal()
+    if (target <= 0 || target >= 1) {
+        error("--target_fdr must be between 0 and 1 (exclusive), got '${settings.target_fdr}'")
+    }
+    if (settings.calibration) {
+        checkShellSafe('calibration', settings.calibration)
+        def calibration = file(settings.calibration.toString())
+        if (!calibration.isFile() || !calibration.canRead()) {
+            error("--calibration '${settings.calibration}': no readable file there (give the calibration.json that `virnucpro calibrate` wrote)")
+        }
     }
     if (!settings.make_test_models) {
         modelInput('dnabert_model', settings.dnabert_model)
@@ -155,6 +171,13 @@ def checkChoice(settings, name, choices, why) {
     if (!(value in choices)) {
         def allowed = choices.size() == 2 ? choices.join(' or ') : "one of ${choices.join(', ')}"
         error("--${name} must be ${allowed} (${why}), got '${value}'")
+    }
+}
+
+def checkFraction(settings, name) {
+    def value = settings[name].toString()
+    if (!value.isBigDecimal() || value.toBigDecimal() < 0 || value.toBigDecimal() > 1) {
+        error("--${name} must be a number from 0 to 1, got '${value}'")
     }
 }
 

@@ -1,7 +1,7 @@
 /*
  * One sample's final outputs from all its shard scores: the tables in the original tool's layout,
- * chunks.tsv, sequences.tsv, viral.fa, report.html with its figures, and run.json (with the
- * pipeline's parameters merged in).
+ * chunks.tsv, sequences.tsv, viral_regions.tsv/.bed/.fa, viral.fa, report.html with its figures,
+ * and run.json (with the pipeline's parameters merged in).
  */
 process REPORT {
     tag "${meta.id}"
@@ -39,6 +39,7 @@ process REPORT {
     mkdir -p '${meta.id}'
     cd '${meta.id}'
     touch prediction_results.txt prediction_results_highestscore.csv chunks.tsv sequences.tsv viral.fa report.html run.json
+    touch viral_regions.tsv viral_regions.bed viral_regions.fa
     cd ..
 
     cat <<-END_VERSIONS > versions.yml

@@ -1,5 +1,6 @@
 """Synthetic inputs for the predict, report and training tests: the bundled example prepared for
-real, seeded random embedding files in the real format, and a random classifier sized to them."""
+real, seeded random embedding files in the real format, a random classifier sized to them, and
+scripted samples whose chunk scores are chosen."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import torch
 
 from virnucpro.classifier import ClassifierConfig, MLPClassifier, save_classifier
 from virnucpro.embedding_files import write_embeddings
+from virnucpro.frames import chunk_bounds
 from virnucpro.prepare import prepare
+from virnucpro.score_files import write_scores
 from virnucpro.shards import read_shard, shard_of
 
 DNABERT_DIM = 24
@@ -55,3 +58,47 @@ def random_classifier(
     )
     save_classifier(model, folder, config)
     return model
+
+
+def scripted_sample(
+    folder: Path,
+    chunk_scores: dict[str, list[float | None]],
+    lengths: dict[str, int] | None = None,
+    shard_size: int = 7,
+) -> tuple[Path, Path, list[Path]]:
+    """A sample whose chunks score as scripted: per sequence, per chunk, the P(virus) of every frame
+    of the chunk (P(others) = 1 - it), or None for a chunk without a stop-free frame.
+
+    The sequence (default length 500 * chunks - 37, so that neighbouring chunks overlap) is `A`,
+    whose six frames are stop-free, and `N` over every chunk scripted None, so that it keeps no
+    frame. It goes through the real prepare; the score files cover every kept frame.
+    Returns the FASTA, the prepare folder and the score files.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    fasta = folder / "input.fa"
+    records = []
+    for seq_id, scores in chunk_scores.items():
+        length = (lengths or {}).get(seq_id, 500 * len(scores) - 37)
+        bases = bytearray(b"A" * length)
+        bounds = chunk_bounds(length, 500)
+        assert len(bounds) == len(scores), f"{seq_id}: {len(bounds)} chunks, {len(scores)} scripted"
+        for (start, end), score in zip(bounds, scores, strict=True):
+            if score is None:
+                bases[start:end] = b"N" * (end - start)
+        records.append(f">{seq_id}\n{bases.decode()}\n")
+    fasta.write_text("".join(records))
+    prepared = prepared_example(fasta, folder / "prepared", shard_size)
+    virus_of_chunk = {
+        f"{seq_id}_chunk_{k}": score
+        for seq_id, scores in chunk_scores.items()
+        for k, score in enumerate(scores, start=1)
+    }
+    score_files = []
+    (folder / "scores").mkdir(exist_ok=True)
+    for nucleotide in sorted((prepared / "shards").glob("shard_*.nucleotide.fa")):
+        ids, _ = read_shard(nucleotide)
+        virus = np.array([virus_of_chunk[frame_id[:-2]] for frame_id in ids], dtype=np.float32)
+        path = folder / "scores" / f"{shard_of(nucleotide)}.scores.parquet"
+        write_scores(path, ids, (1.0 - virus).astype(np.float32), virus, {"classifier": "scripted"})
+        score_files.append(path)
+    return fasta, prepared, score_files

@@ -205,7 +205,10 @@ BAD_PARAMETERS = [
     (["--input", "nowhere/*.fa"], "--input 'nowhere/*.fa': no file matches"),
     (["--input", DATA], "is a folder; give files or a glob"),
     (["--input", DATA / "example.fa", "--chunk_size", "400"], "--chunk_size must be 300 or 500"),
-    (["--input", DATA / "example.fa", "--precision", "fp8"], "--precision must be one of fp32, bf16, fp16"),
+    (
+        ["--input", DATA / "example.fa", "--precision", "int8"],
+        "--precision must be one of fp32, bf16, fp16, fp8",
+    ),
     (
         ["--input", DATA / "example.fa", "--shard_size", "0"],
         "--shard_size must be a whole number of at least 1",
@@ -220,6 +223,16 @@ BAD_PARAMETERS = [
     ),
     (["--input", DATA / "example.fa", "--classifier", DATA], "cannot read a classifier there"),
     (["--input", DATA / "example.fa", "--slurm_options"], "--slurm_options needs a value"),
+    (
+        ["--input", DATA / "example.fa", "--confidence_medium", "0.95"],
+        "--confidence_medium (0.95) must not be above --confidence_high (0.9)",
+    ),
+    (["--input", DATA / "example.fa", "--region_max_gap", "-1"], "--region_max_gap must be a whole number"),
+    (["--input", DATA / "example.fa", "--target_fdr", "1"], "--target_fdr must be between 0 and 1"),
+    (
+        ["--input", DATA / "example.fa", "--calibration", "missing.json"],
+        "--calibration 'missing.json': no readable",
+    ),
 ]
 
 

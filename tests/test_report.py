@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 from conftest import OUTPUTS, golden_or_skip, run_cli
-from synthetic import prepared_example, random_classifier, write_random_embeddings
+from synthetic import prepared_example, random_classifier, scripted_sample, write_random_embeddings
 from virnucpro.errors import InputError
 from virnucpro.paths import CHUNK_FRAMES_TSV
 from virnucpro.predict import predict_files
 from virnucpro.report import CHUNK_COLUMNS, SEQUENCE_COLUMNS, float32_text, report
+from virnucpro.report_data import CALLS
 from virnucpro.score_files import read_scores, write_scores
 from virnucpro.sequences import read_sequences
 
@@ -194,11 +195,13 @@ def test_min_viral_fraction_changes_sequence_calls(scored, tmp_path):
     example, prepared, scores = scored
     strict = report(example, prepared, scores, tmp_path / "strict", min_viral_fraction=1.0, quiet=True)
     lenient = report(example, prepared, scores, tmp_path / "lenient", min_viral_fraction=0.0, quiet=True)
-    for s in strict.sequences:
-        assert s.call == (
-            "unscored" if not s.chunks_scored else "virus" if s.viral_chunks == s.chunks_scored else "others"
-        )
-    assert all(s.call == "virus" for s in lenient.sequences if s.chunks_scored)
+    calls = [CALLS[c] for c in strict.sequences.call]
+    assert calls == [
+        "unscored" if not scored else "virus" if viral == scored else "others"
+        for scored, viral in zip(strict.sequences.chunks_scored, strict.sequences.viral_chunks, strict=True)
+    ]
+    lenient_calls = lenient.sequences.call[lenient.sequences.chunks_scored > 0]
+    assert lenient_calls.size and all(CALLS[c] == "virus" for c in lenient_calls)
     assert strict.counts()["sequences_virus"] < lenient.counts()["sequences_virus"]
     with pytest.raises(InputError, match="between 0 and 1"):
         report(example, prepared, scores, tmp_path / "bad", min_viral_fraction=1.5, quiet=True)
@@ -271,7 +274,11 @@ def test_run_json(scored, tmp_path):
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["workflow"] == {"name": "nf"}
     assert run["timings"]["embed_s"] == 1.5 and run["timings"]["report_s"] >= 0
-    assert run["parameters"] == {"chunk_size": 500, "min_viral_fraction": 0.5}
+    assert run["parameters"] == {
+        "chunk_size": 500, "min_viral_fraction": 0.5, "region_max_gap": 1, "region_min_chunks": 2,
+        "confidence_high": 0.9, "confidence_medium": 0.7, "target_fdr": 0.05, "calibration": None,
+    }  # fmt: skip
+    assert run["calls"]["rule"] == "published" and run["calls"]["chunk_margin_threshold"] == 0.0
     assert run["counts"]["chunks"] == 53 and run["counts"]["frames"] == 30
     assert run["models"]["dnabert.model"] == "random-dnabert" and "classifier_sha256" in run["models"]
     assert run["versions"]["virnucpro"]
@@ -293,3 +300,93 @@ def test_report_errors_name_the_problem(scored, tmp_path):
     assert result.returncode == 2 and "not a finished prepare folder" in result.stderr
     result = run_cli("report", "--input", example, "--prepared", prepared, "--outdir", tmp_path / "d")
     assert result.returncode == 2 and "--scores" in result.stderr
+
+
+def assert_same_outputs(first: Path, second: Path) -> None:
+    for name in OUTPUTS:
+        if name != "run.json":
+            assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_renamed_score_files_are_joined_by_id(scored, reported, tmp_path):
+    """Score files whose names no longer follow the shards' order give the same outputs."""
+    example, prepared, scores = scored
+    renamed = []
+    for number, path in enumerate(reversed(scores), start=1):
+        renamed.append(tmp_path / f"shard_{number:05d}.scores.parquet")
+        renamed[-1].write_bytes(path.read_bytes())
+    report(example, prepared, renamed, tmp_path / "out", quiet=True)
+    assert_same_outputs(reported, tmp_path / "out")
+
+
+def test_duplicated_and_foreign_scores_are_named(scored, tmp_path):
+    example, prepared, scores = scored
+    copy = tmp_path / "shard_99999.scores.parquet"
+    copy.write_bytes(scores[0].read_bytes())
+    with pytest.raises(InputError, match=r"shard_99999.scores.parquet: ids already scored in another file: "):
+        report(example, prepared, [*scores, copy], tmp_path / "a", quiet=True)
+    write_scores(
+        tmp_path / "shard_00000.scores.parquet", ["elsewhere_chunk_1F1"], np.ones(1), np.zeros(1), {}
+    )
+    with pytest.raises(InputError, match=r"scores for frames that .* does not hold: elsewhere_chunk_1F1$"):
+        report(
+            example, prepared, [tmp_path / "shard_00000.scores.parquet", *scores], tmp_path / "b", quiet=True
+        )
+    assert not any((tmp_path / folder / name).exists() for folder in "ab" for name in OUTPUTS)
+
+
+def test_chunk_table_read_in_small_blocks_gives_the_same_outputs(scored, reported, tmp_path, monkeypatch):
+    """Blocks that end inside a line (97 bytes) are stitched back together."""
+    import virnucpro.report_data
+
+    example, prepared, scores = scored
+    monkeypatch.setattr(virnucpro.report_data, "_BLOCK_BYTES", 97)
+    monkeypatch.setattr(virnucpro.report_data, "ROWS_PER_BATCH", 3)
+    monkeypatch.setattr(virnucpro.report, "ROWS_PER_BATCH", 3)
+    report(example, prepared, scores, tmp_path / "out", quiet=True)
+    assert_same_outputs(reported, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["read_1", "read_10", "read_1.5", "read_2", "A", "A-1", "a", "Zz", "read_1x"],
+        # An id holding `_chunk_` can interleave its chunks with another sequence's.
+        ["A", "A_chunk_1", "A_chunk_", "A_chunk", "A_chunk_1_chunk_2", "B"],
+    ],
+)
+def test_highest_score_rows_sorted_as_text_like_python(names, tmp_path):
+    scripted = {name: [0.9, 0.2, None, 0.6] * 3 for name in names}  # 12 chunks: numbers 1, 10, 11, 12, 2...
+    fasta, prepared, scores = scripted_sample(tmp_path / "sample", scripted)
+    report(fasta, prepared, scores, tmp_path / "out", quiet=True)
+    rows = [
+        line.split("\t")
+        for line in (tmp_path / "out/prediction_results_highestscore.csv").read_text().splitlines()
+    ]
+    expected = sorted(
+        (f"{name}_chunk_{k}", str(score >= 0.5))
+        for name, values in scripted.items()
+        for k, score in enumerate(values, start=1)
+        if score is not None
+    )
+    assert [tuple(r) for r in rows[1:]] == expected
+
+
+def test_sequence_means_are_numpys_mean_exactly():
+    """Per-sequence means in one reduceat equal numpy's pairwise mean after rounding to float32,
+    also where the float64 mean sits on a float32 rounding boundary (summed again there)."""
+    from virnucpro.report_data import group_means
+
+    rng = np.random.default_rng(3)
+    counts = rng.integers(1, 3000, 400)
+    values = (rng.random(counts.sum()) ** rng.choice([1, 8, 40], counts.sum())).astype(np.float32)
+    one, above_one = np.float32(1.0), np.nextafter(np.float32(1.0), np.float32(2.0))
+    tie = np.array([one, above_one], dtype=np.float32)  # mean: exactly between two float32 values
+    values, counts = np.concatenate([values, tie]), np.append(counts, 2)
+    means = group_means(values, counts)
+    starts = np.cumsum(counts) - counts
+    expected = np.array(
+        [values[a : a + n].mean(dtype=np.float64) for a, n in zip(starts, counts, strict=True)]
+    )
+    assert np.array_equal(means.astype(np.float32), expected.astype(np.float32))
+    assert means[-1] == expected[-1] == 1.0 + 2.0**-24

@@ -98,6 +98,11 @@ def test_every_output_with_its_columns(baseline):
     assert run["parameters"]["dnabert_revision"].startswith("local:sha256=")
     assert set(run["timings"]) >= {"prepare_s", "embed_s", "predict_s", "report_s"}
     assert run["counts"]["frames"] == 30
+    assert run["parameters"]["region_max_gap"] == 1 and run["parameters"]["calibration"] is None
+    assert run["calls"] == {
+        "rule": "published", "chunk_margin_threshold": 0.0, "min_viral_fraction": 0.5, "region_max_gap": 1,
+        "region_min_chunks": 2, "confidence_high": 0.9, "confidence_medium": 0.7,
+    }  # fmt: skip
     # The test classifier calls some chunks and sequences viral and some not.
     calls = {c["call"] for c in chunks}
     assert calls == {"virus", "others", "unscored"}
@@ -232,4 +237,26 @@ def test_input_without_any_stop_free_frame(test_models, tmp_path):
     assert (outdir / "prediction_results_highestscore.csv").read_text() == "Modified_ID\tIs_Virus\n"
     assert [s["call"] for s in read_tsv(outdir / "sequences.tsv")] == ["unscored"] * 3
     assert (outdir / "viral.fa").read_text() == ""
+    assert (outdir / "viral_regions.tsv").read_text().count("\n") == 1  # the header only
+    assert (outdir / "viral_regions.bed").read_text() == (outdir / "viral_regions.fa").read_text() == ""
+    assert [s["kind"] for s in read_tsv(outdir / "sequences.tsv")] == ["none"] * 3
     assert {*OUTPUTS} <= {p.name for p in outdir.iterdir()}
+
+
+def test_report_options_reach_the_report(test_models, baseline, tmp_path):
+    """Region and confidence options change only the report (the work is kept) and land in run.json;
+    an unreadable calibration is refused before anything is done."""
+    outdir = tmp_path / "out"
+    shutil.copytree(baseline, outdir)
+    run_ok(test_models, outdir, "--workers", "2", "--region-max-gap", "3", "--confidence-high", "0.95")
+    run = json.loads((outdir / "run.json").read_text())
+    assert run["parameters"]["region_max_gap"] == 3 and run["calls"]["confidence_high"] == 0.95
+    for name in ("prediction_results.txt", "prediction_results_highestscore.csv", "viral.fa"):
+        assert (outdir / name).read_bytes() == (baseline / name).read_bytes()
+    broken = tmp_path / "calibration.json"
+    broken.write_text("[]")
+    before = {p: p.stat().st_mtime_ns for p in outdir.rglob("*")}
+    refused = run_cli(*run_args(test_models, outdir, "--calibration", str(broken)))
+    assert refused.returncode == 2 and "not a calibration file" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert {p: p.stat().st_mtime_ns for p in outdir.rglob("*")} == before

@@ -51,3 +51,11 @@ class TrainSettings:
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
     seed: int = 42
+
+
+# Viral regions, confidence tiers and calibration (report).
+DEFAULT_REGION_MAX_GAP = 1  # chunks that are not viral bridged inside a region
+DEFAULT_REGION_MIN_CHUNKS = 2  # viral chunks a region needs (1 in sequences of one or two chunks)
+DEFAULT_CONFIDENCE_HIGH = 0.9  # the winning class's best score for a high-confidence chunk
+DEFAULT_CONFIDENCE_MEDIUM = 0.7
+DEFAULT_TARGET_FDR = 0.05

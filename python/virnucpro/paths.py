@@ -9,6 +9,7 @@ they are given):
 
     DIR/prediction_results.txt ... run.json    final outputs (FINAL_OUTPUTS; run.json written last)
     DIR/.virnucpro-outputs                     marks them as ours while run.json is missing
+    CALDIR/calibration.json, .tsv, _reliability.png   `virnucpro calibrate --outdir CALDIR`
     DIR/work/parameters.json                   what decides the results; marks DIR/work as ours
     DIR/work/prepare/chunk_frames.tsv          prepare: every chunk and the frames it kept
     DIR/work/prepare/input_sequences.tsv       prepare: every input sequence
@@ -54,6 +55,9 @@ VIRAL_FASTA = "viral.fa"
 REPORT_HTML = "report.html"
 HISTOGRAM_PNG = "score_histogram.png"
 TRACKS_PNG = "sequence_tracks.png"
+VIRAL_REGIONS_TSV = "viral_regions.tsv"
+VIRAL_REGIONS_BED = "viral_regions.bed"
+VIRAL_REGIONS_FASTA = "viral_regions.fa"
 RUN_JSON = "run.json"  # the completion marker: removed first, written last
 # Written into --outdir before the first final output and removed once run.json is written (which
 # marks them from then on): the final-output names there are ours, so a rerun may replace them and
@@ -65,11 +69,20 @@ FINAL_OUTPUTS = (
     CHUNKS_TSV,
     SEQUENCES_TSV,
     VIRAL_FASTA,
+    VIRAL_REGIONS_TSV,
+    VIRAL_REGIONS_BED,
+    VIRAL_REGIONS_FASTA,
     REPORT_HTML,
     HISTOGRAM_PNG,
     TRACKS_PNG,
     RUN_JSON,
 )
+
+# --- calibrate: its --outdir ---
+CALIBRATION_JSON = "calibration.json"  # what `run`/`report --calibration` read
+CALIBRATION_TSV = "calibration.tsv"
+RELIABILITY_PNG = "calibration_reliability.png"
+CALIBRATION_OUTPUTS = (CALIBRATION_TSV, RELIABILITY_PNG, CALIBRATION_JSON)  # written in this order
 
 # --- run: intermediates under --outdir ---
 WORK_DIR = "work"

@@ -49,7 +49,7 @@ from virnucpro.output_folder import begin_final_outputs, remove_run_outputs, run
 from virnucpro.paths import PrepareLayout, RunLayout
 from virnucpro.predict import predict_files
 from virnucpro.prepare import prepare, read_summary
-from virnucpro.report import ReportData, report
+from virnucpro.report import ReportData, ReportOptions, report
 from virnucpro.sequences import SequenceInputs, is_stream
 
 log = logging.getLogger("virnucpro")
@@ -253,6 +253,7 @@ def run(
     min_viral_fraction: float = DEFAULT_MIN_VIRAL_FRACTION,
     force: bool = False,
     quiet: bool = False,
+    report_options: ReportOptions = ReportOptions(),
 ) -> ReportData:
     """Run prepare, both embeddings, predict and report on one sample (one or several files)."""
     from virnucpro.models.sources import resolve_model
@@ -265,6 +266,7 @@ def run(
     # Everything that can be refused is refused before anything is written.
     with _no_trace_if_refused(layout.outdir):
         check_options(options, shard_size, min_viral_fraction)
+        report_options.check()
         for file in source.files:
             if is_stream(file.path):
                 raise InputError(
@@ -356,6 +358,7 @@ def run(
         min_viral_fraction,
         run_info=run_info,
         quiet=quiet,
+        options=report_options,
     )
     counts = data.counts()
     log.info(

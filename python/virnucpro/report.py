@@ -1,35 +1,59 @@
 """The `report` stage: per-frame scores to the final outputs (design section 5).
 
 - `prediction_results.txt` and `prediction_results_highestscore.csv`: the original tool's files,
-  byte for byte in its layout (tab-separated; floats as numpy prints float32 scalars; True/False);
-- `chunks.tsv`: every chunk, also those without a stop-free frame, with its best scores and call;
-- `sequences.tsv`: every input sequence with its chunk counts, viral fraction and call;
+  byte for byte in its layout (tab-separated; floats as numpy prints float32 scalars; True/False),
+  always by the original's consensus, whatever the calibration;
+- `chunks.tsv`: every chunk, also those without a stop-free frame, with its best scores, margin,
+  call, confidence tier and (calibrated) estimated FDR;
+- `sequences.tsv`: every input sequence with its chunk counts, viral fraction, call, viral regions,
+  kind, confidence tiers and (calibrated) estimated FDR;
+- `viral_regions.tsv`, `.bed` and `.fa`: the viral regions of every sequence (see `regions`);
 - `viral.fa`: the input sequences called viral;
 - `report.html` with `score_histogram.png` and `sequence_tracks.png` (see `report_html`);
-- `run.json`: parameters, models, versions, counts and timings.
+- `run.json`: parameters, the thresholds the calls used, models, versions, counts and timings.
 
-Consensus (the original's): a chunk is viral when max(score_virus) >= max(score_others) over its
-frames. A sequence is `virus` when viral chunks / scored chunks >= `min_viral_fraction`, `others`
-otherwise, `unscored` when none of its chunks kept a frame (empty sequences too).
+The data are columns (`report_data`); every file is written ROWS_PER_BATCH rows at a time, so the
+text of a file is never held whole.
 """
 
 from __future__ import annotations
 
-import csv
+import importlib.util
 import json
 import logging
 import platform
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from virnucpro import __version__
 from virnucpro.atomic import atomic_open
-from virnucpro.defaults import DEFAULT_MIN_VIRAL_FRACTION
+from virnucpro.calibration import (
+    CHUNK_THRESHOLDS,
+    PUBLISHED_CHUNK_THRESHOLD,
+    SEQUENCE_THRESHOLDS,
+    Calibration,
+    check_target,
+    load_calibration,
+)
+from virnucpro.confidence import TIERS, check_thresholds, chunk_tiers, summarise_tiers
+from virnucpro.defaults import (
+    DEFAULT_CONFIDENCE_HIGH,
+    DEFAULT_CONFIDENCE_MEDIUM,
+    DEFAULT_MIN_VIRAL_FRACTION,
+    DEFAULT_REGION_MAX_GAP,
+    DEFAULT_REGION_MIN_CHUNKS,
+    DEFAULT_TARGET_FDR,
+)
 from virnucpro.errors import InputError
+from virnucpro.frames import FRAME_LABELS, FRAME_SETS
 from virnucpro.output_folder import begin_final_outputs, finish_final_outputs
 from virnucpro.paths import (
     CHUNKS_TSV,
@@ -38,11 +62,25 @@ from virnucpro.paths import (
     RUN_JSON,
     SEQUENCES_TSV,
     VIRAL_FASTA,
-    PrepareLayout,
+    VIRAL_REGIONS_BED,
+    VIRAL_REGIONS_FASTA,
+    VIRAL_REGIONS_TSV,
 )
 from virnucpro.prepare import read_summary
 from virnucpro.progress import progress_task
-from virnucpro.score_files import read_scores
+from virnucpro.regions import call_regions, sequence_kinds, summarise_regions
+from virnucpro.regions import check_parameters as check_region_parameters
+from virnucpro.report_data import (
+    CALLS,
+    FRAME_COUNTS,
+    KINDS,
+    OTHERS,
+    ROWS_PER_BATCH,
+    UNSCORED,
+    VIRUS,
+    ReportData,
+    collect,
+)
 from virnucpro.sequences import SequenceInputs
 
 log = logging.getLogger("virnucpro")
@@ -61,6 +99,9 @@ CHUNK_COLUMNS = (
     "max_score_virus",
     "call",
     "reason",
+    "margin",
+    "confidence",
+    "estimated_fdr",
 )
 SEQUENCE_COLUMNS = (
     "sequence_id",
@@ -73,9 +114,138 @@ SEQUENCE_COLUMNS = (
     "max_score_virus",
     "mean_score_virus",
     "call",
+    "viral_regions",
+    "kind",
+    "share_high",
+    "share_medium",
+    "share_low",
+    "confidence",
+    "estimated_fdr",
+)
+REGION_COLUMNS = (
+    "sequence_id",
+    "region",
+    "start",
+    "end",
+    "length",
+    "viral_chunks",
+    "scored_chunks",
+    "mean_score_virus",
+    "min_score_virus",
+    "fraction_of_sequence",
+    "share_high",
+    "share_medium",
+    "share_low",
+    "confidence",
 )
 NO_FRAME_REASON = "no stop-free frame"
-_NAMES_SHOWN = 5
+_BEST_FRAME_TEXT = ("", *FRAME_LABELS)  # indexed by best_frame + 1 (-1: unscored)
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """Viral regions, confidence tiers and calibration; none of them changes the original's two
+    files. Without a calibration the calls follow the published rule."""
+
+    region_max_gap: int = DEFAULT_REGION_MAX_GAP
+    region_min_chunks: int = DEFAULT_REGION_MIN_CHUNKS
+    confidence_high: float = DEFAULT_CONFIDENCE_HIGH
+    confidence_medium: float = DEFAULT_CONFIDENCE_MEDIUM
+    target_fdr: float = DEFAULT_TARGET_FDR
+    calibration: str | Path | None = None  # a calibration.json of `virnucpro calibrate`
+
+    def check(self) -> tuple[Calibration, str] | None:
+        """Refuse a bad value (one line) before any work starts; the calibration and its SHA-256."""
+        check_region_parameters(self.region_max_gap, self.region_min_chunks)
+        check_thresholds(self.confidence_high, self.confidence_medium)
+        check_target(self.target_fdr)
+        if self.calibration is None:
+            return None
+        calibration, sha256 = load_calibration(self.calibration)
+        calibration.thresholds(self.target_fdr, str(self.calibration))  # one meets the target
+        return calibration, sha256
+
+    def parameters(self) -> dict:
+        return {
+            "region_max_gap": self.region_max_gap,
+            "region_min_chunks": self.region_min_chunks,
+            "confidence_high": self.confidence_high,
+            "confidence_medium": self.confidence_medium,
+            "target_fdr": self.target_fdr,
+            "calibration": None if self.calibration is None else str(self.calibration),
+        }
+
+
+def call_thresholds(
+    options: ReportOptions, min_viral_fraction: float
+) -> tuple[dict, Calibration | None, int | None]:
+    """The chunk margin threshold and sequence fraction the calls use: the published rule, or
+    the calibration's for --target-fdr. Returns (settings for run.json, calibration, its chunk row)."""
+    loaded = options.check()
+    if loaded is None:
+        settings = {
+            "rule": "published",
+            "chunk_margin_threshold": PUBLISHED_CHUNK_THRESHOLD,
+            "min_viral_fraction": min_viral_fraction,
+        }
+        return settings, None, None
+    calibration, sha256 = loaded
+    chunk_row, sequence_row = calibration.thresholds(options.target_fdr, str(options.calibration))
+    settings = {
+        "rule": "calibrated",
+        "chunk_margin_threshold": float(CHUNK_THRESHOLDS[chunk_row]),
+        "min_viral_fraction": float(SEQUENCE_THRESHOLDS[sequence_row]),
+        "calibration": {"file": str(options.calibration), "sha256": sha256, **calibration.provenance},
+        "target_fdr": options.target_fdr,
+    }
+    return settings, calibration, chunk_row
+
+
+def check_calibration_fits(calibration: Calibration, data: ReportData, source: str) -> None:
+    """Refuse a calibration made for another chunk size or classifier than these scores'."""
+    made = calibration.provenance
+    if made.get("chunk_size") not in (None, data.chunk_size):
+        raise InputError(
+            f"{source}: calibrated on {made['chunk_size']} bp chunks, but these are {data.chunk_size} bp"
+        )
+    ours = data.provenance.get("classifier_sha256")
+    if made.get("classifier_sha256") not in (None, ours) and ours is not None:
+        raise InputError(
+            f"{source}: calibrated for another classifier (sha256 {made['classifier_sha256'][:12]}..., "
+            f"these scores: {ours[:12]}...); calibrate this classifier's scores"
+        )
+
+
+def annotate(
+    data: ReportData, options: ReportOptions, calibration: Calibration | None, chunk_row: int | None
+) -> None:
+    """Confidence tiers, viral regions, kinds and (calibrated) estimated FDRs, into `data`."""
+    chunks, sequences = data.chunks, data.sequences
+    scored = chunks.scored
+    chunks.tier = chunk_tiers(
+        scored, chunks.called_viral, chunks.max_virus, chunks.max_others, options.confidence_high,
+        options.confidence_medium,
+    )  # fmt: skip
+    table = call_regions(
+        chunks.called_viral, chunks.sequence, chunks.start, chunks.end, sequences.n_chunks,
+        options.region_max_gap, options.region_min_chunks,
+    )  # fmt: skip
+    data.regions = summarise_regions(table, scored, chunks.max_virus, chunks.called_viral, chunks.tier)
+    sequences.viral_regions = np.bincount(table.sequence, minlength=len(sequences))
+    calls_virus = sequences.call == VIRUS
+    sequences.kind = sequence_kinds(calls_virus, sequences.viral_regions)
+    owner = chunks.sequence[scored]
+    sequences.tier_counts, sequences.tier = summarise_tiers(
+        owner, chunks.tier[scored], chunks.called_viral[scored] == calls_virus[owner], len(sequences)
+    )
+    if calibration is not None:
+        called = chunks.called_viral
+        chunks.estimated_fdr = np.full(len(chunks), np.nan, dtype=np.float32)
+        chunks.estimated_fdr[called] = calibration.chunk_fdr(chunks.margin[called])
+        sequences.estimated_fdr = np.full(len(sequences), np.nan)
+        sequences.estimated_fdr[calls_virus] = calibration.sequence_fdr(
+            chunk_row, sequences.viral_fraction[calls_virus]
+        )
 
 
 def float32_text(value: float) -> str:
@@ -83,281 +253,296 @@ def float32_text(value: float) -> str:
     return str(np.float32(value))
 
 
-@dataclass
-class ChunkResult:
-    sequence_id: str
-    chunk_index: int
-    chunk_id: str
-    start: int
-    end: int
-    length: int
-    frames: list[str]
-    # Per kept frame, in frame order: (others, virus) float32.
-    scores: list[tuple[np.float32, np.float32]] = field(default_factory=list)
-
-    @property
-    def scored(self) -> bool:
-        return bool(self.scores)
-
-    @property
-    def max_others(self) -> np.float32:
-        return max(s[0] for s in self.scores)
-
-    @property
-    def max_virus(self) -> np.float32:
-        return max(s[1] for s in self.scores)
-
-    @property
-    def viral(self) -> bool:
-        return self.scored and self.max_virus >= self.max_others
-
-    @property
-    def best_frame(self) -> str:
-        """The frame with the highest virus score (the first of equals)."""
-        best = max(range(len(self.scores)), key=lambda i: (self.scores[i][1], -i))
-        return self.frames[best]
-
-    @property
-    def call(self) -> str:
-        return "unscored" if not self.scored else ("virus" if self.viral else "others")
+def float32_texts(values: np.ndarray) -> list[str]:
+    """`float32_text` of each value (float32 array); NaN (no value) gives an empty field."""
+    return ["" if text == "nan" else text for text in map(str, values.astype(np.float32, copy=False))]
 
 
-@dataclass
-class SequenceResult:
-    sequence_id: str
-    record: int
-    length: int
-    chunks: list[ChunkResult]
-    call: str = "unscored"
-
-    @property
-    def chunks_scored(self) -> int:
-        return sum(c.scored for c in self.chunks)
-
-    @property
-    def viral_chunks(self) -> int:
-        return sum(c.viral for c in self.chunks)
-
-    @property
-    def viral_fraction(self) -> float | None:
-        return self.viral_chunks / self.chunks_scored if self.chunks_scored else None
-
-    @property
-    def chunk_virus_scores(self) -> np.ndarray:
-        """Each scored chunk's best virus score, in chunk order (float32)."""
-        return np.array([c.max_virus for c in self.chunks if c.scored], dtype=np.float32)
+def fixed_texts(values: np.ndarray) -> list[str]:
+    """Values with 4 decimals (as f"{value:.4f}"); NaN gives an empty field. Shares and fractions
+    repeat (0, 1, 1/2 ...): each distinct value is formatted once."""
+    distinct, position = np.unique(values, return_inverse=True)  # NaNs are one value
+    texts = np.array(["" if value != value else f"{value:.4f}" for value in distinct.tolist()], dtype=object)
+    return texts[position.reshape(-1)].tolist()
 
 
-@dataclass
-class ReportData:
-    """Everything the text and HTML outputs are made of."""
-
-    sequences: list[SequenceResult]
-    frame_ids: list[str]
-    frame_others: np.ndarray  # float32, input order
-    frame_virus: np.ndarray
-    chunk_size: int
-    min_viral_fraction: float
-    provenance: dict[str, str]  # classifier and embedding models, from the scores files
-
-    @property
-    def chunks(self) -> list[ChunkResult]:
-        return [c for s in self.sequences for c in s.chunks]
-
-    def counts(self) -> dict[str, int]:
-        chunks = self.chunks
-        counts = {
-            "sequences": len(self.sequences),
-            "sequences_virus": sum(s.call == "virus" for s in self.sequences),
-            "sequences_others": sum(s.call == "others" for s in self.sequences),
-            "sequences_unscored": sum(s.call == "unscored" for s in self.sequences),
-            "chunks": len(chunks),
-            "chunks_scored": sum(c.scored for c in chunks),
-            "chunks_virus": sum(c.viral for c in chunks),
-            "chunks_without_frames": sum(not c.scored for c in chunks),
-            "frames": len(self.frame_ids),
-        }
-        return {key: int(value) for key, value in counts.items()}
+def share_texts(tier_counts: np.ndarray) -> tuple[list[str], list[str], list[str]]:
+    """Shares of high, medium and low chunks from counts (n, 3: low, medium, high)."""
+    scored = tier_counts.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(scored[:, None] > 0, tier_counts / scored[:, None], np.nan)
+    return fixed_texts(share[:, 2]), fixed_texts(share[:, 1]), fixed_texts(share[:, 0])
 
 
-def _named(ids: Sequence[str]) -> str:
-    shown = ", ".join(ids[:_NAMES_SHOWN])
-    return shown + (f" and {len(ids) - _NAMES_SHOWN} more" if len(ids) > _NAMES_SHOWN else "")
+def _optional(values: np.ndarray | None, rows: slice) -> list[str]:
+    """Estimated FDRs of the rows, or empty fields without a calibration."""
+    return fixed_texts(values[rows]) if values is not None else [""] * (rows.stop - rows.start)
 
 
-def _read_tsv(path: Path) -> list[dict[str, str]]:
-    try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
-    except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror})") from None
-
-
-def _read_all_scores(score_files: Sequence[str | Path]) -> tuple[dict[str, tuple], dict[str, str]]:
-    scores: dict[str, tuple[np.float32, np.float32]] = {}
-    provenance: dict[str, str] = {}
-    for raw in sorted(map(Path, score_files), key=lambda p: p.name):
-        try:
-            table = read_scores(raw)
-        except (OSError, ValueError, KeyError) as err:
-            raise InputError(f"{raw}: not a readable scores file ({err})") from None
-        duplicates = [i for i in table.ids if i in scores]
-        if duplicates:
-            raise InputError(f"{raw}: ids already scored in another file: {_named(duplicates)}")
-        scores.update(zip(table.ids, zip(table.score_others, table.score_virus, strict=True), strict=True))
-        if not provenance:
-            provenance = {k: v for k, v in table.metadata.items() if k.split(".")[-1] != "rows"}
-    return scores, provenance
-
-
-def collect(prepared: str | Path, score_files: Sequence[str | Path], min_viral_fraction: float) -> ReportData:
-    """Join the prepared chunk table with every frame's scores and apply the consensus."""
-    prepared = Path(prepared)
-    layout = PrepareLayout(prepared)
-    summary = read_summary(prepared)
-    if summary is None:
-        raise InputError(f"{prepared}: not a finished prepare folder (no readable prepare.json)")
-    scores, provenance = _read_all_scores(score_files)
-    sequences = [
-        SequenceResult(row["sequence_id"], int(row["record"]), int(row["length"]), [])
-        for row in _read_tsv(layout.input_sequences)
-    ]
-    by_id = {s.sequence_id: s for s in sequences}
-    frame_ids, frame_others, frame_virus, missing = [], [], [], []
-    for row in _read_tsv(layout.chunk_frames):
-        frames = row["frames"].split(",") if row["frames"] else []
-        chunk = ChunkResult(
-            row["sequence_id"],
-            int(row["chunk_index"]),
-            row["chunk_id"],
-            int(row["start"]),
-            int(row["end"]),
-            int(row["length"]),
-            frames,
-        )
-        for label in frames:
-            frame_id = chunk.chunk_id + label
-            score = scores.pop(frame_id, None)
-            if score is None:
-                missing.append(frame_id)
-                continue
-            chunk.scores.append(score)
-            frame_ids.append(frame_id)
-            frame_others.append(score[0])
-            frame_virus.append(score[1])
-        by_id[chunk.sequence_id].chunks.append(chunk)
-    if missing:
-        raise InputError(f"{prepared}: frames without a score in the scores files: {_named(missing)}")
-    if scores:
-        raise InputError(f"scores for frames that {prepared} does not hold: {_named(sorted(scores))}")
-    for sequence in sequences:
-        fraction = sequence.viral_fraction
-        if fraction is not None:
-            sequence.call = "virus" if fraction >= min_viral_fraction else "others"
-    return ReportData(
-        sequences=sequences,
-        frame_ids=frame_ids,
-        frame_others=np.array(frame_others, dtype=np.float32),
-        frame_virus=np.array(frame_virus, dtype=np.float32),
-        chunk_size=summary.chunk_size,
-        min_viral_fraction=min_viral_fraction,
-        provenance=provenance,
-    )
+def _batches(count: int) -> Iterable[slice]:
+    return (slice(low, min(low + ROWS_PER_BATCH, count)) for low in range(0, count, ROWS_PER_BATCH))
 
 
 def write_prediction_results(data: ReportData, path: Path) -> None:
     """The original's per-frame file: argmax of the probabilities, `others` on a tie (torch.max)."""
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
         out.write("Sequence_ID\tPrediction\tscore1\tscore2\n")
-        for frame_id, others, virus in zip(data.frame_ids, data.frame_others, data.frame_virus, strict=True):
-            prediction = "virus" if virus > others else "others"
-            out.write(f"{frame_id}\t{prediction}\t{float32_text(others)}\t{float32_text(virus)}\n")
+        for ids, others, virus in data.frame_batches():
+            predictions = np.where(virus > others, "virus", "others").tolist()
+            out.writelines(
+                f"{frame_id}\t{prediction}\t{score1}\t{score2}\n"
+                for frame_id, prediction, score1, score2 in zip(
+                    ids, predictions, map(str, others), map(str, virus), strict=True
+                )
+            )
+
+
+def chunk_ids(data: ReportData, rows: np.ndarray) -> pa.ChunkedArray:
+    """`{sequence_id}_chunk_{k}` of the given chunks, as prepare names them."""
+    chunks = data.chunks
+    parts = [
+        pc.binary_join_element_wise(
+            data.sequences.ids.take(chunks.sequence[rows[part]]),
+            "_chunk_",
+            pc.cast(pa.array(chunks.index[rows[part]]), pa.string()),
+            "",
+        )
+        for part in _batches(len(rows))
+    ]
+    return pa.chunked_array(parts, type=pa.string())
+
+
+def text_order(data: ReportData, rows: np.ndarray) -> np.ndarray:
+    """Positions in `rows` (chunks) that put their chunk ids in order as text, like Python's sorted().
+
+    Every id of a sequence's chunks starts with the same prefix, `{sequence_id}_chunk_`, followed by
+    the number. When no prefix is the start of another one (which needs a sequence id holding
+    `_chunk_`), ids sort by prefix, then by number as text, without making every id; otherwise
+    the ids themselves are sorted (Arrow compares UTF-8 bytes: Python's code point order).
+    """
+    if not len(rows):
+        return np.empty(0, dtype=np.int64)
+    ids = data.sequences.ids
+    if pc.any(pc.match_substring(pc.binary_join_element_wise(ids, "_chunk", ""), "_chunk_")).as_py():
+        return pc.sort_indices(chunk_ids(data, rows)).to_numpy()
+    prefix_rank = np.empty(len(ids), dtype=np.int32)
+    prefix_rank[pc.sort_indices(pc.binary_join_element_wise(ids, "_chunk_", "")).to_numpy()] = np.arange(
+        len(ids), dtype=np.int32
+    )
+    index = data.chunks.index[rows]
+    numbers = np.arange(1, int(index.max()) + 1)
+    number_rank = np.empty(len(numbers) + 1, dtype=np.int32)
+    number_rank[np.argsort(numbers.astype(str), kind="stable") + 1] = np.arange(len(numbers), dtype=np.int32)
+    return np.lexsort((number_rank[index], prefix_rank[data.chunks.sequence[rows]]))
 
 
 def write_highest_score(data: ReportData, path: Path) -> None:
     """The original's per-chunk consensus: scored chunks, sorted by id as text (pandas groupby)."""
-    rows = sorted((c.chunk_id, c.viral) for c in data.chunks if c.scored)
+    scored = np.flatnonzero(data.chunks.scored)
+    ordered = scored[text_order(data, scored)]
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
         out.write("Modified_ID\tIs_Virus\n")
-        out.writelines(f"{chunk_id}\t{viral}\n" for chunk_id, viral in rows)
+        for part in _batches(len(ordered)):
+            rows = ordered[part]
+            out.writelines(
+                f"{chunk_id}\t{flag}\n"
+                for chunk_id, flag in zip(
+                    chunk_ids(data, rows).to_pylist(), data.chunks.viral[rows].tolist(), strict=True
+                )
+            )
 
 
 def write_chunks(data: ReportData, path: Path) -> None:
+    chunks = data.chunks
+    calls = np.where(chunks.scored, np.where(chunks.called_viral, VIRUS, OTHERS), UNSCORED).astype(np.uint8)
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
         out.write("\t".join(CHUNK_COLUMNS) + "\n")
-        for c in data.chunks:
-            scored = c.scored
-            fields = (
-                c.sequence_id,
-                c.chunk_index,
-                c.chunk_id,
-                c.start,
-                c.end,
-                c.length,
-                len(c.frames),
-                ",".join(c.frames),
-                c.best_frame if scored else "",
-                float32_text(c.max_others) if scored else "",
-                float32_text(c.max_virus) if scored else "",
-                c.call,
-                "" if scored else NO_FRAME_REASON,
+        for rows in _batches(len(chunks)):
+            sequence_ids = data.sequences.ids.take(chunks.sequence[rows]).to_pylist()
+            out.writelines(
+                f"{sequence_id}\t{index}\t{sequence_id}_chunk_{index}\t{start}\t{end}\t{end - start + 1}\t"
+                f"{FRAME_COUNTS[mask]}\t{FRAME_SETS[mask]}\t{_BEST_FRAME_TEXT[best + 1]}\t{others}\t{virus}\t"
+                f"{CALLS[call]}\t{NO_FRAME_REASON if not mask else ''}\t{margin}\t{TIERS[tier]}\t{fdr}\n"
+                for sequence_id, index, start, end, mask, best, others, virus, call, margin, tier, fdr in zip(
+                    sequence_ids,
+                    chunks.index[rows].tolist(),
+                    chunks.start[rows].tolist(),
+                    chunks.end[rows].tolist(),
+                    chunks.frame_mask[rows].tolist(),
+                    chunks.best_frame[rows].tolist(),
+                    float32_texts(chunks.max_others[rows]),
+                    float32_texts(chunks.max_virus[rows]),
+                    calls[rows].tolist(),
+                    float32_texts(chunks.margin[rows]),
+                    chunks.tier[rows].tolist(),
+                    _optional(chunks.estimated_fdr, rows),
+                    strict=True,
+                )
             )
-            out.write("\t".join(map(str, fields)) + "\n")
 
 
 def write_sequences(data: ReportData, path: Path) -> None:
+    sequences = data.sequences
+    fractions = sequences.viral_fraction
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
         out.write("\t".join(SEQUENCE_COLUMNS) + "\n")
-        for s in data.sequences:
-            virus_scores = s.chunk_virus_scores
-            scored = virus_scores.size > 0
-            fields = (
-                s.sequence_id,
-                s.record,
-                s.length,
-                len(s.chunks),
-                s.chunks_scored,
-                s.viral_chunks,
-                f"{s.viral_fraction:.4f}" if scored else "",
-                float32_text(virus_scores.max()) if scored else "",
-                float32_text(virus_scores.mean(dtype=np.float64)) if scored else "",
-                s.call,
+        for rows, ids in zip(_batches(len(sequences)), sequences.id_batches(), strict=True):
+            high, medium, low = share_texts(sequences.tier_counts[rows])
+            out.writelines(
+                f"{sequence_id}\t{record}\t{length}\t{n_chunks}\t{scored}\t{viral}\t"
+                f"{fraction}\t{best}\t{mean}\t{CALLS[call]}\t"
+                f"{regions}\t{KINDS[kind]}\t{share_high}\t{share_medium}\t{share_low}\t{TIERS[tier]}\t{fdr}\n"
+                for (
+                    sequence_id, record, length, n_chunks, scored, viral, fraction, best, mean, call, regions, kind,
+                    share_high, share_medium, share_low, tier, fdr,
+                ) in zip(
+                    ids,
+                    sequences.record[rows].tolist(),
+                    sequences.length[rows].tolist(),
+                    sequences.n_chunks[rows].tolist(),
+                    sequences.chunks_scored[rows].tolist(),
+                    sequences.viral_chunks[rows].tolist(),
+                    fixed_texts(fractions[rows]),  # NaN (unscored): empty
+                    float32_texts(sequences.max_virus[rows]),
+                    float32_texts(sequences.mean_virus[rows]),
+                    sequences.call[rows].tolist(),
+                    sequences.viral_regions[rows].tolist(),
+                    sequences.kind[rows].tolist(),
+                    high,
+                    medium,
+                    low,
+                    sequences.tier[rows].tolist(),
+                    _optional(sequences.estimated_fdr, rows),
+                    strict=True,
+                )
+            )  # fmt: skip
+
+
+def bed_scores(mean_virus: np.ndarray) -> np.ndarray:
+    """BED scores 0 to 1000: the region's mean P(virus) times 1000, rounded half up."""
+    return np.clip(np.floor(mean_virus * 1000 + 0.5), 0, 1000).astype(np.int64)
+
+
+def write_regions(data: ReportData, tsv_path: Path, bed_path: Path) -> None:
+    """viral_regions.tsv (1-based, inclusive, like chunks.tsv) and viral_regions.bed (BED6, 0-based,
+    half-open; name `SEQ|region_N`, score from the mean P(virus), no strand)."""
+    summary, sequences = data.regions, data.sequences
+    table = summary.table
+    fraction = table.length / sequences.length[table.sequence]
+    scores = bed_scores(summary.mean_virus)
+    with (
+        atomic_open(tsv_path, "w", encoding="utf-8", newline="\n") as tsv,
+        atomic_open(bed_path, "w", encoding="utf-8", newline="\n") as bed,
+    ):
+        tsv.write("\t".join(REGION_COLUMNS) + "\n")
+        for rows in _batches(len(table)):
+            ids = sequences.ids.take(table.sequence[rows]).to_pylist()
+            numbers, starts, ends = (
+                table.number[rows].tolist(),
+                table.start[rows].tolist(),
+                table.end[rows].tolist(),
             )
-            out.write("\t".join(map(str, fields)) + "\n")
+            high, medium, low = share_texts(summary.tier_counts[rows])
+            tsv.writelines(
+                f"{sequence_id}\t{number}\t{start}\t{end}\t{end - start + 1}\t{viral}\t{scored}\t{mean}\t"
+                f"{minimum}\t{share_of_sequence}\t{share_high}\t{share_medium}\t{share_low}\t{TIERS[tier]}\n"
+                for (
+                    sequence_id, number, start, end, viral, scored, mean, minimum, share_of_sequence, share_high,
+                    share_medium, share_low, tier,
+                ) in zip(
+                    ids, numbers, starts, ends,
+                    table.viral_chunks[rows].tolist(),
+                    summary.scored_chunks[rows].tolist(),
+                    float32_texts(summary.mean_virus[rows]),
+                    float32_texts(summary.min_virus[rows]),
+                    fixed_texts(fraction[rows]),
+                    high, medium, low,
+                    summary.tier[rows].tolist(),
+                    strict=True,
+                )
+            )  # fmt: skip
+            bed.writelines(
+                f"{sequence_id}\t{start - 1}\t{end}\t{sequence_id}|region_{number}\t{score}\t.\n"
+                for sequence_id, number, start, end, score in zip(
+                    ids, numbers, starts, ends, scores[rows].tolist(), strict=True
+                )
+            )
 
 
-def write_viral_fasta(data: ReportData, inputs: Sequence[Path], path: Path) -> None:
-    """The input records called viral (inputs read in prepare's order), unwrapped, with their whole
-    header line."""
-    calls = [(s.sequence_id, s.call) for s in data.sequences]
+def _sequence_rows(data: ReportData) -> Iterator[tuple[str, int, range]]:
+    """(id, call, its rows in the region table) of every sequence in input order."""
+    sequences = data.sequences
+    ends = np.cumsum(sequences.viral_regions)
+    for rows, ids in zip(_batches(len(sequences)), sequences.id_batches(), strict=True):
+        yield from zip(
+            ids,
+            sequences.call[rows].tolist(),
+            map(range, (ends[rows] - sequences.viral_regions[rows]).tolist(), ends[rows].tolist()),
+            strict=True,
+        )
+
+
+def write_fastas(data: ReportData, inputs: Sequence[Path], viral_path: Path, regions_path: Path) -> None:
+    """viral.fa: the input records called viral, unwrapped, with their whole header line; and
+    viral_regions.fa: each viral region's bases, `>SEQ|region_N|START-END`. One pass over the
+    inputs, read in prepare's order."""
+    table = data.regions.table
+    listed = _sequence_rows(data)
     source = SequenceInputs(inputs)
-    with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
-        count = 0
-        for count, record in enumerate(source.records(), start=1):
-            if count > len(calls) or calls[count - 1][0] != record.id:
+    count = 0
+    with (
+        atomic_open(viral_path, "w", encoding="utf-8", newline="\n") as viral_out,
+        atomic_open(regions_path, "w", encoding="utf-8", newline="\n") as regions_out,
+    ):
+        for record in source.records():
+            count += 1
+            seq_id, call, region_rows = next(listed, (None, UNSCORED, range(0)))
+            if seq_id != record.id:
                 raise source.files[record.file - 1].error(
                     "is not the input the prepare folder was made from; give the same --input files, "
                     "in the same order",
                     record.number,
                     record.id,
                 )
-            if calls[count - 1][1] == "virus":
-                out.write(f">{record.header}\n{record.sequence}\n")
-        if count != len(calls):
+            if call == VIRUS:
+                viral_out.write(f">{record.header}\n{record.sequence}\n")
+            for row in region_rows:
+                start, end = int(table.start[row]), int(table.end[row])
+                regions_out.write(f">{seq_id}|region_{table.number[row]}|{start}-{end}\n")
+                regions_out.write(record.sequence[start - 1 : end])
+                regions_out.write("\n")
+        if count != len(data.sequences):
             names = ", ".join(file.name for file in source.files)
-            raise InputError(f"{names}: {count} records, but the prepare folder lists {len(calls)}")
+            raise InputError(f"{names}: {count} records, but the prepare folder lists {len(data.sequences)}")
+
+
+def torch_version() -> str:
+    """torch.__version__ without importing torch (seconds and hundreds of MB the report never uses):
+    the installed package's own `version.py`, which only defines constants."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
+        return "not installed"
+    version_spec = importlib.util.spec_from_file_location(
+        "_virnucpro_torch_version", Path(spec.origin).with_name("version.py")
+    )
+    try:
+        module = importlib.util.module_from_spec(version_spec)
+        version_spec.loader.exec_module(module)
+        return module.__version__
+    except (OSError, AttributeError):
+        try:
+            return package_version("torch")
+        except PackageNotFoundError:
+            return "unknown"
 
 
 def software_versions() -> dict[str, str]:
-    import pyarrow
-    import torch
-
     return {
         "virnucpro": __version__,
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": torch_version(),
         "numpy": np.__version__,
-        "pyarrow": pyarrow.__version__,
+        "pyarrow": pa.__version__,
     }
 
 
@@ -385,6 +570,7 @@ def report(
     min_viral_fraction: float = DEFAULT_MIN_VIRAL_FRACTION,
     run_info: Mapping | None = None,
     quiet: bool = False,
+    options: ReportOptions = ReportOptions(),
 ) -> ReportData:
     """Write every final output into `outdir`; `run_info` keys are merged into run.json."""
     from virnucpro.report_html import write_html_report
@@ -392,18 +578,32 @@ def report(
     started = time.monotonic()
     if not 0.0 <= min_viral_fraction <= 1.0:
         raise InputError(f"--min-viral-fraction must be between 0 and 1, not {min_viral_fraction}")
+    settings, calibration, chunk_row = call_thresholds(options, min_viral_fraction)
     input_paths = [file.path for file in SequenceInputs(inputs).files]
     outdir = Path(outdir)
     begin_final_outputs(outdir, input_paths, "report")  # run.json goes first, written last
     with progress_task("report", total=4, quiet=quiet, unit="steps") as progress:
-        data = collect(prepared, score_files, min_viral_fraction)
+        data = collect(
+            prepared, score_files, settings["min_viral_fraction"], settings["chunk_margin_threshold"]
+        )
+        if calibration is not None:
+            check_calibration_fits(calibration, data, str(options.calibration))
+        data.settings = {
+            **settings,
+            "region_max_gap": options.region_max_gap,
+            "region_min_chunks": options.region_min_chunks,
+            "confidence_high": options.confidence_high,
+            "confidence_medium": options.confidence_medium,
+        }
+        annotate(data, options, calibration, chunk_row)
         progress.advance()
         write_prediction_results(data, outdir / PREDICTION_RESULTS)
         write_highest_score(data, outdir / HIGHEST_SCORE)
         write_chunks(data, outdir / CHUNKS_TSV)
         write_sequences(data, outdir / SEQUENCES_TSV)
+        write_regions(data, outdir / VIRAL_REGIONS_TSV, outdir / VIRAL_REGIONS_BED)
         progress.advance()
-        write_viral_fasta(data, input_paths, outdir / VIRAL_FASTA)
+        write_fastas(data, input_paths, outdir / VIRAL_FASTA, outdir / VIRAL_REGIONS_FASTA)
         progress.advance()
         write_html_report(data, outdir, title=", ".join(path.name for path in input_paths))
         progress.advance()
@@ -412,7 +612,12 @@ def report(
         "command": "report",
         "inputs": summary.inputs if summary else [str(path) for path in input_paths],
         "input_notes": summary.notes if summary else [],
-        "parameters": {"chunk_size": data.chunk_size, "min_viral_fraction": min_viral_fraction},
+        "parameters": {
+            "chunk_size": data.chunk_size,
+            "min_viral_fraction": min_viral_fraction,
+            **options.parameters(),
+        },
+        "calls": data.settings,
         "models": data.provenance,
         "counts": data.counts(),
         "versions": software_versions(),
@@ -423,9 +628,11 @@ def report(
     finish_final_outputs(outdir)
     counts = data.counts()
     log.info(
-        "report: %d of %d sequences viral, %d of %d scored chunks viral; outputs in %s",
+        "report: %d of %d sequences viral, %d more with viral regions; %d of %d scored chunks viral; "
+        "outputs in %s",
         counts["sequences_virus"],
         counts["sequences"],
+        counts["sequences_region_only"],
         counts["chunks_virus"],
         counts["chunks_scored"],
         outdir,

@@ -19,15 +19,17 @@ matplotlib.use("Agg")  # no display on compute nodes; must precede pyplot's impo
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.colors import Normalize
+from matplotlib.colors import Normalize, to_rgba
 from matplotlib.patches import Rectangle
 
 from virnucpro import __version__
 from virnucpro.atomic import atomic_open
+from virnucpro.confidence import HIGH, LOW, MEDIUM, TIERS
 from virnucpro.paths import HISTOGRAM_PNG, REPORT_HTML, TRACKS_PNG
+from virnucpro.report_data import CALLS, KINDS, REGION_KIND, SCORE_BINS
 
 if TYPE_CHECKING:
-    from virnucpro.report import ReportData, SequenceResult
+    from virnucpro.report_data import ReportData
 
 # Sequences drawn as tracks and listed in the page's table; the TSV files have all of them.
 MAX_TRACKS = 40
@@ -36,9 +38,11 @@ _DPI = 100
 _PNG_METADATA = {"Software": None}  # matplotlib would stamp its version into the file
 _COLORMAP = "viridis"
 _UNSCORED_COLOR = "#d0d0d0"
+_REGION_COLOR = "#c0392b"
+_OUTLINED_CHUNKS = 200  # tracks with more chunks are drawn without white outlines
 
 
-def _png_bytes(figure) -> bytes:
+def png_bytes(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=_DPI, metadata=_PNG_METADATA)
     plt.close(figure)
@@ -47,61 +51,102 @@ def _png_bytes(figure) -> bytes:
 
 def histogram_figure(data: ReportData) -> bytes:
     """P(virus) per frame and per chunk (the chunk's best frame), with the 0.5 line."""
-    chunk_scores = np.array([c.max_virus for c in data.chunks if c.scored], dtype=np.float32)
+    chunks = data.chunks
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
-    bins = np.linspace(0.0, 1.0, 21)
-    for ax, values, what in (
-        (axes[0], data.frame_virus, "frames"),
-        (axes[1], chunk_scores, "chunks (best frame)"),
+    # The frames were counted per bin while they were read: one weighted value per bin draws the
+    # same bars as every value would.
+    centres = (SCORE_BINS[:-1] + SCORE_BINS[1:]) / 2
+    for ax, values, weights, count, what in (
+        (axes[0], centres, data.frame_histogram, data.frames, "frames"),
+        (axes[1], chunks.max_virus[chunks.scored], None, int(chunks.scored.sum()), "chunks (best frame)"),
     ):
-        ax.hist(values, bins=bins, color="#3b6ea5", edgecolor="white")
+        ax.hist(values, bins=SCORE_BINS, weights=weights, color="#3b6ea5", edgecolor="white")
         ax.axvline(0.5, color="#b33", linestyle="--", linewidth=1)
         ax.set_xlim(0, 1)
         ax.set_xlabel("P(virus)")
         ax.set_ylabel("count")
-        ax.set_title(f"{len(values)} {what}")
-    return _png_bytes(figure)
+        ax.set_title(f"{count} {what}")
+    return png_bytes(figure)
 
 
-def track_sequences(data: ReportData) -> list[SequenceResult]:
-    """The sequences drawn as tracks: scored ones, most viral first, then longest, then input order."""
-    scored = [s for s in data.sequences if s.chunks_scored]
-    ranked = sorted(scored, key=lambda s: (-(s.viral_fraction or 0.0), -s.length, s.record))
-    return ranked[:MAX_TRACKS]
+def ranked_sequences(data: ReportData, rows: np.ndarray | None = None) -> np.ndarray:
+    """Rows of the sequences (all, or `rows`), most viral first, then longest, then input order."""
+    sequences = data.sequences
+    rows = np.arange(len(sequences)) if rows is None else rows
+    fraction = np.nan_to_num(sequences.viral_fraction[rows], nan=0.0)
+    return rows[np.lexsort((sequences.record[rows], -sequences.length[rows], -fraction))]
+
+
+def track_sequences(data: ReportData) -> np.ndarray:
+    """Rows of the sequences drawn as tracks, in ranked order: the most viral scored ones, with up
+    to a quarter of the tracks kept for sequences not called virus that hold a viral region
+    (prophage-like), which a ranking by viral fraction would leave out."""
+    sequences = data.sequences
+    ranked = ranked_sequences(data, np.flatnonzero(sequences.chunks_scored))
+    region_only = ranked[sequences.kind[ranked] == REGION_KIND][: MAX_TRACKS // 4]
+    rest = ranked[~np.isin(ranked, region_only)][: MAX_TRACKS - len(region_only)]
+    return ranked[np.isin(ranked, np.concatenate([region_only, rest]))]
 
 
 def tracks_figure(data: ReportData) -> bytes:
-    """One line per sequence, each chunk coloured by its best P(virus); grey: no stop-free frame."""
+    """One line per sequence, each chunk coloured by its best P(virus) (grey: no stop-free frame),
+    and its viral regions as red bars above it."""
+    sequences, chunks, regions = data.sequences, data.chunks, data.regions.table
     chosen = track_sequences(data)
-    height = 1.2 + 0.32 * max(len(chosen), 1)
+    height = 1.4 + 0.36 * max(len(chosen), 1)
     figure, ax = plt.subplots(figsize=(10, height), constrained_layout=True)
     norm = Normalize(0.0, 1.0)
     cmap = plt.get_cmap(_COLORMAP)
-    longest = max((s.length for s in chosen), default=1)
-    for row, sequence in enumerate(chosen):
+    longest = int(sequences.length[chosen].max()) if len(chosen) else 1
+    first = sequences.first_chunk
+    first_region = np.cumsum(sequences.viral_regions) - sequences.viral_regions
+    for row, sequence in enumerate(chosen.tolist()):
         y = len(chosen) - 1 - row
-        ax.add_patch(Rectangle((0, y - 0.04), sequence.length, 0.08, color="#888888", linewidth=0))
-        for chunk in sequence.chunks:
-            color = cmap(norm(float(chunk.max_virus))) if chunk.scored else _UNSCORED_COLOR
-            ax.add_patch(
-                Rectangle(
-                    (chunk.start - 1, y - 0.35),
-                    chunk.length,
-                    0.7,
-                    facecolor=color,
-                    edgecolor="white",
-                    linewidth=0.5,
-                )
+        ax.add_patch(
+            Rectangle((0, y - 0.04), int(sequences.length[sequence]), 0.08, color="#888888", linewidth=0)
+        )
+        own = slice(first[sequence], first[sequence] + sequences.n_chunks[sequence])
+        colors = cmap(norm(np.nan_to_num(chunks.max_virus[own])))
+        colors[~chunks.scored[own]] = to_rgba(_UNSCORED_COLOR)
+        # One collection per track (a chromosome has 10^5 chunks); no outlines once they would
+        # be thinner than a pixel apart.
+        ax.broken_barh(
+            np.stack([chunks.start[own] - 1, chunks.length[own]], axis=1),
+            (y - 0.3, 0.6),
+            facecolors=colors,
+            edgecolor="white",
+            linewidth=0.5 if own.stop - own.start <= _OUTLINED_CHUNKS else 0,
+        )
+        mine = slice(first_region[sequence], first_region[sequence] + sequences.viral_regions[sequence])
+        if mine.stop > mine.start:
+            ax.broken_barh(
+                np.stack([regions.start[mine] - 1, regions.length[mine]], axis=1),
+                (y + 0.33, 0.12),
+                facecolors=_REGION_COLOR,
+                linewidth=0,
             )
+    labels = [
+        f"{_short(sequence_id)} ({CALLS[call]}{', ' + str(n) + ' region' + 's' * (n > 1) if n else ''})"
+        for sequence_id, call, n in zip(
+            sequences.ids.take(chosen).to_pylist(),
+            sequences.call[chosen].tolist(),
+            sequences.viral_regions[chosen].tolist(),
+            strict=True,
+        )
+    ]
     ax.set_xlim(0, longest * 1.01)
     ax.set_ylim(-0.7, max(len(chosen), 1) - 0.3)
     ax.set_yticks(range(len(chosen)))
-    ax.set_yticklabels([f"{_short(s.sequence_id)} ({s.call})" for s in reversed(chosen)], fontsize=8)
+    ax.set_yticklabels(labels[::-1], fontsize=8)
     ax.set_xlabel("position (bp)")
-    ax.set_title("chunks per sequence, coloured by best P(virus)" if chosen else "no scored sequence")
+    ax.set_title(
+        "chunks per sequence, coloured by best P(virus); red bars: viral regions"
+        if len(chosen)
+        else "no scored sequence"
+    )
     colorbar = figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.03, pad=0.01)
     colorbar.set_label("P(virus)")
-    return _png_bytes(figure)
+    return png_bytes(figure)
 
 
 def _short(name: str, limit: int = 30) -> str:
@@ -135,42 +180,121 @@ figcaption { font-size: 0.85em; color: #555; }
 """
 
 
+def _calls_text(data: ReportData) -> str:
+    settings = data.settings
+    rule = (
+        f"chunk: margin P(virus) - P(others) >= {settings['chunk_margin_threshold']}; "
+        f"sequence: at least {settings['min_viral_fraction']} of its scored chunks viral"
+    )
+    if settings.get("rule") == "calibrated":
+        return f"calibrated for a target FDR of {settings['target_fdr']} ({rule})"
+    return f"published rule ({rule})"
+
+
+def _tier_text(tiers: np.ndarray) -> str:
+    counts = np.bincount(tiers, minlength=len(TIERS))
+    return " / ".join(str(int(counts[t])) for t in (HIGH, MEDIUM, LOW))
+
+
+def ranked_regions(data: ReportData) -> np.ndarray:
+    """Region rows: those of sequences not called virus first (prophage-like), then by length."""
+    table = data.regions.table
+    in_viral = data.sequences.kind[table.sequence] != REGION_KIND
+    return np.lexsort((table.sequence, -table.length, in_viral))
+
+
 def render_html(data: ReportData, title: str, histogram_png: bytes, tracks_png: bytes) -> str:
     counts = data.counts()
+    sequences, chunks, regions = data.sequences, data.chunks, data.regions
     summary_rows = [
         ["input", title],
         ["chunk size", f"{data.chunk_size} bp"],
+        ["calls", _calls_text(data)],
         ["sequences", counts["sequences"]],
         ["called virus", counts["sequences_virus"]],
         ["called others", counts["sequences_others"]],
         ["unscored (no stop-free frame)", counts["sequences_unscored"]],
+        ["not called virus, with a viral region", counts["sequences_region_only"]],
+        ["viral regions", counts["viral_regions"]],
         ["chunks", counts["chunks"]],
         ["chunks scored", counts["chunks_scored"]],
         ["viral chunks", counts["chunks_virus"]],
         ["frames scored", counts["frames"]],
-        ["minimum viral fraction for a virus call", data.min_viral_fraction],
+        ["chunks by confidence: high / medium / low", _tier_text(chunks.tier[chunks.scored])],
+        [
+            "sequences by confidence: high / medium / low",
+            _tier_text(sequences.tier[sequences.chunks_scored > 0]),
+        ],
+        [
+            "confidence tier rule",
+            f"high: the called class's best P >= {data.settings['confidence_high']}, "
+            f"medium: >= {data.settings['confidence_medium']}",
+        ],
+        [
+            "viral region rule",
+            f"viral chunks bridged over at most {data.settings['region_max_gap']} others, at least "
+            f"{data.settings['region_min_chunks']} viral chunks (1 in sequences of 1-2 chunks)",
+        ],
     ]
     model_rows = [[key, value] for key, value in sorted(data.provenance.items())]
-    ranked = sorted(data.sequences, key=lambda s: (-(s.viral_fraction or 0.0), -s.length, s.record))
+    shown_rows = ranked_sequences(data)[:MAX_TABLE_ROWS]
     sequence_rows = [
         [
-            s.sequence_id,
-            s.length,
-            len(s.chunks),
-            s.chunks_scored,
-            s.viral_chunks,
-            "" if s.viral_fraction is None else f"{s.viral_fraction:.4f}",
-            s.call,
+            sequence_id, length, n_chunks, scored, viral, f"{fraction:.4f}" if scored else "", CALLS[call],
+            KINDS[kind], n_regions, TIERS[tier],
         ]
-        for s in ranked[:MAX_TABLE_ROWS]
+        for sequence_id, length, n_chunks, scored, viral, fraction, call, kind, n_regions, tier in zip(
+            sequences.ids.take(shown_rows).to_pylist(),
+            sequences.length[shown_rows].tolist(),
+            sequences.n_chunks[shown_rows].tolist(),
+            sequences.chunks_scored[shown_rows].tolist(),
+            sequences.viral_chunks[shown_rows].tolist(),
+            sequences.viral_fraction[shown_rows].tolist(),
+            sequences.call[shown_rows].tolist(),
+            sequences.kind[shown_rows].tolist(),
+            sequences.viral_regions[shown_rows].tolist(),
+            sequences.tier[shown_rows].tolist(),
+            strict=True,
+        )
+    ]  # fmt: skip
+    table = regions.table
+    region_shown = ranked_regions(data)[:MAX_TABLE_ROWS]
+    region_rows = [
+        [
+            f"{sequence_id}|region_{number}",
+            start,
+            end,
+            end - start + 1,
+            viral,
+            f"{mean:.4f}",
+            TIERS[tier],
+            KINDS[kind],
+        ]
+        for sequence_id, number, start, end, viral, mean, tier, kind in zip(
+            sequences.ids.take(table.sequence[region_shown]).to_pylist(),
+            table.number[region_shown].tolist(),
+            table.start[region_shown].tolist(),
+            table.end[region_shown].tolist(),
+            table.viral_chunks[region_shown].tolist(),
+            regions.mean_virus[region_shown].tolist(),
+            regions.tier[region_shown].tolist(),
+            sequences.kind[table.sequence[region_shown]].tolist(),
+            strict=True,
+        )
     ]
     shown = (
-        f"the {MAX_TABLE_ROWS} most viral of {len(ranked)}; all are in sequences.tsv"
-        if len(ranked) > MAX_TABLE_ROWS
+        f"the {MAX_TABLE_ROWS} most viral of {len(sequences)}; all are in sequences.tsv"
+        if len(sequences) > MAX_TABLE_ROWS
         else "all sequences"
     )
+    regions_shown = (
+        f"{MAX_TABLE_ROWS} of {len(table)}, those of sequences not called virus first; all are in "
+        "viral_regions.tsv"
+        if len(table) > MAX_TABLE_ROWS
+        else f"all {len(table)}, those of sequences not called virus first"
+    )
     tracks_note = (
-        f"the {MAX_TRACKS} most viral scored sequences"
+        f"the {MAX_TRACKS} most viral scored sequences, with room kept for sequences with a viral region"
         if len(track_sequences(data)) == MAX_TRACKS
         else "every scored sequence"
     )
@@ -188,11 +312,23 @@ def render_html(data: ReportData, title: str, histogram_png: bytes, tracks_png: 
         _image(histogram_png, "P(virus) of every frame and of every chunk's best frame", HISTOGRAM_PNG),
         "</section>",
         f'<section id="tracks"><h2>Per-sequence tracks ({tracks_note})</h2>',
-        _image(tracks_png, "chunks along each sequence, coloured by best P(virus)", TRACKS_PNG),
+        _image(tracks_png, "chunks along each sequence, coloured by best P(virus), viral regions in red", TRACKS_PNG),
+        "</section>",
+        f'<section id="regions"><h2>Viral regions ({regions_shown})</h2>',
+        _table(
+            ["region", "start", "end", "length (bp)", "viral chunks", "mean P(virus)", "confidence", "sequence kind"],
+            region_rows,
+            "numbers",
+        )
+        if region_rows
+        else "<p>no viral region</p>",
         "</section>",
         f'<section id="sequences"><h2>Sequences ({shown})</h2>',
         _table(
-            ["sequence", "length (bp)", "chunks", "scored", "viral", "viral fraction", "call"],
+            [
+                "sequence", "length (bp)", "chunks", "scored", "viral", "viral fraction", "call", "kind",
+                "viral regions", "confidence",
+            ],
             sequence_rows,
             "numbers",
         ),
@@ -203,7 +339,7 @@ def render_html(data: ReportData, title: str, histogram_png: bytes, tracks_png: 
         f"<footer><p>virnucpro {html.escape(__version__)}; all numbers are in the TSV files beside this page."
         "</p></footer>",
         "</body></html>",
-    ]
+    ]  # fmt: skip
     return "\n".join(parts) + "\n"
 
 

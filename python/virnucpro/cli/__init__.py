@@ -15,6 +15,7 @@ from virnucpro.cli import (  # noqa: F401  isort: skip
     embed_cmd,
     predict_cmd,
     report_cmd,
+    calibrate_cmd,
     train_cmd,
     models_cmd,
     download_cmd,

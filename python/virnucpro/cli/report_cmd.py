@@ -9,7 +9,23 @@ import typer
 
 from virnucpro.cli.app import app
 from virnucpro.cli.options import MinViralFraction, Quiet
-from virnucpro.defaults import DEFAULT_MIN_VIRAL_FRACTION
+from virnucpro.cli.report_options import (
+    CalibrationFile,
+    ConfidenceHigh,
+    ConfidenceMedium,
+    RegionMaxGap,
+    RegionMinChunks,
+    TargetFdr,
+    report_options,
+)
+from virnucpro.defaults import (
+    DEFAULT_CONFIDENCE_HIGH,
+    DEFAULT_CONFIDENCE_MEDIUM,
+    DEFAULT_MIN_VIRAL_FRACTION,
+    DEFAULT_REGION_MAX_GAP,
+    DEFAULT_REGION_MIN_CHUNKS,
+    DEFAULT_TARGET_FDR,
+)
 from virnucpro.errors import InputError
 from virnucpro.progress import configure_logging
 
@@ -50,20 +66,40 @@ def report_command(
     ),
     outdir: Path = typer.Option(..., "--outdir", "-o", help="Folder for the final outputs."),
     min_viral_fraction: MinViralFraction = DEFAULT_MIN_VIRAL_FRACTION,
+    region_max_gap: RegionMaxGap = DEFAULT_REGION_MAX_GAP,
+    region_min_chunks: RegionMinChunks = DEFAULT_REGION_MIN_CHUNKS,
+    confidence_high: ConfidenceHigh = DEFAULT_CONFIDENCE_HIGH,
+    confidence_medium: ConfidenceMedium = DEFAULT_CONFIDENCE_MEDIUM,
+    target_fdr: TargetFdr = DEFAULT_TARGET_FDR,
+    calibration: CalibrationFile = None,
     run_info: Path = typer.Option(
         None, "--run-info", help="JSON file whose keys are merged into run.json (e.g. workflow metadata)."
     ),
     quiet: Quiet = False,
 ) -> None:
-    """Write the final tables, viral.fa, report.html and run.json from all scores.
+    """Write the final tables, viral regions, viral.fa, report.html and run.json from all scores.
 
-    Writes prediction_results.txt and prediction_results_highestscore.csv (the original's layout),
-    chunks.tsv, sequences.tsv, viral.fa, report.html with its PNG figures, and run.json."""
+    Writes prediction_results.txt and prediction_results_highestscore.csv (the original's layout and
+    consensus), chunks.tsv (margins, confidence tiers), sequences.tsv (viral regions, kind, tiers),
+    viral_regions.tsv/.bed/.fa, viral.fa, report.html with its PNG figures, and run.json. Without
+    --calibration, chunks and sequences are called by the published rule."""
     configure_logging(quiet=quiet)
+    options = report_options(
+        region_max_gap, region_min_chunks, confidence_high, confidence_medium, target_fdr, calibration
+    )
     files = score_files([*(scores or []), *(more_scores or [])])
     from virnucpro.report import report
 
-    report(inputs, prepared, files, outdir, min_viral_fraction, read_run_info(run_info), quiet=quiet)
+    report(
+        inputs,
+        prepared,
+        files,
+        outdir,
+        min_viral_fraction,
+        read_run_info(run_info),
+        quiet=quiet,
+        options=options,
+    )
 
 
 def score_files(paths: list[Path]) -> list[Path]:

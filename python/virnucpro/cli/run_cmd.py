@@ -28,15 +28,29 @@ from virnucpro.cli.options import (
     TokensPerBatch,
     Workers,
 )
+from virnucpro.cli.report_options import (
+    CalibrationFile,
+    ConfidenceHigh,
+    ConfidenceMedium,
+    RegionMaxGap,
+    RegionMinChunks,
+    TargetFdr,
+    report_options,
+)
 from virnucpro.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CHUNK_SIZE,
+    DEFAULT_CONFIDENCE_HIGH,
+    DEFAULT_CONFIDENCE_MEDIUM,
     DEFAULT_DEVICES,
     DEFAULT_DNABERT_MODEL,
     DEFAULT_ESM_MODEL,
     DEFAULT_MIN_VIRAL_FRACTION,
     DEFAULT_PRECISION,
+    DEFAULT_REGION_MAX_GAP,
+    DEFAULT_REGION_MIN_CHUNKS,
     DEFAULT_SHARD_SIZE,
+    DEFAULT_TARGET_FDR,
     DEFAULT_THREADS_PER_WORKER,
     DEFAULT_TOKENS_PER_BATCH,
     DEFAULT_WORKERS,
@@ -87,6 +101,12 @@ def run_command(
     tokens_per_batch: TokensPerBatch = DEFAULT_TOKENS_PER_BATCH,
     threads_per_worker: ThreadsPerWorker = DEFAULT_THREADS_PER_WORKER,
     min_viral_fraction: MinViralFraction = DEFAULT_MIN_VIRAL_FRACTION,
+    region_max_gap: RegionMaxGap = DEFAULT_REGION_MAX_GAP,
+    region_min_chunks: RegionMinChunks = DEFAULT_REGION_MIN_CHUNKS,
+    confidence_high: ConfidenceHigh = DEFAULT_CONFIDENCE_HIGH,
+    confidence_medium: ConfidenceMedium = DEFAULT_CONFIDENCE_MEDIUM,
+    target_fdr: TargetFdr = DEFAULT_TARGET_FDR,
+    calibration: CalibrationFile = None,
     force: Force = False,
     quiet: Quiet = False,
 ) -> None:
@@ -98,6 +118,9 @@ def run_command(
     from virnucpro.pipeline import run
 
     configure_logging(quiet=quiet)
+    report = report_options(
+        region_max_gap, region_min_chunks, confidence_high, confidence_medium, target_fdr, calibration
+    )
     options = embedding_options(locals())
     run(
         inputs,
@@ -109,4 +132,5 @@ def run_command(
         min_viral_fraction=min_viral_fraction,
         force=force,
         quiet=quiet,
+        report_options=report,
     )
