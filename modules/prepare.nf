@@ -17,9 +17,9 @@ process PREPARE {
     path 'versions.yml', emit: versions
 
     script:
-    def inputs = reads.collect { f -> "'${f}'" }.join(' ')
+    // A staged file renders shell-escaped (Sample\ 1.fa): no quotes around it
     """
-    virnucpro prepare ${inputs} --outdir prepared ${task.ext.args}
+    virnucpro prepare ${reads} --outdir prepared ${task.ext.args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

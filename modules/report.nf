@@ -16,7 +16,8 @@ process REPORT {
     path 'versions.yml', emit: versions
 
     script:
-    def inputs = reads.collect { f -> "--input '${f}'" }.join(' ')
+    // A staged file renders shell-escaped (Sample\ 1.fa): no quotes around it
+    def inputs = reads.collect { f -> "--input ${f}" }.join(' ')
     """
     printf '%s' '${run_info_base64}' | base64 -d > run_info.json
     mkdir -p scores
