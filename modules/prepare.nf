@@ -31,7 +31,7 @@ process PREPARE {
     """
     mkdir -p prepared/shards
     touch prepared/chunks.tsv prepared/input_sequences.tsv prepared/prepare.json
-    for shard in shard_00001 shard_00002 shard_00003; do
+    for shard in shard_0000{1..8}; do
         touch "prepared/shards/\$shard.nucleotide.fa" "prepared/shards/\$shard.protein.faa"
     done
 

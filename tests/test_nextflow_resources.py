@@ -34,7 +34,7 @@ def run_with_fake_engine(tmp_path: Path, profiles: str, *options: str, kill_once
     run_pipeline(
         *("-profile", profiles, "-stub-run", "-c", tmp_path / "large-host.config"),
         *("--input", DATA / "example.fa", "--make_test_models", "--outdir", "out", "--container", IMAGE),
-        *("--gpu_lock_dir", tmp_path / "locks", "--shards_per_task", "2"),
+        *("--gpu_lock_dir", tmp_path / "locks", "--shards_per_task", "3"),
         *options,
         cwd=tmp_path,
         env=env,
@@ -62,7 +62,7 @@ def gigabytes(memory: str) -> float:
     ],
 )
 def test_gpu_tasks_get_their_resources_and_gpu_options_under_every_engine(tmp_path, profiles, engine):
-    """--gpus 4 with the stub's 3 shards in groups of 2: EMBED tasks of 2 and 1 GPUs (no more GPUs
+    """--gpus 4 with the stub's 8 shards in groups of 3: EMBED tasks of 3, 3 and 2 GPUs (no more GPUs
     than shards), 4 CPUs and 24 GB per GPU, 24 h; the engine's GPU options and the GPU lock folder
     only on them. Other tasks: at least 1 CPU and 2 GB, no GPU options."""
     run_with_fake_engine(tmp_path, profiles, "--gpus", "4")
@@ -81,8 +81,9 @@ def test_gpu_tasks_get_their_resources_and_gpu_options_under_every_engine(tmp_pa
             assert int(row["cpus"]) >= 1 and gigabytes(row["memory"]) >= 2, row["name"]
             assert not has_gpu_options(arguments, tmp_path / "locks"), row["name"]
     assert requested == {
-        "EMBED (example:1)": ("8", "48 GB", "1d"),
-        "EMBED (example:2)": ("4", "24 GB", "1d"),
+        "EMBED (example:1)": ("12", "72 GB", "1d"),
+        "EMBED (example:2)": ("12", "72 GB", "1d"),
+        "EMBED (example:3)": ("8", "48 GB", "1d"),
     }
 
 
