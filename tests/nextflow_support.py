@@ -98,16 +98,20 @@ def reference_run(folder: Path, models: Path) -> Path:
     """`virnucpro run` on the bundled example with the test models, once per session: the outputs
     that the pipeline's must equal."""
     if models not in _reference_runs:
-        outdir = folder / "reference"
-        # Models named as Nextflow stages them (by folder name): reports show the name given
-        options = [
-            *("--dnabert-model", "dnabert-s", "--esm-model", "esm2", "--classifier", "classifier"),
-            *TEST_PROFILE_OPTIONS,
-            "--quiet",
-        ]
-        run_cli("run", DATA / "example.fa", "--outdir", outdir, *options, check=True, cwd=models)
-        _reference_runs[models] = outdir
+        _reference_runs[models] = run_like_the_test_profile(DATA / "example.fa", folder / "reference", models)
     return _reference_runs[models]
+
+
+def run_like_the_test_profile(reads: Path, outdir: Path, models: Path) -> Path:
+    """`virnucpro run READS` with the test profile's settings and the test models; returns outdir."""
+    # Models named as Nextflow stages them (by folder name): reports show the name given
+    options = [
+        *("--dnabert-model", "dnabert-s", "--esm-model", "esm2", "--classifier", "classifier"),
+        *TEST_PROFILE_OPTIONS,
+        "--quiet",
+    ]
+    run_cli("run", reads, "--outdir", outdir, *options, check=True, cwd=models)
+    return outdir
 
 
 def assert_same_outputs(sample_folder: Path, reference: Path) -> None:
