@@ -6,10 +6,11 @@ containers/Dockerfile."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
+
+from system_packages import apt_install
 
 PACKAGES = ("docker.io", "mmdebstrap")
 # python3, python3-venv, ca-certificates and procps: what containers/Dockerfile needs from a base
@@ -27,20 +28,9 @@ class DockerUnavailable(Exception):
 
 def install_docker() -> None:
     """apt-get install docker.io and mmdebstrap unless dockerd and mmdebstrap are already there."""
-    if all(shutil.which(tool) for tool in ("docker", "dockerd", "mmdebstrap")):
-        return
-    if os.geteuid() != 0:
-        raise DockerUnavailable("installing docker.io and mmdebstrap needs root")
-    if not shutil.which("apt-get"):
-        raise DockerUnavailable("no apt-get to install docker.io and mmdebstrap")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for command in (
-        ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],
-    ):
-        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
-        if result.returncode != 0:
-            raise DockerUnavailable(f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}")
+    reason = apt_install(PACKAGES, ("docker", "dockerd", "mmdebstrap"))
+    if reason:
+        raise DockerUnavailable(reason)
 
 
 def docker(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:

@@ -12,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from system_packages import apt_install
+
 PACKAGES = ("slurm-wlm", "munge")
 
 
@@ -21,20 +23,9 @@ class SlurmUnavailable(Exception):
 
 def install_slurm() -> None:
     """apt-get install slurm-wlm and munge unless their daemons are already there."""
-    if all(shutil.which(tool) for tool in ("slurmctld", "slurmd", "sbatch", "munged")):
-        return
-    if os.geteuid() != 0:
-        raise SlurmUnavailable("installing slurm-wlm and munge needs root")
-    if not shutil.which("apt-get"):
-        raise SlurmUnavailable("no apt-get to install slurm-wlm and munge")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for command in (
-        ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],
-    ):
-        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-        if result.returncode != 0:
-            raise SlurmUnavailable(f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}")
+    reason = apt_install(PACKAGES, ("slurmctld", "slurmd", "sbatch", "munged"))
+    if reason:
+        raise SlurmUnavailable(reason)
 
 
 def _free_port() -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -48,6 +49,11 @@ def system_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def run_plainly(command: list, cwd: Path) -> subprocess.CompletedProcess:
+    """COMMAND with only the system's directories on PATH, output captured."""
+    return subprocess.run(command, cwd=cwd, env=system_env(), capture_output=True, text=True, timeout=1800)
+
+
 def system_python_lacks_the_dependencies() -> bool:
     probe = subprocess.run(
         ["python3", "-c", "import typer, torch"], env=system_env(), capture_output=True, timeout=120
@@ -78,35 +84,15 @@ def test_a_fresh_clone_runs_after_make_venv_without_path_changes(tmp_path, test_
         pytest.skip("the system python3 has the dependencies: there is nothing to fall back from")
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", REPO, clone], check=True, timeout=300)
-    venv = subprocess.run(
-        ["make", "venv", "PYTHON=python3"],
-        cwd=clone,
-        env=system_env(),
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    venv = run_plainly(["make", "venv", "PYTHON=python3"], cwd=clone)
     assert venv.returncode == 0, venv.stdout + venv.stderr
 
     records = fasta_records(DATA / "example.fa")[:4]
     ids = write_records(tmp_path / "x.fa", records)
-    result = subprocess.run(
-        [
-            clone / "scripts" / "nextflow",
-            "run",
-            clone,
-            "-profile",
-            "test",
-            "--input",
-            tmp_path / "x.fa",
-            "--outdir",
-            "out",
-        ],
+    nextflow = clone / "scripts" / "nextflow"
+    result = run_plainly(
+        [nextflow, "run", clone, "-profile", "test", "--input", tmp_path / "x.fa", "--outdir", "out"],
         cwd=tmp_path,
-        env=system_env(),
-        capture_output=True,
-        text=True,
-        timeout=1800,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert {row["status"] for row in read_trace(tmp_path / "out")} == {"COMPLETED"}

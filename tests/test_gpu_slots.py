@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, cli_env
-from nextflow_support import assert_scores_match, fasta_records, read_trace, reference_run, run_pipeline
+from nextflow_support import (
+    assert_scores_match,
+    fasta_records,
+    nextflow_env,
+    read_trace,
+    reference_run,
+    run_pipeline,
+)
 from virnucpro.gpu_slots import host_gpus
 
 CLAIM = re.compile(r"gpu-slots (\d+\.\d+): claimed GPUs ([\w,-]+) \((\d+) of (\d+)")
@@ -41,6 +48,17 @@ def start_claim(folder: Path, name: str, count: int, command: str, env: dict[str
         env={**env, "OUT": str(folder / name)},
         stderr=err,
         start_new_session=True,
+    )
+
+
+def claim_now(count: int, command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`virnucpro claim-gpus COUNT -- sh -c COMMAND`, waited for, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "virnucpro", "claim-gpus", str(count), "--", "sh", "-c", command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -98,23 +116,7 @@ def test_gpus_are_released_when_everything_is_killed(tmp_path):
     os.killpg(holder.pid, signal.SIGKILL)  # the claim and its command, no chance to clean up
     holder.wait(timeout=60)
 
-    after = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "virnucpro",
-            "claim-gpus",
-            "2",
-            "--",
-            "sh",
-            "-c",
-            'echo "$CUDA_VISIBLE_DEVICES"',
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    after = claim_now(2, 'echo "$CUDA_VISIBLE_DEVICES"', env)
     assert after.returncode == 0, after.stderr
     assert after.stdout.strip() == "0,1"
     assert "waiting" not in after.stderr
@@ -170,23 +172,7 @@ def test_exit_status_and_stop_signals_reach_through(tmp_path):
 
 def test_claims_use_cuda_visible_devices_as_the_pool(tmp_path):
     env = claim_env(tmp_path, CUDA_VISIBLE_DEVICES="3,5")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "virnucpro",
-            "claim-gpus",
-            "2",
-            "--",
-            "sh",
-            "-c",
-            'echo "$CUDA_VISIBLE_DEVICES"',
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = claim_now(2, 'echo "$CUDA_VISIBLE_DEVICES"', env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "3,5"
     assert sorted(p.name for p in (tmp_path / "locks").iterdir()) == ["gpu-3.lock", "gpu-5.lock"]
@@ -233,8 +219,6 @@ def test_concurrent_embedding_tasks_get_disjoint_gpus(tmp_path, test_models):
     run at a time on two cores, and no two of them ever hold the same GPU."""
     config = tmp_path / "embed-on-cpu.config"
     config.write_text("process {\n    withName: 'EMBED' {\n        ext.devices = 'cpu'\n    }\n}\n")
-    from nextflow_support import nextflow_env
-
     env = nextflow_env(VIRNUCPRO_SIMULATED_GPUS="2")
     run_pipeline(
         *("-profile", "test", "-c", config, "--outdir", "out", "--shard_size", "6"),

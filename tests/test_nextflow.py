@@ -478,21 +478,24 @@ def test_two_inputs_give_two_samples_and_touching_one_reruns_only_it(tmp_path, r
 
 @pytest.mark.slow
 def test_samplesheet_awkward_names_and_a_failing_sample(tmp_path, reference):
-    """A samplesheet whose samples have spaces and leading dashes in their names and files, and
-    one sample whose input is broken: the others finish with the reference's scores, the broken
-    one is reported as failed at the end, and the run exits non-zero."""
+    """A samplesheet whose samples have spaces and leading dashes in their names and files, one
+    sample without any frame to embed, and one whose input is broken: the others finish (with the
+    reference's scores), the broken one is reported as failed at the end, and the run exits
+    non-zero."""
     records = fasta_records(DATA / "example.fa")
     data = tmp_path / "data"
     data.mkdir()
     first = write_records(data / "Sample 1.fa", records[:3])
     second = write_records(data / "-dash.fa", records[3:6])
-    (data / "broken.fa").write_text(
-        ">x\nMKVLAAGIVGLLLAQPWRST\n>y\nMQQLLAAGIVGLLLAKKEEL\n"
-    )  # protein, not DNA
+    # protein, not DNA: PREPARE fails
+    (data / "broken.fa").write_text(">x\nMKVLAAGIVGLLLAQPWRST\n>y\nMQQLLAAGIVGLLLAKKEEL\n")
+    # no frame to translate: nothing to embed, a report all the same
+    (data / "unknown.fa").write_text(">n1\nNNNNNNNNNNNN\n")
     sheet = tmp_path / "sheet" / "samples.csv"
     sheet.parent.mkdir()
     sheet.write_text(
         "sample,file\nSample 1,../data/Sample 1.fa\n-dash,../data/-dash.fa\nbroken,../data/broken.fa\n"
+        "unknown,../data/unknown.fa\n"
     )
 
     result = run_nextflow(
@@ -501,11 +504,14 @@ def test_samplesheet_awkward_names_and_a_failing_sample(tmp_path, reference):
     )
     assert result.returncode != 0, result.stdout
     outdir = tmp_path / "out"
-    assert sorted(p.name for p in outdir.iterdir()) == ["-dash", "Sample 1", "pipeline_info"]
+    assert sorted(p.name for p in outdir.iterdir()) == ["-dash", "Sample 1", "pipeline_info", "unknown"]
     assert_scores_match(outdir / "Sample 1", reference, first)
     assert_scores_match(outdir / "-dash", reference, second)
-    assert "  Sample 1: finished: out/Sample 1/" in result.stdout
-    assert "  -dash: finished: out/-dash/" in result.stdout
+    sequences = (outdir / "unknown" / "sequences.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in sequences[1:]] == ["n1"]
+    assert sequences[1].split("\t")[-1] == "unscored"
+    for sample in ("Sample 1", "-dash", "unknown"):
+        assert f"  {sample}: finished: out/{sample}/" in result.stdout
     assert "  broken: FAILED in PREPARE" in result.stdout
     assert "1 sample(s) failed (the other samples are complete)" in result.stdout
     statuses = {row["name"]: row["status"] for row in read_trace(outdir)}
