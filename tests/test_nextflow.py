@@ -5,6 +5,7 @@ speed), several samples, samplesheets, awkward file names, and a failing sample 
 from __future__ import annotations
 
 import ast
+import fcntl
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ import yaml
 
 from conftest import DATA, REPO
 from nextflow_support import (
+    NEXTFLOW,
     SAMPLE_FILES,
     assert_same_outputs,
     assert_scores_match,
@@ -517,6 +520,49 @@ def test_samplesheet_awkward_names_and_a_failing_sample(tmp_path, reference):
     statuses = {row["name"]: row["status"] for row in read_trace(outdir)}
     assert statuses["PREPARE (broken)"] == "FAILED"
     assert statuses["REPORT (Sample 1)"] == statuses["REPORT (-dash)"] == "COMPLETED"
+
+
+@pytest.mark.slow
+def test_a_sample_is_reported_while_another_still_waits(tmp_path, reference):
+    """Each sample's REPORT starts when its own groups are scored, not when every sample's are:
+    on a host simulated with 2 GPUs, one of which this test holds, sample `small` (one shard, one
+    GPU) runs to its report while sample `large` (two shards, two GPUs) is still waiting for its
+    GPUs; released, `large` then finishes too. (Embedding itself on the CPU.)"""
+    records = fasta_records(DATA / "example.fa")
+    reads = tmp_path / "reads"
+    reads.mkdir()
+    small = write_records(reads / "small.fa", records[:1])
+    large = write_records(reads / "large.fa", records)
+    config = tmp_path / "embed-on-cpu.config"
+    config.write_text("process {\n    withName: 'EMBED' {\n        ext.devices = 'cpu'\n    }\n}\n")
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    with open(locks / "gpu-1.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        run = subprocess.Popen(
+            [
+                *(NEXTFLOW, "run", REPO, "-profile", "test", "-c", config, "--input", f"{reads}/*.fa"),
+                *("--outdir", "out", "--shard_size", "20", "--gpus", "2", "--gpu_lock_dir", locks),
+            ],
+            cwd=tmp_path,
+            env=nextflow_env(VIRNUCPRO_SIMULATED_GPUS="2"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 900
+            while not (tmp_path / "out" / "small" / "run.json").exists():
+                assert run.poll() is None, run.stdout.read()
+                assert time.monotonic() < deadline, "sample small was never reported"
+                time.sleep(1)
+            assert not (tmp_path / "out" / "large").exists()
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+    output, _ = run.communicate(timeout=900)
+    assert run.returncode == 0, output
+    assert_scores_match(tmp_path / "out" / "small", reference, small)
+    assert_scores_match(tmp_path / "out" / "large", reference, large)
 
 
 @pytest.mark.slow
