@@ -327,10 +327,11 @@ def checkOfflineModels(settings) {
         return
     }
     def hint = "fetch the models where there is network with `virnucpro download-models --outdir DIR` and pass the local folders (--dnabert_model DIR/dnabert-s --esm_model DIR/esm2 --classifier DIR/classifier-${settings.chunk_size})"
+    def classifier = settings.classifier ?: publishedClassifier(settings.chunk_size)
     def specs = [
         dnabert_model: [settings.dnabert_model, settings.dnabert_revision],
         esm_model: [settings.esm_model, settings.esm_revision],
-        classifier: [settings.classifier ?: publishedClassifier(settings.chunk_size), settings.classifier_revision],
+        classifier: [classifier, settings.classifier_revision],
     ]
     specs.each { name, spec ->
         def model = modelInput(name, spec[0])
