@@ -56,7 +56,7 @@ lint: venv
 	$(BIN)/ruff format --check python tests bench
 
 lock: venv
-	{ head -n 2 requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | grep -vi '^virnucpro'; } > requirements.lock.new
+	{ head -n 2 requirements.lock; $(BIN)/python -m pip freeze --all --exclude-editable | grep -vi -e '^virnucpro' -e '^pip=='; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 
 bench: venv

@@ -4,17 +4,18 @@
  *
  *   nextflow run . --input 'reads/*.fa.gz' --outdir results -profile gpu,docker
  *
- * Per sample (one input file): PREPARE chunks and translates into shards; shards go in groups of
- * --shards_per_task to EMBED_DNA and EMBED_PROTEIN (one worker per GPU of the task); PREDICT
- * scores each shard from its two embeddings, joined by shard name; REPORT writes the sample's
- * outputs to <outdir>/<sample>/, the same files as `virnucpro run`. Every step is one call of the
- * `virnucpro` command; this file only checks parameters and wires channels.
+ * Per sample (one input file, or the files of one samplesheet sample): PREPARE chunks and
+ * translates into shards; shards go in groups of --shards_per_task to EMBED (both models, one
+ * worker per GPU of the task) and then PREDICT (the group's scores); REPORT writes the sample's
+ * outputs to <outdir>/<sample>/, the same files as `virnucpro run`, as soon as that sample's groups
+ * are scored. A failed task stops only its own sample; the run ends with a line per sample. Every
+ * step is one call of the `virnucpro` command; this file only checks parameters and wires channels.
  */
 
 include { MAKE_TEST_MODELS } from './modules/make_test_models'
+include { MODEL_IDENTITY } from './modules/model_identity'
 include { PREPARE } from './modules/prepare'
-include { EMBED_DNA } from './modules/embed_dna'
-include { EMBED_PROTEIN } from './modules/embed_protein'
+include { EMBED } from './modules/embed'
 include { PREDICT } from './modules/predict'
 include { REPORT } from './modules/report'
 
@@ -23,58 +24,83 @@ workflow {
         log.info(helpMessage())
     }
     else {
-        def samples = checkParameters(params)
+        def samples = checkParameters(params, args)
         log.info(summary(params, samples))
+        if ((params.gpus as int) > 0) {
+            // Shared by the embedding tasks of this host (virnucpro claim-gpus); made before any
+            // container mounts it
+            file(params.gpu_lock_dir).mkdirs()
+        }
 
         def reads = channel.fromList(samples)
         def dnabert_model = channel.empty()
         def esm_model = channel.empty()
         def classifier = channel.empty()
         def versions = channel.empty()
+        def local_models = channel.empty()
         if (params.make_test_models) {
             MAKE_TEST_MODELS()
-            dnabert_model = MAKE_TEST_MODELS.out.dnabert.map { dir -> [dir.name, dir] }
-            esm_model = MAKE_TEST_MODELS.out.esm.map { dir -> [dir.name, dir] }
+            local_models = MAKE_TEST_MODELS.out.dnabert.map { dir -> ['dnabert', dir] }
+                .mix(MAKE_TEST_MODELS.out.esm.map { dir -> ['esm', dir] })
             classifier = MAKE_TEST_MODELS.out.classifier.map { dir -> [dir.name, dir] }
             versions = versions.mix(MAKE_TEST_MODELS.out.versions)
         }
         else {
-            dnabert_model = channel.value(modelInput('dnabert_model', params.dnabert_model))
-            esm_model = channel.value(modelInput('esm_model', params.esm_model))
+            def dnabert = modelInput('dnabert_model', params.dnabert_model)
+            def esm = modelInput('esm_model', params.esm_model)
             classifier = channel.value(modelInput('classifier', params.classifier ?: publishedClassifier(params.chunk_size)))
+            local_models = channel.fromList([['dnabert', dnabert[1]], ['esm', esm[1]]].findAll { _kind, files -> files })
+            dnabert_model = dnabert[1] ? channel.empty() : channel.value([dnabert[0], params.dnabert_revision ?: '', []])
+            esm_model = esm[1] ? channel.empty() : channel.value([esm[0], params.esm_revision ?: '', []])
         }
+        // A local model folder's identity (a hash of its files) is computed once, by one task, and
+        // given to every embedding task instead of each hashing the whole folder again
+        MODEL_IDENTITY(local_models)
+        versions = versions.mix(MODEL_IDENTITY.out.versions)
+        def identified = local_models
+            .join(MODEL_IDENTITY.out.identity)
+            .map { kind, dir, identity -> [kind, [dir.name, identity.text.trim(), dir]] }
+        dnabert_model = dnabert_model.mix(identified.filter { kind, _model -> kind == 'dnabert' }.map { _kind, model -> model }).first()
+        esm_model = esm_model.mix(identified.filter { kind, _model -> kind == 'esm' }.map { _kind, model -> model }).first()
 
         PREPARE(reads)
 
-        EMBED_DNA(PREPARE.out.nucleotide.flatMap { meta, shards -> shardGroups(meta, shards, params.shards_per_task) }, dnabert_model)
-        EMBED_PROTEIN(PREPARE.out.protein.flatMap { meta, shards -> shardGroups(meta, shards, params.shards_per_task) }, esm_model)
+        def shard_groups = PREPARE.out.shards.flatMap { meta, shards -> shardGroups(meta, shards, params.shards_per_task) }
+        EMBED(shard_groups, dnabert_model, esm_model)
+        PREDICT(EMBED.out.embeddings, classifier)
 
-        // [[sample, shard], meta, file] per embedding file, so the two kinds join by shard name
-        def dnabert_by_shard = EMBED_DNA.out.embeddings.flatMap { meta, files -> byShard(meta, files) }
-        def esm_by_shard = EMBED_PROTEIN.out.embeddings.flatMap { meta, files -> byShard(meta, files) }
-        PREDICT(
-            dnabert_by_shard.join(esm_by_shard, failOnMismatch: true, failOnDuplicate: true)
-                .map { key, meta, dnabert, _meta, esm -> [meta, key[1], dnabert, esm] },
-            classifier
-        )
-
-        // Sorted, so a resumed run sees the same inputs and reuses the finished report
-        def scores = PREDICT.out.scores
-            .map { meta, file -> [meta.id, file] }
+        // A sample's scores go to REPORT as soon as all its groups are scored (groupKey knows how
+        // many), sorted so that a resumed run sees the same inputs and reuses the finished report
+        def scored = PREDICT.out.scores
+            .map { meta, files -> [groupKey(meta.id, meta.groups), files] }
             .groupTuple()
-            .map { id, files -> [id, files.sort(false) { f -> f.name }] }
-        def report_inputs = PREPARE.out.prepared
-            .map { meta, prepared -> [meta.id, meta, prepared] }
-            .join(reads.map { meta, file -> [meta.id, file] })
-            .join(scores, remainder: true)
-            .map { _id, meta, prepared, file, files -> [meta, file, prepared, files ?: []] }
+            .map { id, files -> [id.toString(), files.flatten().sort(false) { f -> f.name }] }
+        def unscored = PREPARE.out.shards
+            .filter { _meta, shards -> shards.size() == 0 }
+            .map { meta, _shards -> [meta.id, []] }
+        def report_inputs = reads
+            .map { meta, files -> [meta.id, meta, files] }
+            .join(PREPARE.out.prepared.map { meta, prepared -> [meta.id, prepared] })
+            .join(scored.mix(unscored))
+            .map { _id, meta, files, prepared, scores -> [meta, files, prepared, scores] }
         REPORT(report_inputs, runInfo(params))
 
         versions
-            .mix(PREPARE.out.versions, EMBED_DNA.out.versions, EMBED_PROTEIN.out.versions, PREDICT.out.versions, REPORT.out.versions)
+            .mix(PREPARE.out.versions, EMBED.out.versions, PREDICT.out.versions, REPORT.out.versions)
             .map { file -> file.text }
             .unique()
             .collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true, newLine: false)
+
+        // What each sample got to, for the summary at the end
+        def reached = java.util.Collections.synchronizedList([])
+        PREPARE.out.shards.subscribe { meta, shards -> reached << [meta.id, 'prepared', shardGroups(meta, shards, params.shards_per_task).size()] }
+        EMBED.out.embeddings.subscribe { meta, _files -> reached << [meta.id, 'embedded', 1] }
+        PREDICT.out.scores.subscribe { meta, _files -> reached << [meta.id, 'scored', 1] }
+        REPORT.out.results.subscribe { meta, _files -> reached << [meta.id, 'reported', 1] }
+        def outdir = params.outdir // `params` is not in scope when the handler runs
+        workflow.onComplete {
+            log.info(completionSummary(samples, reached, outdir))
+        }
     }
 }
 
@@ -82,7 +108,7 @@ workflow {
  * Parameter checks: each problem stops the run before any task starts, with one message that names
  * the parameter, the value and what to do.
  */
-def checkParameters(settings) {
+def checkParameters(settings, positional) {
     def known = schemaParameters().keySet()
     def unknown = settings.keySet().findAll { name -> !(name in known) }
     // Nextflow stores --chunk-size both as 'chunk-size' and 'chunkSize': report the spelling given
@@ -92,6 +118,12 @@ def checkParameters(settings) {
         def snake = kebabCase(first).replace('-', '_')
         def hint = snake in known ? " (did you mean --${snake}? parameters use underscores)" : ''
         error("Unknown parameter ${given.sort().collect { name -> '--' + name }.join(', ')}${hint}; see --help")
+    }
+    // An unquoted glob is expanded by the shell: --input gets the first file, the rest arrive here.
+    // (Nextflow's launcher turns a trailing -stub-run into `-stub-run true`, leaving a 'true' here.)
+    def extra = workflow.stubRun && 'true' in positional ? positional.withIndex().findAll { _value, index -> index != positional.indexOf('true') }.collect { value, _index -> value } : positional
+    if (extra) {
+        error("Unexpected argument(s) ${extra.take(3).join(' ')}${extra.size() > 3 ? ' ...' : ''}: quote a glob so that Nextflow expands it (--input 'reads/*.fa.gz'), or list the samples in a samplesheet (--input samples.csv)")
     }
 
     // `--slurm_options --account=x` makes Nextflow read a bare flag (true): ask for a value
@@ -108,6 +140,15 @@ def checkParameters(settings) {
     checkInteger(settings, 'gpus', 0)
     checkInteger(settings, 'cpu_workers', 1)
     checkInteger(settings, 'max_retries', 0)
+    if (settings.precision.toString() == 'fp8' && settings.gpus.toString() == '0') {
+        error("--precision fp8 needs GPUs of compute capability 9.0 or later (Hopper); the embedding runs on the CPU with --gpus 0: set --gpus or choose fp32, bf16 or fp16")
+    }
+    checkInteger(settings, 'max_cpus', 1)
+    checkResource(settings, 'max_memory', /^\d+(\.\d+)?\s*\.?\s*(B|KB|MB|GB|TB)$/, "a memory such as '256.GB'")
+    checkResource(settings, 'max_time', /^\d+(\.\d+)?\s*\.?\s*(ms|s|m|min|h|d)$/, "a duration such as '72.h'")
+    if (!settings.gpu_lock_dir.toString().startsWith('/')) {
+        error("--gpu_lock_dir must be an absolute path (containers mount it as it is), got '${settings.gpu_lock_dir}'")
+    }
     checkFraction(settings, 'min_viral_fraction')
     checkInteger(settings, 'region_max_gap', 0)
     checkInteger(settings, 'region_min_chunks', 1)
@@ -129,20 +170,33 @@ def checkParameters(settings) {
         }
     }
     if (!settings.make_test_models) {
-        modelInput('dnabert_model', settings.dnabert_model)
-        modelInput('esm_model', settings.esm_model)
+        checkRevision('dnabert_model', settings.dnabert_model, settings.dnabert_revision)
+        checkRevision('esm_model', settings.esm_model, settings.esm_revision)
         checkClassifier(settings.classifier ?: publishedClassifier(settings.chunk_size))
     }
-    return inputSamples(settings)
+    def samples = inputSamples(settings)
+    if (!settings.make_test_models) {
+        checkOfflineModels(settings)
+    }
+    return samples
 }
 
-// [[id: sample], file] for every file that --input names; the sample is the file name without
-// its sequence and compression extensions.
+// [[id: sample], [files]] for every sample of --input: a FASTA/FASTQ file or glob (one sample per
+// file, named after the file without its sequence and compression extensions), or a samplesheet.
 def inputSamples(settings) {
     if (settings.input == null || settings.input == true || settings.input.toString().trim() == '') {
-        error("Missing required parameter --input: a FASTA/FASTQ file (plain or gzip) or a quoted glob such as --input 'reads/*.fa.gz'")
+        error("Missing required parameter --input: a FASTA/FASTQ file (plain or gzip), a quoted glob such as --input 'reads/*.fa.gz', or a samplesheet (.csv with sample,file columns)")
     }
     def pattern = settings.input.toString()
+    def samples = pattern ==~ /(?i).*\.csv$/ ? samplesheetSamples(pattern) : fileSamples(pattern)
+    samples.each { sample ->
+        checkSampleName(pattern, sample[0].id)
+        sample[1].each { f -> checkShellSafe('input', f.name) }
+    }
+    return samples
+}
+
+def fileSamples(pattern) {
     def isGlob = pattern =~ /[*?\[{]/
     def matches = files(pattern).findAll { f -> f.exists() }
     if (!matches) {
@@ -152,18 +206,63 @@ def inputSamples(settings) {
     if (folders) {
         error("--input '${pattern}': ${folders[0]} is a folder; give files or a glob such as '${folders[0]}/*.fa'")
     }
-    def samples = matches.sort { f -> f.toString() }.collect { f -> [[id: sampleName(f)], f] }
-    samples.each { sample -> checkShellSafe('input', sample[1].name) }
+    def samples = matches.sort { f -> f.toString() }.collect { f -> [[id: sampleName(f)], [f]] }
     def byName = samples.groupBy { sample -> sample[0].id }
     def clash = byName.find { _name, group -> group.size() > 1 }
     if (clash) {
-        error("--input '${pattern}': ${clash.value.collect { s -> s[1].name }.join(' and ')} would both be sample '${clash.key}' (results go to <outdir>/<sample>/); rename one")
+        error("--input '${pattern}': ${clash.value.collect { s -> s[1][0].name }.join(' and ')} would both be sample '${clash.key}' (results go to <outdir>/<sample>/); rename one, or use a samplesheet")
     }
     return samples
 }
 
+// A CSV with a header naming the columns `sample` and `file`; the rows of one sample are its
+// files, read in row order as one input. Relative paths are relative to the samplesheet's folder.
+def samplesheetSamples(path) {
+    def sheet = file(path)
+    if (!sheet.exists()) {
+        error("--input '${path}': no such samplesheet")
+    }
+    def lines = sheet.readLines().findAll { line -> line.trim() }
+    def header = lines ? lines[0].split(',', -1).collect { column -> column.trim() } : []
+    if (!('sample' in header && 'file' in header)) {
+        error("--input '${path}': a samplesheet needs a header line with the columns sample and file (e.g. 'sample,file'), got '${lines ? lines[0] : ''}'")
+    }
+    if (lines.size() < 2) {
+        error("--input '${path}': the samplesheet lists no sample")
+    }
+    def filesBySample = [:]
+    lines.drop(1).eachWithIndex { line, index ->
+        def row = line.split(',', -1).collect { value -> value.trim() }
+        def where = "--input '${path}', line ${index + 2}"
+        if (row.size() != header.size()) {
+            error("${where}: ${row.size()} values for the ${header.size()} columns of the header")
+        }
+        def sample = row[header.indexOf('sample')]
+        def name = row[header.indexOf('file')]
+        if (!sample || !name) {
+            error("${where}: both sample and file need a value")
+        }
+        def input = name.startsWith('/') || name ==~ /^\w+:\/\/.*/ ? file(name) : sheet.parent.resolve(name)
+        if (!input.exists() || input.isDirectory()) {
+            error("${where}: ${input}: ${input.exists() ? 'is a folder' : 'no such file'}")
+        }
+        if (filesBySample[sample]?.contains(input)) {
+            error("${where}: ${name} is listed twice for sample '${sample}'")
+        }
+        filesBySample[sample] = (filesBySample[sample] ?: []) + [input]
+    }
+    return filesBySample.collect { sample, inputs -> [[id: sample], inputs] }
+}
+
 def sampleName(file) {
     return file.name.replaceFirst(/(?i)\.(gz|bgz|bz2)$/, '').replaceFirst(/(?i)\.(fasta|fas|fa|fna|ffn|fastq|fq|txt)$/, '')
+}
+
+// Sample names become folder names under --outdir
+def checkSampleName(pattern, name) {
+    if (name in ['', '.', '..'] || name =~ /[\/\\'\n\r]/) {
+        error("--input '${pattern}': '${name}' cannot be a sample name (results go to <outdir>/<sample>/): no slashes, quotes or line breaks")
+    }
 }
 
 def checkChoice(settings, name, choices, why) {
@@ -185,6 +284,12 @@ def checkInteger(settings, name, minimum) {
     def value = settings[name].toString()
     if (!(value ==~ /\d+/) || value.toBigInteger() < minimum) {
         error("--${name} must be a whole number of at least ${minimum}, got '${value}'")
+    }
+}
+
+def checkResource(settings, name, format, example) {
+    if (!(settings[name].toString().trim() ==~ format)) {
+        error("--${name} must be ${example}, got '${settings[name]}'")
     }
 }
 
@@ -216,6 +321,16 @@ def modelInput(name, spec) {
     error("--${name} '${text}': no such file or folder (give a local path, a URL or a Hugging Face hub id such as org/name)")
 }
 
+def checkRevision(name, spec, revision) {
+    def model = modelInput(name, spec)
+    if (revision) {
+        checkShellSafe(name.replace('_model', '_revision'), revision)
+        if (model[1]) {
+            error("--${name.replace('_model', '_revision')} '${revision}' applies to hub models, not to the local folder '${spec}'")
+        }
+    }
+}
+
 def checkClassifier(spec) {
     def model = modelInput('classifier', spec)
     def local = model[1]
@@ -229,6 +344,54 @@ def checkClassifier(spec) {
     }
 }
 
+// Offline (NXF_OFFLINE or HF_HUB_OFFLINE set), a hub model or URL that no cache holds would only
+// fail inside the first embedding or predict task, after the rest of the run has started: say so now.
+def checkOfflineModels(settings) {
+    def environment = System.getenv()
+    def switches = ['NXF_OFFLINE', 'HF_HUB_OFFLINE'].findAll { name -> environment[name]?.toLowerCase() in ['1', 'true', 'yes', 'on'] }
+    if (!switches) {
+        return
+    }
+    def hint = "fetch the models where there is network with `virnucpro download-models --outdir DIR` and pass the local folders (--dnabert_model DIR/dnabert-s --esm_model DIR/esm2 --classifier DIR/classifier-${settings.chunk_size})"
+    def classifier = settings.classifier ?: publishedClassifier(settings.chunk_size)
+    def specs = [
+        dnabert_model: [settings.dnabert_model, settings.dnabert_revision],
+        esm_model: [settings.esm_model, settings.esm_revision],
+        classifier: [classifier, settings.classifier_revision],
+    ]
+    specs.each { name, spec ->
+        def model = modelInput(name, spec[0])
+        if (model[1]) {
+            return
+        }
+        def cached = model[0] ==~ /(?i)^(https?|ftp):\/\/.+/ ? urlCached(model[0]) : hubCached(model[0], spec[1] ?: 'main')
+        if (!cached) {
+            error("--${name} '${model[0]}': the run is offline (${switches.join(', ')} set) and no local cache holds this model; ${hint}")
+        }
+    }
+}
+
+// The Hugging Face cache layout: <hub cache>/models--<org>--<name>/{refs/<branch>,snapshots/<commit>}
+def hubCached(id, revision) {
+    def environment = System.getenv()
+    def home = environment.HF_HOME ?: "${environment.XDG_CACHE_HOME ?: System.getProperty('user.home') + '/.cache'}/huggingface"
+    def hub = file(environment.HF_HUB_CACHE ?: "${home}/hub")
+    def repo = hub.resolve('models--' + id.replace('/', '--'))
+    def ref = repo.resolve("refs/${revision}")
+    def commit = ref.exists() ? ref.text.trim() : revision
+    def snapshot = repo.resolve("snapshots/${commit}")
+    return snapshot.isDirectory() && snapshot.list().size() > 0
+}
+
+// `virnucpro` keeps URL downloads in $VIRNUCPRO_CACHE/urls/<first 16 hex of sha256(url)>/<name>
+def urlCached(url) {
+    def environment = System.getenv()
+    def root = environment.VIRNUCPRO_CACHE ?: System.getProperty('user.home') + '/.cache/virnucpro'
+    def digest = java.security.MessageDigest.getInstance('SHA-256').digest(url.getBytes('UTF-8')).encodeHex().toString()
+    def name = url.replaceFirst(/[?#].*$/, '').tokenize('/')[-1]
+    return file("${root}/urls/${digest.take(16)}/${name}").exists()
+}
+
 // The published classifiers, from the original repository at the commit that added them.
 def publishedClassifier(chunkSize) {
     return "https://github.com/Li-Jing-1997/VirNucPro/raw/0f93f2755a7ea1acd3ff1bcf182892f960ef3326/${chunkSize}_model.pth"
@@ -238,24 +401,28 @@ def kebabCase(name) {
     return name.replaceAll(/([A-Z])/, '-$1').toLowerCase()
 }
 
-// Shards in name order, `perTask` per group: [meta + group number, files]
+// The sample's shards (both files of each) in name order, `perTask` shards per group:
+// [meta + [group: number, groups: how many, shards: in this group], files]
 def shardGroups(meta, shards, perTask) {
-    def sorted = (shards instanceof List ? shards : [shards]).sort(false) { f -> f.name }
-    def groups = sorted.collate(perTask as int)
-    return (0..<groups.size()).collect { i -> [meta + [group: i + 1], groups[i]] }
-}
-
-// 'shard_00007' from any shard_00007.* file
-def byShard(meta, files) {
-    def sample = [id: meta.id]
-    return (files instanceof List ? files : [files]).collect { f -> [[meta.id, f.name.replaceFirst(/\..*$/, '')], sample, f] }
+    def byShard = shards.groupBy { f -> f.name.replaceFirst(/\..*$/, '') }
+    def groups = byShard.keySet().sort().collate(perTask as int)
+    return groups.withIndex().collect { names, index ->
+        [meta + [group: index + 1, groups: groups.size(), shards: names.size()], names.collectMany { name -> byShard[name].sort { f -> f.name } }]
+    }
 }
 
 // What REPORT merges into run.json, as base64 (safe to put in a task script whatever the
-// parameters hold). Only values that stay the same on a resumed run, so the finished report is
-// reused.
+// parameters hold). Only values that decide the results and stay the same on a resumed run, so
+// the finished report is reused: settings that change only speed (batch sizes, GPUs, workers) or
+// where tasks run are left out; the embeddings' own metadata records the batch settings they
+// were made with, and run.json's models entry carries it.
 def runInfo(settings) {
-    def recorded = settings.keySet().findAll { name -> !(name in ['help', 'outdir', 'publish_dir_mode']) && !(name =~ /[A-Z-]/) }
+    def speedOrPlace = [
+        'help', 'outdir', 'publish_dir_mode', 'publish_embeddings', 'trace_report_suffix',
+        'dnabert_batch_size', 'esm_tokens_per_batch', 'gpus', 'cpu_workers', 'accelerator_type', 'gpu_lock_dir',
+        'max_cpus', 'max_memory', 'max_time', 'max_retries', 'slurm_queue', 'slurm_gpu_queue', 'slurm_options',
+    ]
+    def recorded = settings.keySet().findAll { name -> !(name in speedOrPlace) && !(name =~ /[A-Z-]/) }
     def info = [
         engine: 'nextflow',
         nextflow_version: nextflow.version.toString(),
@@ -267,6 +434,34 @@ def runInfo(settings) {
     return groovy.json.JsonOutput.toJson([nextflow: info]).bytes.encodeBase64().toString()
 }
 
+// One line per sample: where its results are, or the stage it stopped at.
+def completionSummary(samples, reached, outdir) {
+    def events = reached.collect { event -> event }
+    def lines = ["VirNucPro, the pipeline: ${samples.size()} sample(s)"]
+    samples.each { sample ->
+        def id = sample[0].id
+        def mine = events.findAll { event -> event[0] == id }
+        def groups = mine.find { event -> event[1] == 'prepared' }?.getAt(2)
+        def embedded = stageCount(mine, 'embedded')
+        def scored = stageCount(mine, 'scored')
+        def state = stageCount(mine, 'reported') ? "finished: ${outdir}/${id}/"
+            : groups == null ? 'FAILED in PREPARE'
+            : embedded < groups ? "FAILED in EMBED (${embedded} of ${groups} shard groups embedded)"
+            : scored < groups ? "FAILED in PREDICT (${scored} of ${groups} shard groups scored)"
+            : 'FAILED in REPORT'
+        lines << "  ${id}: ${state}"
+    }
+    def failed = lines.count { line -> line.contains(': FAILED in ') }
+    if (failed) {
+        lines << "${failed} sample(s) failed (the other samples are complete); the failed tasks are marked FAILED in ${outdir}/pipeline_info/execution_trace_*.txt, with their error in the work folder's .command.err. Fix the cause and run again with -resume."
+    }
+    return lines.join('\n')
+}
+
+def stageCount(events, stage) {
+    return events.findAll { event -> event[1] == stage }.sum { event -> event[2] } ?: 0
+}
+
 def schemaParameters() {
     def schema = new groovy.json.JsonSlurper().parseText(file("${projectDir}/nextflow_schema.json").text)
     return schema['$defs'].values().collectEntries { group -> group.properties }
@@ -276,7 +471,7 @@ def helpMessage() {
     def lines = [
         "VirNucPro, the pipeline ${workflow.manifest.version}: find viral sequences with VirNucPro's method",
         '',
-        "  nextflow run . --input 'reads/*.fa.gz' --outdir results [-profile gpu,docker|singularity|conda,slurm]",
+        "  nextflow run . --input 'reads/*.fa.gz' --outdir results [-profile gpu,docker|podman|singularity|apptainer|conda,slurm]",
         '',
     ]
     def schema = new groovy.json.JsonSlurper().parseText(file("${projectDir}/nextflow_schema.json").text)
@@ -290,7 +485,7 @@ def helpMessage() {
         }
         lines << ''
     }
-    lines << 'Profiles: test, docker, singularity, apptainer, conda, gpu, slurm. See README.md, "Running with Nextflow".'
+    lines << 'Profiles: test, docker, podman, singularity, apptainer, conda, gpu, slurm. See README.md, "Running with Nextflow".'
     return lines.join('\n')
 }
 
@@ -300,6 +495,6 @@ def summary(settings, samples) {
         "  samples    : ${samples.size()} (${samples.collect { s -> s[0].id }.take(5).join(', ')}${samples.size() > 5 ? ', ...' : ''})",
         "  outdir     : ${settings.outdir}",
         "  models     : ${settings.make_test_models ? 'test models (virnucpro make-test-models)' : "${settings.dnabert_model}, ${settings.esm_model}, ${settings.classifier ?: "published ${settings.chunk_size}_model.pth"}"}",
-        "  chunk size : ${settings.chunk_size}, precision ${settings.precision}, GPUs per task ${settings.gpus}",
+        "  chunk size : ${settings.chunk_size}, precision ${settings.precision}, GPUs per embedding task ${settings.gpus}",
     ].join('\n')
 }

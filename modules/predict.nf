@@ -1,22 +1,21 @@
 /*
- * Classifier scores of one shard from its two embeddings (paired by shard name).
+ * Classifier scores of a group of shards, from each shard's two embeddings (paired by shard name).
  */
 process PREDICT {
-    tag "${meta.id}:${shard}"
+    tag "${meta.id}:${meta.group}"
     label 'process_low'
 
     input:
-    tuple val(meta), val(shard), path(dnabert), path(esm)
+    tuple val(meta), path(embeddings, stageAs: 'embeddings/*')
     tuple val(classifier), path(classifier_files)
 
     output:
-    tuple val(meta), path("scores/${shard}.scores.parquet"), emit: scores
+    tuple val(meta), path('scores/*.scores.parquet'), emit: scores
     path 'versions.yml', emit: versions
 
     script:
-    def args = task.ext.args ?: ''
     """
-    virnucpro predict ${dnabert} ${esm} --classifier '${classifier}' --outdir scores ${args}
+    virnucpro predict embeddings/* --classifier '${classifier}' --outdir scores ${task.ext.args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
@@ -27,7 +26,9 @@ process PREDICT {
     stub:
     """
     mkdir -p scores
-    touch scores/${shard}.scores.parquet
+    for embedding in embeddings/*.dnabert.parquet; do
+        touch "scores/\$(basename "\$embedding" .dnabert.parquet).scores.parquet"
+    done
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

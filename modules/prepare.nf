@@ -1,24 +1,25 @@
 /*
- * Chunk one sample's sequences, translate every chunk in six frames and write the stop-free frames
- * as numbered shard pairs (nucleotide, protein) plus chunks.tsv.
+ * Chunk one sample's sequences (its files read in order as one input), translate every chunk in
+ * six frames and write the stop-free frames as numbered shard pairs (nucleotide, protein) plus the
+ * chunk table. Inputs are staged as reads/1/<name>, reads/2/<name>, ...: any file name works,
+ * spaces and leading dashes included.
  */
 process PREPARE {
     tag "${meta.id}"
     label 'process_low'
 
     input:
-    tuple val(meta), path(reads)
+    tuple val(meta), path(reads, stageAs: 'reads/?/*', arity: '1..*')
 
     output:
     tuple val(meta), path('prepared'), emit: prepared
-    tuple val(meta), path('prepared/shards/*.nucleotide.fa'), emit: nucleotide, optional: true
-    tuple val(meta), path('prepared/shards/*.protein.faa'), emit: protein, optional: true
+    tuple val(meta), path('prepared/shards/*', arity: '0..*'), emit: shards
     path 'versions.yml', emit: versions
 
     script:
-    def args = task.ext.args ?: ''
+    // A staged file renders shell-escaped (Sample\ 1.fa): no quotes around it
     """
-    virnucpro prepare '${reads}' --outdir prepared ${args}
+    virnucpro prepare ${reads} --outdir prepared ${task.ext.args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
@@ -30,7 +31,9 @@ process PREPARE {
     """
     mkdir -p prepared/shards
     touch prepared/chunk_frames.tsv prepared/input_sequences.tsv prepared/prepare.json
-    touch prepared/shards/shard_00001.nucleotide.fa prepared/shards/shard_00001.protein.faa
+    for shard in shard_0000{1..8}; do
+        touch "prepared/shards/\$shard.nucleotide.fa" "prepared/shards/\$shard.protein.faa"
+    done
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

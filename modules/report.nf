@@ -1,32 +1,28 @@
 /*
  * One sample's final outputs from all its shard scores: the tables in the original tool's layout,
  * chunks.tsv, sequences.tsv, viral_regions.tsv/.bed/.fa, viral.fa, report.html with its figures,
- * and run.json (with the pipeline's parameters merged in).
+ * and run.json (with the pipeline's parameters merged in). Written to results/, published to
+ * <outdir>/<sample>/.
  */
 process REPORT {
     tag "${meta.id}"
     label 'process_low'
 
     input:
-    tuple val(meta), path(reads), path(prepared), path(scores, arity: '0..*')
+    tuple val(meta), path(reads, stageAs: 'reads/?/*', arity: '1..*'), path(prepared), path(scores, stageAs: 'scores/*', arity: '0..*')
     val(run_info_base64)
 
     output:
-    tuple val(meta), path("${meta.id}"), emit: results
+    tuple val(meta), path('results/*'), emit: results
     path 'versions.yml', emit: versions
 
     script:
-    def args = task.ext.args ?: ''
-    def score_options = scores.collect { f -> "--scores '${f}'" }.join(' ')
+    // A staged file renders shell-escaped (Sample\ 1.fa): no quotes around it
+    def inputs = reads.collect { f -> "--input ${f}" }.join(' ')
     """
     printf '%s' '${run_info_base64}' | base64 -d > run_info.json
-    virnucpro report \\
-        --input '${reads}' \\
-        --prepared '${prepared}' \\
-        ${score_options} \\
-        --outdir '${meta.id}' \\
-        --run-info run_info.json \\
-        ${args}
+    mkdir -p scores
+    virnucpro report ${inputs} --prepared '${prepared}' --scores scores --outdir results --run-info run_info.json ${task.ext.args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
@@ -36,11 +32,10 @@ process REPORT {
 
     stub:
     """
-    mkdir -p '${meta.id}'
-    cd '${meta.id}'
-    touch prediction_results.txt prediction_results_highestscore.csv chunks.tsv sequences.tsv viral.fa report.html run.json
-    touch viral_regions.tsv viral_regions.bed viral_regions.fa
-    cd ..
+    mkdir -p results
+    touch results/prediction_results.txt results/prediction_results_highestscore.csv results/chunks.tsv
+    touch results/sequences.tsv results/viral.fa results/report.html results/run.json
+    touch results/viral_regions.tsv results/viral_regions.bed results/viral_regions.fa
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

@@ -12,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from system_packages import apt_install
+
 PACKAGES = ("slurm-wlm", "munge")
 
 
@@ -21,20 +23,9 @@ class SlurmUnavailable(Exception):
 
 def install_slurm() -> None:
     """apt-get install slurm-wlm and munge unless their daemons are already there."""
-    if all(shutil.which(tool) for tool in ("slurmctld", "slurmd", "sbatch", "munged")):
-        return
-    if os.geteuid() != 0:
-        raise SlurmUnavailable("installing slurm-wlm and munge needs root")
-    if not shutil.which("apt-get"):
-        raise SlurmUnavailable("no apt-get to install slurm-wlm and munge")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for command in (
-        ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],
-    ):
-        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-        if result.returncode != 0:
-            raise SlurmUnavailable(f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}")
+    reason = apt_install(PACKAGES, ("slurmctld", "slurmd", "sbatch", "munged"))
+    if reason:
+        raise SlurmUnavailable(reason)
 
 
 def _free_port() -> int:
@@ -52,10 +43,17 @@ def _memory_mb() -> int:
 
 
 class SlurmCluster:
-    """slurmctld + slurmd on this machine; `env` is what sbatch/squeue/Nextflow need (SLURM_CONF)."""
+    """slurmctld + slurmd on this machine; `env` is what sbatch/squeue/Nextflow need (SLURM_CONF).
 
-    def __init__(self, folder: Path):
+    `gpus` declares that many GPUs as a generic resource (gres/gpu) with no device behind them,
+    and `cpus`/`memory_mb` let the node claim more than the machine has (config_overrides), so a
+    job's GPU, CPU and memory requests can be checked here: nothing enforces them (task/none)."""
+
+    def __init__(self, folder: Path, gpus: int = 0, cpus: int | None = None, memory_mb: int | None = None):
         self.folder = folder
+        self.gpus = gpus
+        self.cpus = cpus or os.cpu_count()
+        self.memory_mb = memory_mb
         self.node = socket.gethostname().split(".")[0]
         self.conf = folder / "slurm.conf"
         self.jobcomp = folder / "jobcomp.txt"
@@ -69,7 +67,17 @@ class SlurmCluster:
         for sub in ("ctld", "d", "log"):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
         # Leave a little memory to the system so slurmd does not drain the node for it
-        memory = int(_memory_mb() * 0.9)
+        memory = self.memory_mb or int(_memory_mb() * 0.9)
+        gres = f" Gres=gpu:{self.gpus}" if self.gpus else ""
+        if self.gpus:
+            # A GPU GRES needs device files: empty files stand in for /dev/nvidia*
+            devices = self.folder / "devices"
+            devices.mkdir(exist_ok=True)
+            for index in range(self.gpus):
+                (devices / f"fake-gpu{index}").touch()
+            (self.folder / "gres.conf").write_text(
+                f"NodeName={self.node} Name=gpu File={devices}/fake-gpu[0-{self.gpus - 1}]\n"
+            )
         self.conf.write_text(
             "\n".join(
                 [
@@ -90,7 +98,9 @@ class SlurmCluster:
                     f"JobCompLoc={self.jobcomp}",
                     "SchedulerType=sched/backfill",
                     "SelectType=select/cons_tres",
-                    "SelectTypeParameters=CR_CPU",
+                    "SelectTypeParameters=CR_CPU_Memory",
+                    "SlurmdParameters=config_overrides",
+                    "GresTypes=gpu",
                     "ReturnToService=2",
                     "MinJobAge=3600",
                     f"StateSaveLocation={self.folder / 'ctld'}",
@@ -99,7 +109,7 @@ class SlurmCluster:
                     f"SlurmdPidFile={self.folder / 'slurmd.pid'}",
                     f"SlurmctldLogFile={self.folder / 'log' / 'slurmctld.log'}",
                     f"SlurmdLogFile={self.folder / 'log' / 'slurmd.log'}",
-                    f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={memory} State=UNKNOWN",
+                    f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={memory}{gres} State=UNKNOWN",
                     "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
                     "",
                 ]
@@ -158,6 +168,17 @@ class SlurmCluster:
                 if "JobId" in fields:
                     jobs[fields["JobId"]] = fields
         return jobs
+
+    def job(self, job_id: str) -> dict[str, str]:
+        """What the controller holds on a job (`scontrol show job`; finished jobs stay MinJobAge)."""
+        shown = subprocess.run(
+            ["scontrol", "show", "job", "--oneliner", job_id],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=60,
+        )
+        return dict(item.split("=", 1) for item in shown.stdout.split() if "=" in item)
 
     def logs(self) -> str:
         return "\n".join(

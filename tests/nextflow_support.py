@@ -13,7 +13,6 @@ from pathlib import Path
 from conftest import DATA, OUTPUTS, REPO, cli_env, run_cli
 
 NEXTFLOW = REPO / "scripts" / "nextflow"
-# The commands the pipeline calls besides `prepare`
 
 
 def nextflow_env(**extra: str) -> dict[str, str]:
@@ -56,14 +55,21 @@ def run_pipeline(*args: str | os.PathLike, cwd: Path, **kwargs) -> subprocess.Co
     return result
 
 
+def trace_files(outdir: Path) -> list[Path]:
+    """The execution traces in pipeline_info/, oldest first (their names end with the run's start time)."""
+    return sorted((outdir / "pipeline_info").glob("execution_trace_*.txt"))
+
+
 def read_trace(outdir: Path) -> list[dict[str, str]]:
-    """The rows of the run's execution trace (one per task)."""
-    with open(outdir / "pipeline_info" / "execution_trace.txt", newline="") as handle:
+    """The rows of the latest run's execution trace (one per task)."""
+    traces = trace_files(outdir)
+    assert traces, f"no execution trace in {outdir / 'pipeline_info'}"
+    with open(traces[-1], newline="") as handle:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
 def statuses(trace: list[dict[str, str]]) -> dict[str, str]:
-    """Task name (e.g. 'EMBED_DNA (example:1)') -> status (COMPLETED, CACHED, ...)."""
+    """Task name (e.g. 'EMBED (example:1)') -> status (COMPLETED, CACHED, ...)."""
     return {row["name"]: row["status"] for row in trace}
 
 
@@ -92,16 +98,20 @@ def reference_run(folder: Path, models: Path) -> Path:
     """`virnucpro run` on the bundled example with the test models, once per session: the outputs
     that the pipeline's must equal."""
     if models not in _reference_runs:
-        outdir = folder / "reference"
-        # Models named as Nextflow stages them (by folder name): reports show the name given
-        options = [
-            *("--dnabert-model", "dnabert-s", "--esm-model", "esm2", "--classifier", "classifier"),
-            *TEST_PROFILE_OPTIONS,
-            "--quiet",
-        ]
-        run_cli("run", DATA / "example.fa", "--outdir", outdir, *options, check=True, cwd=models)
-        _reference_runs[models] = outdir
+        _reference_runs[models] = run_like_the_test_profile(DATA / "example.fa", folder / "reference", models)
     return _reference_runs[models]
+
+
+def run_like_the_test_profile(reads: Path, outdir: Path, models: Path) -> Path:
+    """`virnucpro run READS` with the test profile's settings and the test models; returns outdir."""
+    # Models named as Nextflow stages them (by folder name): reports show the name given
+    options = [
+        *("--dnabert-model", "dnabert-s", "--esm-model", "esm2", "--classifier", "classifier"),
+        *TEST_PROFILE_OPTIONS,
+        "--quiet",
+    ]
+    run_cli("run", reads, "--outdir", outdir, *options, check=True, cwd=models)
+    return outdir
 
 
 def assert_same_outputs(sample_folder: Path, reference: Path) -> None:
@@ -114,3 +124,101 @@ def assert_same_outputs(sample_folder: Path, reference: Path) -> None:
         if name != "run.json":
             assert published[name] == content, f"{name} differs from virnucpro run's"
     json.loads(published["run.json"])
+
+
+def fasta_records(path: Path) -> list[tuple[str, str]]:
+    """(header line, sequence lines) of every FASTA record."""
+    text = path.read_text()
+    return [
+        (block.split("\n", 1)[0], block.split("\n", 1)[1] if "\n" in block else "")
+        for block in text.split(">")[1:]
+    ]
+
+
+def write_records(path: Path, records: list[tuple[str, str]]) -> list[str]:
+    """Write the records as FASTA; returns their sequence ids."""
+    path.write_text("".join(f">{header}\n{sequence}" for header, sequence in records))
+    return [header.split()[0] for header, _ in records]
+
+
+def _sequence_id(frame_id: str) -> str:
+    return frame_id.rsplit("_chunk_", 1)[0]
+
+
+def _scores(path: Path) -> dict[str, tuple[str, float, float]]:
+    """prediction_results.txt: frame id -> (prediction, score1, score2)."""
+    rows = [line.split("\t") for line in path.read_text().splitlines()[1:]]
+    return {row[0]: (row[1], float(row[2]), float(row[3])) for row in rows}
+
+
+def assert_scores_match(sample_folder: Path, reference: Path, sequence_ids: list[str]) -> None:
+    """The sample scored exactly its own sequences' frames, in the order of `sequence_ids`, with the
+    reference's calls and scores.
+    Shards of another size batch other frames together, which moves float32 scores in the last
+    digits, so scores are compared within 1e-5."""
+    got = _scores(sample_folder / "prediction_results.txt")
+    # in the sample's input order (sequence_ids), each sequence's frames in the reference's order
+    reference_scores = _scores(reference / "prediction_results.txt")
+    expected = {
+        frame: reference_scores[frame]
+        for sequence in sequence_ids
+        for frame in reference_scores
+        if _sequence_id(frame) == sequence
+    }
+    assert list(got) == list(expected)
+    assert expected
+    for frame, (call, others, virus) in got.items():
+        assert call == expected[frame][0], frame
+        assert abs(others - expected[frame][1]) <= 1e-5, frame
+        assert abs(virus - expected[frame][2]) <= 1e-5, frame
+    sequences = (sample_folder / "sequences.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in sequences[1:]] == sequence_ids
+
+
+# A stand-in for docker, podman, singularity and apptainer: records how Nextflow called it, then
+# runs the task's command (everything after the image name) on this machine. FAKE_ENGINE_KILL_ONCE
+# names a task whose first attempt ends as if killed for memory (exit 137). The settings are
+# written into the script: Nextflow starts singularity and apptainer with an emptied environment.
+FAKE_ENGINE = r"""#!/usr/bin/env bash
+FAKE_ENGINE_LOG='{log}'
+FAKE_ENGINE_IMAGE='{image}'
+FAKE_ENGINE_KILL_ONCE='{kill_once}'
+engine="$(basename "$0")"
+arguments="$*"
+printf '%s\t%s\t%s\n' "$engine" "$(sed -n "s/^### name: '\(.*\)'$/\1/p" .command.run 2>/dev/null)" "${arguments//$'\n'/ }" >> "$FAKE_ENGINE_LOG"
+case "$1" in
+    run | exec) ;;
+    pull) while [[ $# -gt 0 && "$1" != --name ]]; do shift; done; touch "$2"; exit 0 ;;
+    *) exit 0 ;;
+esac
+while [[ $# -gt 0 && "$1" != "$FAKE_ENGINE_IMAGE" && "$1" != *"/$FAKE_ENGINE_IMAGE"* && "$1" != *"${FAKE_ENGINE_IMAGE//:/-}"* ]]; do shift; done
+shift
+name="$(sed -n "s/^### name: '\(.*\)'$/\1/p" .command.run)"
+if [[ -n "$FAKE_ENGINE_KILL_ONCE" && "$name" == "$FAKE_ENGINE_KILL_ONCE" && ! -e "$FAKE_ENGINE_LOG.killed" ]]; then
+    touch "$FAKE_ENGINE_LOG.killed"
+    exit 137
+fi
+exec "$@"
+"""
+
+
+def fake_container_engines(folder: Path, log: Path, image: str, kill_once: str = "") -> Path:
+    """A folder to put first on PATH, holding the fake engines; they record their calls in `log`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for engine in ("docker", "podman", "singularity", "apptainer"):
+        script = folder / engine
+        script.write_text(
+            FAKE_ENGINE.replace("{log}", str(log)).replace("{image}", image).replace("{kill_once}", kill_once)
+        )
+        script.chmod(0o755)
+    return folder
+
+
+def engine_calls(log: Path) -> dict[str, list[tuple[str, str]]]:
+    """Task name -> [(engine, arguments)] of every `run`/`exec` call the fake engines recorded."""
+    calls: dict[str, list[tuple[str, str]]] = {}
+    for line in log.read_text().splitlines():
+        engine, task, arguments = line.split("\t", 2)
+        if arguments.split(" ", 1)[0] in ("run", "exec"):
+            calls.setdefault(task, []).append((engine, arguments))
+    return calls

@@ -1,9 +1,11 @@
 """The Nextflow pipeline run by the real engine: the runtime bootstrap, parameter checks, -stub-run,
-the test profile end to end against `virnucpro run`, -resume, and several samples."""
+the test profile end to end against `virnucpro run`, -resume (also after a change that only affects
+speed), several samples, samplesheets, awkward file names, and a failing sample beside good ones."""
 
 from __future__ import annotations
 
 import ast
+import fcntl
 import json
 import os
 import re
@@ -11,6 +13,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,19 +21,24 @@ import yaml
 
 from conftest import DATA, REPO
 from nextflow_support import (
+    NEXTFLOW,
     SAMPLE_FILES,
     assert_same_outputs,
+    assert_scores_match,
+    fasta_records,
     final_outputs,
     nextflow_env,
     read_trace,
     reference_run,
     run_nextflow,
     run_pipeline,
+    trace_files,
+    write_records,
 )
 
 pytestmark = pytest.mark.nextflow
 
-PROCESSES = ("MAKE_TEST_MODELS", "PREPARE", "EMBED_DNA", "EMBED_PROTEIN", "PREDICT", "REPORT")
+PROCESSES = ("MAKE_TEST_MODELS", "MODEL_IDENTITY", "PREPARE", "EMBED", "PREDICT", "REPORT")
 
 
 def schema_parameters() -> dict[str, dict]:
@@ -131,6 +139,9 @@ def test_every_config_parameter_is_in_the_schema_with_its_default(tmp_path):
             config[match.group(1)] = ast.literal_eval(literal)
     schema = schema_parameters()
     assert set(config) == set(schema)
+    # The run's start time, so each run (a resumed one too) writes its own trace, report and timeline
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", config.pop("trace_report_suffix"))
+    assert "default" not in schema["trace_report_suffix"]
     for name, value in config.items():
         assert schema[name].get("default") == value, name
         assert schema[name]["description"], name
@@ -179,8 +190,7 @@ def test_container_files_agree_with_the_config_and_the_lock():
     dockerfile = (REPO / "containers" / "Dockerfile").read_text()
     assert f"-t {image} ." in dockerfile
     assert f'org.opencontainers.image.version="{__version__}"' in dockerfile
-    assert "pip install --constraint /src/requirements.lock /src" in dockerfile
-    assert "COPY bin/virnucpro /opt/pipeline/bin/virnucpro" in dockerfile
+    assert "pip install --quiet --no-deps --requirement /src/requirements.lock" in dockerfile
     assert f"docker build -f containers/Dockerfile -t {image} ." in (REPO / "README.md").read_text()
 
     lock = dict(
@@ -199,15 +209,35 @@ def test_container_files_agree_with_the_config_and_the_lock():
         assert lock[name] == version, name
 
 
+def test_release_workflow_pushes_the_image_the_config_names():
+    """On a release tag, the workflow builds containers/Dockerfile and pushes the image that
+    --container names by default, tagged with the version."""
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "release.yml").read_text())
+    assert workflow[True]["push"]["tags"]  # YAML reads the key `on` as True
+    steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
+    build = next(step for step in steps if "docker/build-push-action" in step.get("uses", ""))
+    assert build["with"]["file"] == "containers/Dockerfile"
+    assert build["with"]["push"] is True
+    assert "ghcr.io/${{ github.repository_owner }}/virnucpro" in build["with"]["tags"]
+
+
 BAD_PARAMETERS = [
     ([], "Missing required parameter --input"),
     (["--input", "missing.fa"], "--input 'missing.fa': no such file"),
     (["--input", "nowhere/*.fa"], "--input 'nowhere/*.fa': no file matches"),
     (["--input", DATA], "is a folder; give files or a glob"),
+    (
+        ["--input", DATA / "example.fa", DATA / "example.fa"],
+        "Unexpected argument(s) " + str(DATA / "example.fa") + ": quote a glob",
+    ),
     (["--input", DATA / "example.fa", "--chunk_size", "400"], "--chunk_size must be 300 or 500"),
     (
         ["--input", DATA / "example.fa", "--precision", "int8"],
         "--precision must be one of fp32, bf16, fp16, fp8",
+    ),
+    (
+        ["--input", DATA / "example.fa", "--precision", "fp8"],
+        "--precision fp8 needs GPUs of compute capability 9.0 or later (Hopper)",
     ),
     (
         ["--input", DATA / "example.fa", "--shard_size", "0"],
@@ -233,10 +263,29 @@ BAD_PARAMETERS = [
         ["--input", DATA / "example.fa", "--calibration", "missing.json"],
         "--calibration 'missing.json': no readable",
     ),
+    (
+        ["--input", DATA / "example.fa", "--max_memory", "lots"],
+        "--max_memory must be a memory such as '256.GB'",
+    ),
+    (
+        ["--input", DATA / "example.fa", "--max_time", "3 weeks"],
+        "--max_time must be a duration such as '72.h'",
+    ),
+    (["--input", DATA / "example.fa", "--gpu_lock_dir", "locks"], "--gpu_lock_dir must be an absolute path"),
+    (
+        ["--input", DATA / "example.fa", "--dnabert_model", DATA, "--dnabert_revision", "v1"],
+        "--dnabert_revision 'v1' applies to hub models, not to the local folder",
+    ),
+    (
+        # Offline (the Maven runtime sets NXF_OFFLINE; HF_HUB_OFFLINE is set too) with hub models
+        # that no cache holds: the download-models hint at once, not a failed task later
+        ["--input", DATA / "example.fa", "--dnabert_model", "nobody/not-cached"],
+        "--dnabert_model 'nobody/not-cached': the run is offline (NXF_OFFLINE, HF_HUB_OFFLINE set) and no local cache holds this model; fetch the models where there is network with `virnucpro download-models --outdir DIR`",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("arguments", "message"), BAD_PARAMETERS, ids=[m for _, m in BAD_PARAMETERS])
+@pytest.mark.parametrize(("arguments", "message"), BAD_PARAMETERS, ids=[m[:60] for _, m in BAD_PARAMETERS])
 def test_bad_parameter_fails_with_its_message(tmp_path, arguments, message):
     result = run_nextflow("run", REPO, *arguments, "-stub-run", cwd=tmp_path)
     assert result.returncode != 0
@@ -253,20 +302,66 @@ def test_two_files_named_as_one_sample_are_refused(tmp_path):
     assert "reads.fa and reads.fastq would both be sample 'reads'" in result.stdout + result.stderr
 
 
+BAD_SAMPLESHEETS = [
+    ("name,path\nx,a.fa\n", "a samplesheet needs a header line with the columns sample and file"),
+    ("sample,file\n", "the samplesheet lists no sample"),
+    ("sample,file\nx,missing.fa\n", "line 2: " + "{folder}/missing.fa: no such file"),
+    ("sample,file\nx,a.fa,extra\n", "line 2: 3 values for the 2 columns of the header"),
+    ("sample,file\nx,\n", "line 2: both sample and file need a value"),
+    ("sample,file\nx,a.fa\nx,a.fa\n", "line 3: a.fa is listed twice for sample 'x'"),
+    ("sample,file\nx/y,a.fa\n", "'x/y' cannot be a sample name"),
+]
+
+
+@pytest.mark.parametrize(("content", "message"), BAD_SAMPLESHEETS, ids=[m[:40] for _, m in BAD_SAMPLESHEETS])
+def test_bad_samplesheet_fails_with_its_message(tmp_path, content, message):
+    sheet = tmp_path / "sheets" / "samples.csv"
+    sheet.parent.mkdir()
+    (sheet.parent / "a.fa").write_text(">a\nACGT\n")
+    sheet.write_text(content)
+    result = run_nextflow("run", REPO, "--input", sheet, "-stub-run", cwd=tmp_path)
+    assert result.returncode != 0
+    assert message.format(folder=sheet.parent) in result.stdout + result.stderr
+    assert not any((tmp_path / "work").glob("*/*"))
+
+
 # ---------------------------------------------------------------------------------------------
 # the pipeline
 
 
 def test_stub_run_completes_every_process(tmp_path):
-    run_pipeline("-profile", "test", "-stub-run", "--outdir", "out", cwd=tmp_path)
+    result = run_pipeline("-profile", "test", "-stub-run", "--outdir", "out", cwd=tmp_path)
     trace = read_trace(tmp_path / "out")
     assert {row["process"] for row in trace} == set(PROCESSES)
     assert {row["status"] for row in trace} == {"COMPLETED"}
     sample = tmp_path / "out" / "example"
     assert sorted(p.name for p in sample.iterdir()) == sorted(SAMPLE_FILES)
-    versions = (tmp_path / "out" / "pipeline_info" / "software_versions.yml").read_text()
+    info = tmp_path / "out" / "pipeline_info"
+    versions = (info / "software_versions.yml").read_text()
     for process in PROCESSES:
         assert f'"{process}":' in versions
+    suffix = trace_files(tmp_path / "out")[0].name.removeprefix("execution_trace_").removesuffix(".txt")
+    assert (info / f"execution_report_{suffix}.html").is_file()
+    assert (info / f"execution_timeline_{suffix}.html").is_file()
+    assert "example: finished: out/example/" in result.stdout
+
+
+def test_file_names_with_spaces_and_leading_dashes_become_samples(tmp_path):
+    """A quoted glob that matches awkward names: each file is staged and named as it is."""
+    reads = tmp_path / "my reads"
+    reads.mkdir()
+    for name in ("Sample 1.fa", "-dash.fasta.gz", "plain.fq"):
+        (reads / name).write_text(">a\nACGT\n")
+    result = run_pipeline(
+        "-profile", "test", "-stub-run", "--input", f"{reads}/*", "--outdir", "out", cwd=tmp_path
+    )
+    outdir = tmp_path / "out"
+    assert sorted(p.name for p in outdir.iterdir()) == ["-dash", "Sample 1", "pipeline_info", "plain"]
+    for sample in ("-dash", "Sample 1", "plain"):
+        assert f"  {sample}: finished: out/{sample}/" in result.stdout
+    prepare = {row["tag"]: row["hash"] for row in read_trace(outdir) if row["process"] == "PREPARE"}
+    staged = next((tmp_path / "work").glob(f"{prepare['-dash']}*/reads/1/-dash.fasta.gz"))
+    assert staged.resolve() == reads / "-dash.fasta.gz"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,6 +382,21 @@ def test_profile_run(tmp_path_factory) -> Path:
     return launch
 
 
+# 30 frames in shards of 12: 3 shards in groups of 2, each group embedded (both models) and scored
+# by one task; the two local test models' identities computed once
+TEST_PROFILE_TASKS = [
+    "EMBED (example:1)",
+    "EMBED (example:2)",
+    "MAKE_TEST_MODELS (test models)",
+    "MODEL_IDENTITY (dnabert)",
+    "MODEL_IDENTITY (esm)",
+    "PREDICT (example:1)",
+    "PREDICT (example:2)",
+    "PREPARE (example)",
+    "REPORT (example)",
+]
+
+
 @pytest.mark.slow
 def test_test_profile_outputs_equal_virnucpro_run(test_profile_run, reference):
     outdir = test_profile_run / "out"
@@ -296,18 +406,19 @@ def test_test_profile_outputs_equal_virnucpro_run(test_profile_run, reference):
     assert run_info["params"]["precision"] == "fp32"
     trace = read_trace(outdir)
     assert {row["status"] for row in trace} == {"COMPLETED"}
-    # 30 frames in shards of 12: 3 shards, embedded 2 per task, each scored on its own
-    assert sorted(row["name"] for row in trace if row["process"] != "MAKE_TEST_MODELS") == [
-        "EMBED_DNA (example:1)",
-        "EMBED_DNA (example:2)",
-        "EMBED_PROTEIN (example:1)",
-        "EMBED_PROTEIN (example:2)",
-        "PREDICT (example:shard_00001)",
-        "PREDICT (example:shard_00002)",
-        "PREDICT (example:shard_00003)",
-        "PREPARE (example)",
-        "REPORT (example)",
+    assert sorted(row["name"] for row in trace) == TEST_PROFILE_TASKS
+    # the test profile caps every task at one CPU and 6 GB, and embeds on the CPU
+    for row in trace:
+        assert (row["cpus"], row["memory"]) == ("1", "6 GB"), row["name"]
+    scripts = [
+        (test_profile_run / "work").glob(f"{row['hash']}*/.command.sh")
+        for row in trace
+        if row["process"] == "EMBED"
     ]
+    for found in scripts:
+        script = next(found).read_text()
+        assert "--devices cpu --workers 1" in script
+        assert "claim-gpus" not in script
 
 
 @pytest.mark.slow
@@ -315,55 +426,48 @@ def test_resume_reruns_nothing_then_only_what_a_new_precision_touches(test_profi
     launch = test_profile_run
     run_pipeline("-profile", "test", "--outdir", "out", "-resume", cwd=launch)
     trace = read_trace(launch / "out")
-    assert len(trace) == 10
+    assert sorted(row["name"] for row in trace) == TEST_PROFILE_TASKS
     assert {row["status"] for row in trace} == {"CACHED"}
+    # each run has its own trace, report and timeline
+    assert len(trace_files(launch / "out")) == 2
+    assert len(list((launch / "out" / "pipeline_info").glob("execution_report_*.html"))) == 2
+
+    # Speed only: batch sizes, workers and GPUs keep every finished task, run.json included
+    run_json = (launch / "out" / "example" / "run.json").read_bytes()
+    speed = ("--dnabert_batch_size", "7", "--esm_tokens_per_batch", "512", "--cpu_workers", "2")
+    gpus = ("--gpus", "2", "--gpu_lock_dir", launch / "gpu-locks")
+    run_pipeline("-profile", "test", "--outdir", "out", *speed, *gpus, "-resume", cwd=launch)
+    trace = read_trace(launch / "out")
+    assert len(trace) == len(TEST_PROFILE_TASKS)
+    assert {row["status"] for row in trace} == {"CACHED"}
+    assert (launch / "out" / "example" / "run.json").read_bytes() == run_json
 
     run_pipeline("-profile", "test", "--outdir", "out", "--precision", "bf16", "-resume", cwd=launch)
     trace = read_trace(launch / "out")
     for row in trace:
-        expected = "CACHED" if row["process"] in ("MAKE_TEST_MODELS", "PREPARE") else "COMPLETED"
+        expected = (
+            "CACHED" if row["process"] in ("MAKE_TEST_MODELS", "MODEL_IDENTITY", "PREPARE") else "COMPLETED"
+        )
         assert row["status"] == expected, row["name"]
     run_info = json.loads((launch / "out" / "example" / "run.json").read_text())["nextflow"]
     assert run_info["params"]["precision"] == "bf16"
 
 
-def _records(path: Path) -> list[tuple[str, str]]:
-    """(header line, sequence lines) of every FASTA record."""
-    text = path.read_text()
-    return [
-        (block.split("\n", 1)[0], block.split("\n", 1)[1] if "\n" in block else "")
-        for block in text.split(">")[1:]
-    ]
-
-
-def _sequence_id(frame_id: str) -> str:
-    return frame_id.rsplit("_chunk_", 1)[0]
-
-
-def _scores(path: Path) -> dict[str, tuple[str, float, float]]:
-    """prediction_results.txt: frame id -> (prediction, score1, score2)."""
-    rows = [line.split("\t") for line in path.read_text().splitlines()[1:]]
-    return {row[0]: (row[1], float(row[2]), float(row[3])) for row in rows}
-
-
-def assert_scores_match(sample_folder: Path, reference: Path, sequence_ids: list[str]) -> None:
-    """The sample scored exactly its own sequences' frames, with the reference's calls and scores.
-    Shards of another size batch other frames together, which moves float32 scores in the last
-    digits, so scores are compared within 1e-5."""
-    got = _scores(sample_folder / "prediction_results.txt")
-    expected = {
-        frame: row
-        for frame, row in _scores(reference / "prediction_results.txt").items()
-        if _sequence_id(frame) in sequence_ids
-    }
-    assert list(got) == list(expected)
-    assert expected
-    for frame, (call, others, virus) in got.items():
-        assert call == expected[frame][0], frame
-        assert others == pytest.approx(expected[frame][1], abs=1e-5), frame
-        assert virus == pytest.approx(expected[frame][2], abs=1e-5), frame
-    sequences = (sample_folder / "sequences.tsv").read_text().splitlines()
-    assert [line.split("\t")[0] for line in sequences[1:]] == sequence_ids
+@pytest.mark.slow
+def test_run_json_records_the_batch_settings_of_reused_embeddings(test_profile_run):
+    """NEEDS the engine branch (embedding metadata `batch_size`/`tokens_per_batch`): fails until it is
+    merged. After a resume with other batch sizes, run.json still names the batch settings the
+    reused embeddings were made with (the defaults of the first run), read from their metadata."""
+    launch = test_profile_run
+    run_pipeline(
+        *("-profile", "test", "--outdir", "out", "-resume"),
+        *("--dnabert_batch_size", "3", "--esm_tokens_per_batch", "300"),
+        cwd=launch,
+    )
+    models = json.loads((launch / "out" / "example" / "run.json").read_text())["models"]
+    recorded = {key.rsplit(".", 1)[-1]: value for key, value in models.items() if key.endswith("batch")}
+    recorded |= {key.rsplit(".", 1)[-1]: value for key, value in models.items() if key.endswith("batch_size")}
+    assert recorded == {"batch_size": "256", "tokens_per_batch": "16384"}, models
 
 
 @pytest.mark.slow
@@ -371,8 +475,8 @@ def test_two_inputs_give_two_samples_and_touching_one_reruns_only_it(tmp_path, r
     inputs = tmp_path / "reads"
     inputs.mkdir()
     shutil.copy(DATA / "example.fa", inputs / "example.fa")
-    records = _records(DATA / "example.fa")
-    (inputs / "subset.fa").write_text("".join(f">{header}\n{sequence}" for header, sequence in records[:5]))
+    records = fasta_records(DATA / "example.fa")
+    write_records(inputs / "subset.fa", records[:5])
     # One shard per sample: fewer tasks than the test profile's three
     options = ("-profile", "test", "--input", "reads/*.fa", "--outdir", "out", "--shard_size", "100")
 
@@ -390,3 +494,104 @@ def test_two_inputs_give_two_samples_and_touching_one_reruns_only_it(tmp_path, r
     for row in trace:
         sample = row["tag"].split(":")[0]
         assert row["status"] == ("COMPLETED" if sample == "subset" else "CACHED"), row["name"]
+
+
+@pytest.mark.slow
+def test_samplesheet_awkward_names_and_a_failing_sample(tmp_path, reference):
+    """A samplesheet whose samples have spaces and leading dashes in their names and files, one
+    sample without any frame to embed, and one whose input is broken: the others finish (with the
+    reference's scores), the broken one is reported as failed at the end, and the run exits
+    non-zero."""
+    records = fasta_records(DATA / "example.fa")
+    data = tmp_path / "data"
+    data.mkdir()
+    first = write_records(data / "Sample 1.fa", records[:3])
+    second = write_records(data / "-dash.fa", records[3:6])
+    # protein, not DNA: PREPARE fails
+    (data / "broken.fa").write_text(">x\nMKVLAAGIVGLLLAQPWRST\n>y\nMQQLLAAGIVGLLLAKKEEL\n")
+    # no frame to translate: nothing to embed, a report all the same
+    (data / "unknown.fa").write_text(">n1\nNNNNNNNNNNNN\n")
+    sheet = tmp_path / "sheet" / "samples.csv"
+    sheet.parent.mkdir()
+    sheet.write_text(
+        "sample,file\nSample 1,../data/Sample 1.fa\n-dash,../data/-dash.fa\nbroken,../data/broken.fa\n"
+        "unknown,../data/unknown.fa\n"
+    )
+
+    result = run_nextflow(
+        *("run", REPO, "-profile", "test", "--input", sheet, "--outdir", "out", "--shard_size", "100"),
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0, result.stdout
+    outdir = tmp_path / "out"
+    assert sorted(p.name for p in outdir.iterdir()) == ["-dash", "Sample 1", "pipeline_info", "unknown"]
+    assert_scores_match(outdir / "Sample 1", reference, first)
+    assert_scores_match(outdir / "-dash", reference, second)
+    sequences = (outdir / "unknown" / "sequences.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in sequences[1:]] == ["n1"]
+    row = dict(zip(sequences[0].split("\t"), sequences[1].split("\t")))
+    assert (row["call"], row["kind"]) == ("unscored", "none")
+    for sample in ("Sample 1", "-dash", "unknown"):
+        assert f"  {sample}: finished: out/{sample}/" in result.stdout
+    assert "  broken: FAILED in PREPARE" in result.stdout
+    assert "1 sample(s) failed (the other samples are complete)" in result.stdout
+    statuses = {row["name"]: row["status"] for row in read_trace(outdir)}
+    assert statuses["PREPARE (broken)"] == "FAILED"
+    assert statuses["REPORT (Sample 1)"] == statuses["REPORT (-dash)"] == "COMPLETED"
+
+
+@pytest.mark.slow
+def test_a_sample_is_reported_while_another_still_waits(tmp_path, reference):
+    """Each sample's REPORT starts when its own groups are scored, not when every sample's are:
+    on a host simulated with 2 GPUs, one of which this test holds, sample `small` (one shard, one
+    GPU) runs to its report while sample `large` (two shards, two GPUs) is still waiting for its
+    GPUs; released, `large` then finishes too. (Embedding itself on the CPU.)"""
+    records = fasta_records(DATA / "example.fa")
+    reads = tmp_path / "reads"
+    reads.mkdir()
+    small = write_records(reads / "small.fa", records[:1])
+    large = write_records(reads / "large.fa", records)
+    config = tmp_path / "embed-on-cpu.config"
+    config.write_text("process {\n    withName: 'EMBED' {\n        ext.devices = 'cpu'\n    }\n}\n")
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    with open(locks / "gpu-1.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        run = subprocess.Popen(
+            [
+                *(NEXTFLOW, "run", REPO, "-profile", "test", "-c", config, "--input", f"{reads}/*.fa"),
+                *("--outdir", "out", "--shard_size", "20", "--gpus", "2", "--gpu_lock_dir", locks),
+            ],
+            cwd=tmp_path,
+            env=nextflow_env(VIRNUCPRO_SIMULATED_GPUS="2"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 900
+            while not (tmp_path / "out" / "small" / "run.json").exists():
+                assert run.poll() is None, run.stdout.read()
+                assert time.monotonic() < deadline, "sample small was never reported"
+                time.sleep(1)
+            assert not (tmp_path / "out" / "large").exists()
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+    output, _ = run.communicate(timeout=900)
+    assert run.returncode == 0, output
+    assert_scores_match(tmp_path / "out" / "small", reference, small)
+    assert_scores_match(tmp_path / "out" / "large", reference, large)
+
+
+@pytest.mark.slow
+def test_samplesheet_sample_of_several_files(tmp_path, reference):
+    """NEEDS the safety branch (`virnucpro prepare A B`, `virnucpro report --input A --input B`):
+    fails until it is merged. Two files of one sample, read in the samplesheet's order, give one
+    sample with both files' sequences and the reference's scores."""
+    records = fasta_records(DATA / "example.fa")
+    part1 = write_records(tmp_path / "part 1.fa", records[:4])
+    part2 = write_records(tmp_path / "part2.fa", records[4:7])
+    sheet = tmp_path / "samples.csv"
+    sheet.write_text("sample,file\nboth,part2.fa\nboth,part 1.fa\n")
+    run_pipeline("-profile", "test", "--input", sheet, "--outdir", "out", "--shard_size", "100", cwd=tmp_path)
+    assert_scores_match(tmp_path / "out" / "both", reference, part2 + part1)

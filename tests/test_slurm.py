@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import DATA
 from nextflow_slurm import SlurmCluster, SlurmUnavailable, install_slurm
 from nextflow_support import (
     assert_same_outputs,
@@ -28,13 +29,18 @@ def quick_polling(folder: Path) -> Path:
     return config
 
 
+# The node declares 8 GPUs (a GRES without devices), 64 CPUs and 1 TB, more than this machine has:
+# enough for every request of the checks below, none of which is enforced
+NODE = {"gpus": 8, "cpus": 64, "memory_mb": 1024 * 1024}
+
+
 @pytest.fixture(scope="module")
 def slurm_cluster(tmp_path_factory):
     try:
         install_slurm()
     except SlurmUnavailable as reason:
         pytest.skip(f"SLURM cannot be installed here: {reason}")
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"), **NODE)
     try:
         cluster.start()
         yield cluster
@@ -53,7 +59,7 @@ def test_slurm_profile_runs_every_task_as_a_job(slurm_cluster, tmp_path, request
 
     trace = read_trace(launch / "out")
     jobs = slurm_cluster.completed_jobs()
-    assert len(trace) == 10
+    assert len(trace) == 9  # MAKE_TEST_MODELS, MODEL_IDENTITY x2, PREPARE, EMBED x2, PREDICT x2, REPORT
     for row in trace:
         assert row["status"] == "COMPLETED", row["name"]
         job = jobs.get(row["native_id"])
@@ -87,3 +93,36 @@ def test_slurm_profile_options_reach_sbatch(slurm_cluster, tmp_path):
         assert "--gres" not in script  # --gpus 0 in the test profile: CPU jobs
         assert slurm_cluster.completed_jobs()[row["native_id"]]["JobState"] == "COMPLETED"
     assert os.path.exists(launch / "out" / "example" / "report.html")
+
+
+def test_slurm_records_the_resources_and_gpus_of_every_job(slurm_cluster, tmp_path):
+    """Without the test profile's caps: what SLURM itself recorded for each job. The stub's 8 shards
+    in one group with --gpus 8: one embedding job with 8 GPUs as a GRES, 32 CPUs, 192 GB and 24 h
+    (the default --max_* caps leave 8 GPUs' request whole); every other job at least 1 CPU and
+    2 GB, and no GPU. (-stub-run: the GPUs are declared, not real.)"""
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    env = nextflow_env(SLURM_CONF=slurm_cluster.env["SLURM_CONF"])
+    run_pipeline(
+        *("-profile", "slurm,gpu", "-c", quick_polling(tmp_path), "-stub-run", "--outdir", "out"),
+        *("--input", DATA / "example.fa", "--make_test_models", "--gpus", "8", "--shards_per_task", "8"),
+        cwd=launch,
+        env=env,
+    )
+    trace = read_trace(launch / "out")
+    jobs = slurm_cluster.completed_jobs()
+    assert {row["process"] for row in trace} == {
+        *("MAKE_TEST_MODELS", "MODEL_IDENTITY", "PREPARE", "EMBED", "PREDICT", "REPORT")
+    }
+    for row in trace:
+        job = jobs[row["native_id"]]
+        assert job["JobState"] == "COMPLETED", row["name"]
+        tres = dict(item.split("=", 1) for item in job["Tres"].split(","))
+        gres = slurm_cluster.job(row["native_id"]).get("TresPerNode", "")
+        if row["process"] == "EMBED":
+            assert (tres["cpu"], tres["mem"], gres) == ("32", "192G", "gres:gpu:8"), job
+            assert job["TimeLimit"] == "1440", job  # minutes
+        else:
+            assert int(tres["cpu"]) >= 1, job
+            assert tres["mem"].endswith("G") and float(tres["mem"][:-1]) >= 2, job
+            assert "gpu" not in gres, job

@@ -20,6 +20,7 @@ from virnucpro.cli import (  # noqa: F401  isort: skip
     models_cmd,
     download_cmd,
     classifier_cmd,
+    gpu_slots_cmd,
 )
 from virnucpro.cli.app import app
 

@@ -28,6 +28,9 @@ from virnucpro.progress import log
 
 HUB_ID = re.compile(HUB_ID_PATTERN)
 COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
+# A local model's identity computed earlier (`virnucpro model-identity`), given as its revision so
+# that many tasks on one model do not each hash its files again
+LOCAL_IDENTITY = re.compile(r"^local:sha256=([0-9a-f]{64})$")
 # Only what inference needs: configs, tokenizers, safetensors weights. `.bin` weights are fetched
 # only for repositories without safetensors (they are often both present, and 11 GB each for ESM-2 3B).
 HUB_PATTERNS = ["*.json", "*.txt", "*.safetensors"]
@@ -93,9 +96,14 @@ def resolve_model(spec: str | os.PathLike[str], revision: str | None = None) -> 
         return ResolvedModel(name=text, path=download_url(text), revision="url")
     path = Path(text).expanduser()
     if path.exists():
-        if revision:
-            raise InputError(f"--revision {revision} applies to hub models, not to the local path {text}")
-        return ResolvedModel(name=text, path=path.resolve(), revision="local")
+        identity = LOCAL_IDENTITY.match(revision or "")
+        if revision and not identity:
+            raise InputError(
+                f"--revision {revision} applies to hub models, not to the local path {text} "
+                "(whose only revision is its identity, local:sha256=..., from `virnucpro model-identity`)"
+            )
+        known = [identity.group(1)] if identity else []
+        return ResolvedModel(name=text, path=path.resolve(), revision="local", _content_hash=known)
     if HUB_ID.match(text):
         folder, commit = download_hub(text, revision)
         return ResolvedModel(name=text, path=folder, revision=commit)

@@ -1,0 +1,133 @@
+"""The container image for real: built with Docker from this checkout on a Debian minbase made
+without a registry, run as a non-root user, holding exactly requirements.lock, and the pipeline
+under -profile test,docker giving byte for byte what `virnucpro run` gives, for the bundled example
+and a second input (gzipped FASTQ, a space in its name)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from conftest import DATA, REPO
+from nextflow_docker import (
+    DockerDaemon,
+    DockerUnavailable,
+    build_image,
+    docker,
+    install_docker,
+    make_base_image,
+)
+from nextflow_support import (
+    assert_same_outputs,
+    fasta_records,
+    read_trace,
+    reference_run,
+    run_like_the_test_profile,
+    run_pipeline,
+)
+
+pytestmark = [pytest.mark.nextflow, pytest.mark.docker, pytest.mark.slow]
+
+IMAGE = "virnucpro-test:latest"
+
+
+@pytest.fixture(scope="module")
+def docker_image(tmp_path_factory):
+    """The image, built once per session run (Docker's layer cache makes a rebuild quick)."""
+    folder = tmp_path_factory.mktemp("docker")
+    try:
+        install_docker()
+    except DockerUnavailable as reason:
+        pytest.skip(f"Docker cannot be installed here: {reason}")
+    daemon = DockerDaemon(folder)
+    try:
+        daemon.start()
+        base_seconds = make_base_image(folder)
+        build_seconds = build_image(REPO, IMAGE, folder / "build.log")
+        print(f"docker: base image {base_seconds:.0f} s, pipeline image {build_seconds:.0f} s")
+        yield IMAGE
+    except DockerUnavailable as reason:
+        pytest.fail(f"Docker is installed but does not work: {reason}")
+    finally:
+        daemon.stop()
+
+
+def test_the_image_runs_as_a_non_root_user_with_writable_caches(docker_image):
+    assert docker("run", "--rm", docker_image, "id", "-u").stdout.strip() != "0"
+    # Nextflow runs containers as the launching user (-u uid:gid): any user id must be able to write
+    # the caches of matplotlib, Hugging Face, triton and virnucpro
+    check = (
+        "import os, matplotlib; "
+        "[open(os.path.join(os.environ[name], 'probe'), 'w').close() "
+        "for name in ('MPLCONFIGDIR', 'HF_HOME', 'TRITON_CACHE_DIR', 'VIRNUCPRO_CACHE')]; "
+        "print(matplotlib.get_cachedir())"
+    )
+    result = docker("run", "--rm", "-u", "4321:4321", docker_image, "python", "-c", check)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "/var/cache/virnucpro/matplotlib"
+
+
+def test_the_image_holds_exactly_the_locked_packages(docker_image):
+    frozen = docker("run", "--rm", docker_image, "pip", "freeze", "--all", "--exclude-editable")
+    assert frozen.returncode == 0, frozen.stderr
+    installed = {
+        line.lower()
+        for line in frozen.stdout.splitlines()
+        if not line.lower().startswith(("pip==", "virnucpro"))
+    }
+    locked = {
+        line.strip().lower()
+        for line in (REPO / "requirements.lock").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert installed == locked
+    version = docker("run", "--rm", docker_image, "virnucpro", "--version").stdout.strip()
+    from virnucpro import __version__
+
+    assert version == f"virnucpro {__version__}"
+
+
+def test_docker_profile_outputs_equal_virnucpro_run(docker_image, tmp_path, test_models):
+    """-profile test,docker on the bundled example and a second input in one run; each sample's
+    outputs byte for byte those of `virnucpro run` on the same file with the same settings."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "example.fa").write_bytes((DATA / "example.fa").read_bytes())
+    records = fasta_records(DATA / "example.fa")[2:9]
+    second = inputs / "second input.fq.gz"
+    with gzip.open(second, "wt") as fastq:
+        for header, sequence in records:
+            bases = sequence.replace("\n", "")
+            fastq.write(f"@{header}\n{bases}\n+\n{'I' * len(bases)}\n")
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    run_pipeline(
+        *(
+            "-profile",
+            "test,docker",
+            "--container",
+            docker_image,
+            "--input",
+            f"{inputs}/*",
+            "--outdir",
+            "out",
+        ),
+        cwd=launch,
+    )
+    outdir = launch / "out"
+    assert_same_outputs(outdir / "example", reference_run(tmp_path / "reference-example", test_models))
+    assert_same_outputs(
+        outdir / "second input", run_like_the_test_profile(second, tmp_path / "reference-second", test_models)
+    )
+    for sample in ("example", "second input"):
+        run_info = json.loads((outdir / sample / "run.json").read_text())["nextflow"]
+        assert run_info["container_engine"] == "docker"
+        assert run_info["params"]["container"] == docker_image
+    trace = read_trace(outdir)
+    assert {row["status"] for row in trace} == {"COMPLETED"}
+    for row in trace:
+        wrapper = next((launch / "work").glob(f"{row['hash']}*/.command.run")).read_text()
+        assert f" {docker_image} " in wrapper, row["name"]  # the task ran in the image
+        assert "--gpus" not in wrapper, row["name"]  # --gpus 0: no GPU options
