@@ -585,9 +585,8 @@ def test_a_sample_is_reported_while_another_still_waits(tmp_path, reference):
 
 @pytest.mark.slow
 def test_samplesheet_sample_of_several_files(tmp_path, reference):
-    """NEEDS the safety branch (`virnucpro prepare A B`, `virnucpro report --input A --input B`):
-    fails until it is merged. Two files of one sample, read in the samplesheet's order, give one
-    sample with both files' sequences and the reference's scores."""
+    """Two files of one sample, read in the samplesheet's order, give one sample with both files'
+    sequences and the reference's scores."""
     records = fasta_records(DATA / "example.fa")
     part1 = write_records(tmp_path / "part 1.fa", records[:4])
     part2 = write_records(tmp_path / "part2.fa", records[4:7])
