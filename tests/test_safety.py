@@ -13,6 +13,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -134,6 +135,36 @@ def test_a_users_file_at_an_output_name_is_never_overwritten(tmp_path, test_mode
         )
     assert (outdir / "viral.fa").read_text() == ">my precious contig\nACGT\n"
     assert sorted(p.name for p in outdir.iterdir()) == ["viral.fa"]
+
+
+def test_a_second_command_into_a_folder_being_written_is_refused(tmp_path, test_models):
+    """While `prepare` writes a folder (held mid-input by a FIFO), a second prepare or run into the
+    same folder is refused in one line; the first finishes, and the folder is free again after."""
+    fifo = tmp_path / "reads.fifo"
+    os.mkfifo(fifo)
+    outdir = tmp_path / "out"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "virnucpro", "prepare", str(fifo), "--outdir", str(outdir)],
+        env=cli_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    data = EXAMPLE.read_bytes()
+    with open(fifo, "wb") as writer:
+        writer.write(data[: len(data) // 2])
+        writer.flush()
+        # prepare made its staging folder: it holds the folder and waits for the rest of its input
+        for _ in range(600):
+            if list(outdir.glob(".prepare-*")) or first.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert list(outdir.glob(".prepare-*")), first.stderr.read() if first.poll() is not None else ""
+        busy = "another virnucpro command is writing this folder now"
+        refused(run_cli("prepare", EXAMPLE, "--outdir", outdir), str(outdir), busy)
+        refused(run_cli(*run_args(test_models, EXAMPLE, outdir)), str(outdir), busy)
+        writer.write(data[len(data) // 2 :])
+    assert first.wait(timeout=120) == 0, first.stderr.read()
+    assert run_cli("prepare", EXAMPLE, "--outdir", outdir).returncode == 0
 
 
 def test_a_foreign_work_folder_is_not_mixed_with(tmp_path, test_models):

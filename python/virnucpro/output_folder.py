@@ -11,7 +11,10 @@ The rules that keep user data safe:
   (`paths.OUTDIR_MARKER`) says they are ours, and in `work/` (marked by `parameters.json`) only the
   files named by `paths`; user files there and the folders they are in stay;
 - temporary files of interrupted writes (`.tmp-*`, their writer gone) are removed;
-- `run.json`, the completion marker, is removed before any other final output is rewritten.
+- `run.json`, the completion marker, is removed before any other final output is rewritten;
+- one command at a time writes a folder's final outputs, prepare tables or run work: a second one
+  started into the same folder is refused (`folder_lock`; `embed-*` and `predict` write one file
+  per shard and may share a folder).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from virnucpro.atomic import (
     temporary_sibling,
 )
 from virnucpro.errors import InputError
+from virnucpro.folder_lock import hold_folder
 from virnucpro.paths import (
     EMBEDDING_SUFFIXES,
     FINAL_OUTPUTS,
@@ -147,6 +151,7 @@ def begin_final_outputs(outdir: Path, inputs: Sequence[str | Path], command: str
     present after a failure is one this command wrote whole."""
     outdir = Path(outdir)
     usable_folder(outdir)
+    hold_folder(outdir)
     refuse_inputs_among_outputs(inputs, [outdir / name for name in FINAL_OUTPUTS])
     refuse_foreign_final_outputs(outdir)
     remove_stale_temporaries(outdir)
@@ -179,6 +184,7 @@ def prepare_folder(
     that exist there are ours (prepare replaces its shards/ folder as a whole)."""
     outdir = Path(outdir)
     usable_folder(outdir)
+    hold_folder(outdir)
     refuse_inputs_among_outputs(inputs, [outdir / name for name in names])
     layout = PrepareLayout(outdir)
     foreign = _foreign_files(layout.shards, _SHARD_FILE)
@@ -209,6 +215,7 @@ def run_folder(layout: RunLayout, inputs: Sequence[str | Path]) -> None:
     """Before `virnucpro run` does any work: the folder is usable, no input is among its outputs,
     and what exists there under our names is ours (work/ holds our parameters.json or nothing)."""
     usable_folder(layout.outdir)
+    hold_folder(layout.outdir)
     refuse_inputs_among_outputs(inputs, [*layout.final_outputs(), layout.work])
     refuse_foreign_final_outputs(layout.outdir)
     if layout.work.exists() and not layout.work.is_dir():

@@ -7,6 +7,7 @@ import sys
 import typer
 
 from virnucpro.errors import VirNucProError, describe_os_error
+from virnucpro.folder_lock import folder_locks
 
 # Importing a command module registers its commands on the app, in the order `--help` lists them.
 from virnucpro.cli import (  # noqa: F401  isort: skip
@@ -43,7 +44,8 @@ def main() -> None:
     system's (disk full, read-only folder), which name the file. Anything else is a bug and keeps
     its traceback."""
     try:
-        code = app(standalone_mode=False)
+        with folder_locks():
+            code = app(standalone_mode=False)
     except ClickException as err:
         if type(err).__name__ == "NoArgsIsHelpError":  # `virnucpro` alone: the help, not an error
             typer.echo(err.ctx.get_help())
