@@ -83,7 +83,8 @@ workflow {
             .join(PREPARE.out.prepared.map { meta, prepared -> [meta.id, prepared] })
             .join(scored.mix(unscored))
             .map { _id, meta, files, prepared, scores -> [meta, files, prepared, scores] }
-        REPORT(report_inputs, runInfo(params))
+        def calibration = params.calibration ? channel.value(file(params.calibration)) : channel.value([])
+        REPORT(report_inputs, runInfo(params), calibration)
 
         versions
             .mix(PREPARE.out.versions, EMBED.out.versions, PREDICT.out.versions, REPORT.out.versions)

@@ -11,6 +11,7 @@ process REPORT {
     input:
     tuple val(meta), path(reads, stageAs: 'reads/?/*', arity: '1..*'), path(prepared), path(scores, stageAs: 'scores/*', arity: '0..*')
     val(run_info_base64)
+    path(calibration, stageAs: 'calibration/*')
 
     output:
     tuple val(meta), path('results/*'), emit: results
@@ -19,10 +20,12 @@ process REPORT {
     script:
     // A staged file renders shell-escaped (Sample\ 1.fa): no quotes around it
     def inputs = reads.collect { f -> "--input ${f}" }.join(' ')
+    // --calibration: the file is staged (containers see it); [] when none
+    def calibration_option = calibration ? "--calibration ${calibration}" : ''
     """
     printf '%s' '${run_info_base64}' | base64 -d > run_info.json
     mkdir -p scores
-    virnucpro report ${inputs} --prepared '${prepared}' --scores scores --outdir results --run-info run_info.json ${task.ext.args}
+    virnucpro report ${inputs} --prepared '${prepared}' --scores scores --outdir results --run-info run_info.json ${calibration_option} ${task.ext.args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

@@ -102,16 +102,45 @@ def reference_run(folder: Path, models: Path) -> Path:
     return _reference_runs[models]
 
 
-def run_like_the_test_profile(reads: Path, outdir: Path, models: Path) -> Path:
-    """`virnucpro run READS` with the test profile's settings and the test models; returns outdir."""
+def run_like_the_test_profile(reads: Path, outdir: Path, models: Path, *extra: str | os.PathLike) -> Path:
+    """`virnucpro run READS` with the test profile's settings and the test models (and `extra`
+    options); returns outdir."""
     # Models named as Nextflow stages them (by folder name): reports show the name given
     options = [
         *("--dnabert-model", "dnabert-s", "--esm-model", "esm2", "--classifier", "classifier"),
         *TEST_PROFILE_OPTIONS,
+        *extra,
         "--quiet",
     ]
     run_cli("run", reads, "--outdir", outdir, *options, check=True, cwd=models)
     return outdir
+
+
+# With every sequence of the labelled set labelled virus, no call is false: the calibrated
+# thresholds call every scored chunk and sequence viral, at a target FDR the few calls can meet.
+CALIBRATED_TARGET_FDR = "0.4"
+
+
+def make_calibration(reference: Path, folder: Path) -> Path:
+    """`virnucpro calibrate` on a finished run's chunks.tsv, every sequence labelled virus; returns
+    calibration.json (use it with --target-fdr CALIBRATED_TARGET_FDR)."""
+    folder.mkdir(parents=True)
+    ids = [line.split("\t", 1)[0] for line in (reference / "sequences.tsv").read_text().splitlines()[1:]]
+    labels = folder / "labels.tsv"
+    labels.write_text("sequence_id\tlabel\n" + "".join(f"{sequence}\tvirus\n" for sequence in ids))
+    calibration = folder / "calibration"
+    run_cli(
+        "calibrate",
+        "--chunks",
+        reference / "chunks.tsv",
+        "--labels",
+        labels,
+        "--outdir",
+        calibration,
+        "--quiet",
+        check=True,
+    )
+    return calibration / "calibration.json"
 
 
 def assert_same_outputs(sample_folder: Path, reference: Path) -> None:

@@ -20,8 +20,10 @@ from nextflow_docker import (
     make_base_image,
 )
 from nextflow_support import (
+    CALIBRATED_TARGET_FDR,
     assert_same_outputs,
     fasta_records,
+    make_calibration,
     read_trace,
     reference_run,
     run_like_the_test_profile,
@@ -90,8 +92,9 @@ def test_the_image_holds_exactly_the_locked_packages(docker_image):
 
 
 def test_docker_profile_outputs_equal_virnucpro_run(docker_image, tmp_path, test_models):
-    """-profile test,docker on the bundled example and a second input in one run; each sample's
-    outputs byte for byte those of `virnucpro run` on the same file with the same settings."""
+    """-profile test,docker on the bundled example and a second input in one run, with a
+    calibration (a file the container sees only when it is staged); each sample's outputs byte for
+    byte those of `virnucpro run` on the same file with the same settings."""
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     (inputs / "example.fa").write_bytes((DATA / "example.fa").read_bytes())
@@ -101,6 +104,7 @@ def test_docker_profile_outputs_equal_virnucpro_run(docker_image, tmp_path, test
         for header, sequence in records:
             bases = sequence.replace("\n", "")
             fastq.write(f"@{header}\n{bases}\n+\n{'I' * len(bases)}\n")
+    calibration = make_calibration(reference_run(tmp_path / "reference", test_models), tmp_path / "labelled")
     launch = tmp_path / "launch"
     launch.mkdir()
     run_pipeline(
@@ -113,14 +117,18 @@ def test_docker_profile_outputs_equal_virnucpro_run(docker_image, tmp_path, test
             f"{inputs}/*",
             "--outdir",
             "out",
+            "--calibration",
+            calibration,
+            "--target_fdr",
+            CALIBRATED_TARGET_FDR,
         ),
         cwd=launch,
     )
     outdir = launch / "out"
-    assert_same_outputs(outdir / "example", reference_run(tmp_path / "reference-example", test_models))
-    assert_same_outputs(
-        outdir / "second input", run_like_the_test_profile(second, tmp_path / "reference-second", test_models)
-    )
+    options = ("--calibration", calibration, "--target-fdr", CALIBRATED_TARGET_FDR)
+    for sample, reads in (("example", inputs / "example.fa"), ("second input", second)):
+        expected = run_like_the_test_profile(reads, tmp_path / f"expected-{sample}", test_models, *options)
+        assert_same_outputs(outdir / sample, expected)
     for sample in ("example", "second input"):
         run_info = json.loads((outdir / sample / "run.json").read_text())["nextflow"]
         assert run_info["container_engine"] == "docker"

@@ -21,15 +21,18 @@ import yaml
 
 from conftest import DATA, REPO
 from nextflow_support import (
+    CALIBRATED_TARGET_FDR,
     NEXTFLOW,
     SAMPLE_FILES,
     assert_same_outputs,
     assert_scores_match,
     fasta_records,
     final_outputs,
+    make_calibration,
     nextflow_env,
     read_trace,
     reference_run,
+    run_like_the_test_profile,
     run_nextflow,
     run_pipeline,
     trace_files,
@@ -529,7 +532,7 @@ def test_samplesheet_awkward_names_and_a_failing_sample(tmp_path, reference):
     assert_scores_match(outdir / "-dash", reference, second)
     sequences = (outdir / "unknown" / "sequences.tsv").read_text().splitlines()
     assert [line.split("\t")[0] for line in sequences[1:]] == ["n1"]
-    row = dict(zip(sequences[0].split("\t"), sequences[1].split("\t")))
+    row = dict(zip(sequences[0].split("\t"), sequences[1].split("\t"), strict=True))
     assert (row["call"], row["kind"]) == ("unscored", "none")
     for sample in ("Sample 1", "-dash", "unknown"):
         assert f"  {sample}: finished: out/{sample}/" in result.stdout
@@ -581,6 +584,32 @@ def test_a_sample_is_reported_while_another_still_waits(tmp_path, reference):
     assert run.returncode == 0, output
     assert_scores_match(tmp_path / "out" / "small", reference, small)
     assert_scores_match(tmp_path / "out" / "large", reference, large)
+
+
+@pytest.mark.slow
+def test_a_calibration_is_staged_into_the_report(tmp_path, reference, test_models):
+    """--calibration: REPORT gets the file staged (a container sees it too) and calls as
+    `virnucpro run --calibration` does, byte for byte."""
+    calibration = make_calibration(reference, tmp_path / "labelled")
+    options = ("--calibration", calibration)
+    run_pipeline(
+        *("-profile", "test", "--outdir", "out", *options, "--target_fdr", CALIBRATED_TARGET_FDR),
+        cwd=tmp_path,
+    )
+    expected = run_like_the_test_profile(
+        DATA / "example.fa",
+        tmp_path / "expected",
+        test_models,
+        *options,
+        "--target-fdr",
+        CALIBRATED_TARGET_FDR,
+    )
+    assert_same_outputs(tmp_path / "out" / "example", expected)
+    # the calibration changed the calls
+    assert (expected / "sequences.tsv").read_text() != (reference / "sequences.tsv").read_text()
+    report = next(row for row in read_trace(tmp_path / "out") if row["process"] == "REPORT")
+    script = next((tmp_path / "work").glob(f"{report['hash']}*/.command.sh")).read_text()
+    assert "--calibration calibration/calibration.json" in script
 
 
 @pytest.mark.slow
