@@ -458,9 +458,9 @@ def test_resume_reruns_nothing_then_only_what_a_new_precision_touches(test_profi
 
 @pytest.mark.slow
 def test_run_json_records_the_batch_settings_of_reused_embeddings(test_profile_run):
-    """NEEDS the engine branch (embedding metadata `batch_size`/`tokens_per_batch`): fails until it is
-    merged. After a resume with other batch sizes, run.json still names the batch settings the
-    reused embeddings were made with (the defaults of the first run), read from their metadata."""
+    """After a resume with other batch sizes, run.json still names the batch settings the reused
+    embeddings were made with (the defaults of the first run), read from their metadata
+    (`batch_size`/`tokens_per_batch`)."""
     launch = test_profile_run
     run_pipeline(
         *("-profile", "test", "--outdir", "out", "-resume"),
