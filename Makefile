@@ -39,7 +39,8 @@ FLOOR_VENV ?= .venv-floor
 FLOOR_PINS := torch==2.11.0 transformers==5.17.0
 FLOOR_TESTS := tests/test_classifier.py tests/test_dnabert_s.py tests/test_esm2.py \
 	tests/test_embedding_engine.py tests/test_embedding_batching.py tests/test_test_models.py \
-	tests/test_predict.py tests/test_train.py
+	tests/test_predict.py tests/test_train.py tests/test_embed_combined.py tests/test_fp8.py \
+	tests/test_pool.py tests/test_gpu_paths.py
 
 $(FLOOR_VENV)/.installed: pyproject.toml
 	test -x $(FLOOR_VENV)/bin/python || $(PYTHON) -m venv $(FLOOR_VENV)
