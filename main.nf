@@ -173,7 +173,7 @@ def checkParameters(settings, positional) {
     if (!settings.make_test_models) {
         checkRevision('dnabert_model', settings.dnabert_model, settings.dnabert_revision)
         checkRevision('esm_model', settings.esm_model, settings.esm_revision)
-        checkClassifier(settings.classifier ?: publishedClassifier(settings.chunk_size))
+        checkClassifier(settings.classifier ?: publishedClassifier(settings.chunk_size), settings.chunk_size)
     }
     def samples = inputSamples(settings)
     if (!settings.make_test_models) {
@@ -332,7 +332,7 @@ def checkRevision(name, spec, revision) {
     }
 }
 
-def checkClassifier(spec) {
+def checkClassifier(spec, chunkSize) {
     def model = modelInput('classifier', spec)
     def local = model[1]
     if (local) {
@@ -342,6 +342,17 @@ def checkClassifier(spec) {
         if (!readable) {
             error("--classifier '${spec}': cannot read a classifier there (give a .pth file, or a folder with config.json and model.safetensors as `virnucpro convert-classifier` writes)")
         }
+    }
+    // The chunk length it was trained on, where known: a published file's name (500_model.pth), or
+    // the config.json of a converted or trained one (virnucpro's classifier.check_chunk_size, up front)
+    def published = spec.toString().tokenize('/').last() =~ /^(\d+)_model\.pth$/
+    def trainedOn = published ? published[0][1] : null
+    if (local && local.isDirectory()) {
+        def config = new groovy.json.JsonSlurper().parse(local.resolve('config.json').toFile())
+        trainedOn = config.chunk_size != null ? config.chunk_size.toString() : null
+    }
+    if (trainedOn != null && trainedOn != chunkSize.toString()) {
+        error("--classifier '${spec}': a classifier for ${trainedOn} bp chunks, but the chunks are ${chunkSize} bp (--chunk_size); give the ${chunkSize} bp classifier or --chunk_size ${trainedOn}")
     }
 }
 

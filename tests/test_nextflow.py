@@ -296,6 +296,28 @@ def test_bad_parameter_fails_with_its_message(tmp_path, arguments, message):
     assert not any((tmp_path / "work").glob("*/*"))  # stopped before any task
 
 
+@pytest.mark.parametrize("form", ["published file name", "converted folder"])
+def test_a_classifier_for_another_chunk_size_is_refused(tmp_path, form):
+    """Before any task: a classifier whose file name (300_model.pth) or config.json says it was
+    trained on 300 bp chunks, with --chunk_size 500."""
+    if form == "published file name":
+        classifier = tmp_path / "300_model.pth"
+        classifier.write_bytes(b"PK")  # the name decides; the contents are read by the tasks
+    else:
+        classifier = tmp_path / "classifier-300"
+        classifier.mkdir()
+        (classifier / "model.safetensors").write_bytes(b"weights")
+        (classifier / "config.json").write_text('{"chunk_size": 300, "input_dim": 3328}')
+    arguments = ("--input", DATA / "example.fa", "--classifier", classifier, "--chunk_size", "500")
+    result = run_nextflow("run", REPO, *arguments, "-stub-run", cwd=tmp_path)
+    assert result.returncode != 0
+    assert (
+        "a classifier for 300 bp chunks, but the chunks are 500 bp (--chunk_size)"
+        in result.stdout + result.stderr
+    )
+    assert not any((tmp_path / "work").glob("*/*"))
+
+
 def test_two_files_named_as_one_sample_are_refused(tmp_path):
     (tmp_path / "a").mkdir()
     shutil.copy(DATA / "example.fa", tmp_path / "a" / "reads.fa")

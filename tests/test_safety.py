@@ -492,6 +492,42 @@ def test_a_rerun_removes_run_json_before_rewriting_the_other_outputs(scored, tmp
     assert_failed_report_left_only_whole_files(outdir, reference)
 
 
+def test_a_classifier_for_another_chunk_size_is_refused(test_models, scored, tmp_path):
+    """A classifier knows the chunk length it was trained on (a published file's name, or the
+    config.json that convert-classifier and train write): run refuses another --chunk-size before
+    any work, and report refuses scores of such a classifier on chunks of another length."""
+    import torch
+
+    from virnucpro.classifier import load_classifier_folder
+
+    model, _ = load_classifier_folder(test_models / "classifier")
+    published = tmp_path / "300_model.pth"
+    torch.save(model.state_dict(), published)
+    message = "a classifier for 300 bp chunks, but the chunks are 500 bp"
+    refused(run_cli(*run_args(test_models, EXAMPLE, tmp_path / "out"), "--classifier", published), message)
+    assert not (tmp_path / "out").exists()
+    converted = tmp_path / "classifier-300"
+    assert run_cli("convert-classifier", published, converted).returncode == 0
+    assert json.loads((converted / "config.json").read_text())["chunk_size"] == 300
+    refused(run_cli(*run_args(test_models, EXAMPLE, tmp_path / "out"), "--classifier", converted), message)
+
+    args, _ = scored
+    prepared = Path(args[args.index("--prepared") + 1])
+    random_classifier(tmp_path / "random-300")
+    config = json.loads((tmp_path / "random-300" / "config.json").read_text())
+    (tmp_path / "random-300" / "config.json").write_text(json.dumps({**config, "chunk_size": 300}))
+    predict_files(
+        sorted((prepared.parent / "embeddings").glob("*.parquet")),
+        tmp_path / "random-300",
+        tmp_path / "scores-300",
+        quiet=True,
+    )
+    outdir = tmp_path / "report"
+    result = run_cli(*args[:-1], tmp_path / "scores-300", "--outdir", outdir)
+    refused(result, "a classifier for 300 bp chunks", "holds 500 bp chunks")
+    assert not (outdir / RUN_JSON).exists()
+
+
 # --- Hostile weights ---
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -34,6 +35,20 @@ class ClassifierConfig:
     dnabert_dim: int | None = None
     esm_dim: int | None = None
     source: str = ""  # where the weights came from (file, URL, training run)
+    chunk_size: int | None = None  # the chunk length (bp) it was trained on, when known
+
+
+# The published classifiers are named after the chunk length they were trained on.
+_PUBLISHED_NAME = re.compile(r"^(\d+)_model\.pth$")
+
+
+def check_chunk_size(config: ClassifierConfig, chunk_size: int, name: str) -> None:
+    """Refuse a classifier trained on chunks of another length than the ones to score."""
+    if config.chunk_size is not None and config.chunk_size != chunk_size:
+        raise InputError(
+            f"{name}: a classifier for {config.chunk_size} bp chunks, but the chunks are {chunk_size} bp "
+            f"(--chunk-size); give the {chunk_size} bp classifier or --chunk-size {config.chunk_size}"
+        )
 
 
 class MLPClassifier(nn.Module):
@@ -146,6 +161,7 @@ def _model_from_state(state: dict, path: Path, source: str) -> tuple[MLPClassifi
     hidden_dim, input_dim = state["hidden_layer.weight"].shape
     num_classes = state["output_layer.weight"].shape[0]
     dnabert_dim, esm_dim = _PUBLISHED_WIDTHS.get(int(input_dim), (None, None))
+    published = _PUBLISHED_NAME.match(path.name)
     config = ClassifierConfig(
         input_dim=int(input_dim),
         hidden_dim=int(hidden_dim),
@@ -153,6 +169,7 @@ def _model_from_state(state: dict, path: Path, source: str) -> tuple[MLPClassifi
         dnabert_dim=dnabert_dim,
         esm_dim=esm_dim,
         source=source,
+        chunk_size=int(published[1]) if published else None,
     )
     model = MLPClassifier(config.input_dim, config.hidden_dim, config.num_classes)
     try:

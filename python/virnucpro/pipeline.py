@@ -27,7 +27,7 @@ from pathlib import Path
 
 from virnucpro.atomic import atomic_open, remove_stale_temporaries
 from virnucpro.checksums import file_sha256
-from virnucpro.classifier import load_classifier
+from virnucpro.classifier import check_chunk_size, load_classifier
 from virnucpro.defaults import (
     CHUNK_SIZES,
     DEFAULT_BATCH_SIZE,
@@ -282,6 +282,7 @@ def run(
         dnabert = resolve_model(options.dnabert_model, options.dnabert_revision)
         esm = resolve_model(options.esm_model, options.esm_revision)
         loaded_classifier = load_classifier(classifier_spec, classifier_revision)
+        check_chunk_size(loaded_classifier.config, options.chunk_size, classifier_spec)
         timings["models_s"] = time.monotonic() - clock
         parameters = {
             "chunk_size": options.chunk_size,

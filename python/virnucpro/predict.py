@@ -123,6 +123,10 @@ def scores_metadata(classifier: LoadedClassifier, dnabert_path: Path, esm_path: 
         "classifier_input_dim": str(classifier.config.input_dim),
         "version": __version__,
     }
+    if (
+        classifier.config.chunk_size is not None
+    ):  # only when known: other classifiers' scores keep their bytes
+        metadata["classifier_chunk_size"] = str(classifier.config.chunk_size)
     for prefix, path in (("dnabert", dnabert_path), ("esm", esm_path)):
         metadata.update({f"{prefix}.{k}": v for k, v in read_metadata(path).items()})
         metadata[f"{prefix}_sha256"] = file_sha256(path)

@@ -586,6 +586,13 @@ def report(
         data = collect(
             prepared, score_files, settings["min_viral_fraction"], settings["chunk_margin_threshold"]
         )
+        made_for = data.provenance.get("classifier_chunk_size")
+        if made_for is not None and int(made_for) != data.chunk_size:
+            raise InputError(
+                f"{data.provenance.get('classifier', 'the classifier')}: its scores are of a classifier for "
+                f"{made_for} bp chunks, but {prepared} holds {data.chunk_size} bp chunks; predict with the "
+                f"{data.chunk_size} bp classifier"
+            )
         if calibration is not None:
             check_calibration_fits(calibration, data, str(options.calibration))
         data.settings = {

@@ -333,6 +333,10 @@ def train(
         dnabert_dim=dnabert_dim,
         esm_dim=esm_dim,
         source=f"virnucpro train: virus {inputs['virus']}, others {inputs['others']}",
+        # known when this command chunked every input itself; embeddings made earlier do not say
+        chunk_size=None
+        if any(_is_embedding_source(p) for paths in sources.values() for p in paths)
+        else options.chunk_size,
     )
     save_classifier(model, outdir, config)
     metrics["inputs"] = inputs
