@@ -51,6 +51,7 @@ def test_training_learns_a_synthetic_set_and_reloads(tmp_path):
         "--hidden-dim", "64", "--epochs", "60", "--quiet",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert json.loads((outdir / "config.json").read_text())["chunk_size"] is None  # from embeddings
     metrics = json.loads((outdir / "metrics.json").read_text())
     test = metrics["test"]
     assert set(test) >= {"accuracy", "precision", "recall", "f1", "auroc"}
@@ -156,6 +157,7 @@ def test_training_from_fasta_embeds_with_the_given_models(test_models, example_f
     config = json.loads((outdir / "config.json").read_text())
     models = json.loads((test_models / "classifier" / "config.json").read_text())
     assert (config["dnabert_dim"], config["esm_dim"]) == (models["dnabert_dim"], models["esm_dim"])
+    assert config["chunk_size"] == 500  # chunked here: the length it was trained on is known
     metrics = json.loads((outdir / "metrics.json").read_text())
     assert metrics["split"]["virus"] == metrics["split"]["others"] == 30
     assert metrics["epochs_run"] <= 3 and 0.0 <= metrics["test"]["accuracy"] <= 1.0
