@@ -37,7 +37,7 @@ IMAGE = "virnucpro-test:latest"
 
 @pytest.fixture(scope="module")
 def docker_image(tmp_path_factory):
-    """The image, built once per session run (Docker's layer cache makes a rebuild quick)."""
+    """The image, built once per test session and removed after the module's tests."""
     folder = tmp_path_factory.mktemp("docker")
     try:
         install_docker()
@@ -53,6 +53,9 @@ def docker_image(tmp_path_factory):
     except DockerUnavailable as reason:
         pytest.fail(f"Docker is installed but does not work: {reason}")
     finally:
+        # The pipeline image holds torch and its CUDA libraries (about 7 GB); the small base stays
+        # for the next run. Only this test's own tag is removed.
+        docker("rmi", "--force", IMAGE, timeout=300)
         daemon.stop()
 
 
