@@ -55,6 +55,18 @@ def golden_or_skip() -> Path:
 
 
 @pytest.fixture(scope="session")
+def example_reference(test_models, tmp_path_factory) -> Path:
+    """`virnucpro run` on the bundled example with the test models and the test profile's settings,
+    once per session: the outputs that the pipeline's must equal. In a session folder, not a test's
+    (a passed test's folder is removed at once, see pyproject.toml)."""
+    from nextflow_support import run_like_the_test_profile
+
+    return run_like_the_test_profile(
+        DATA / "example.fa", tmp_path_factory.mktemp("example-reference"), test_models
+    )
+
+
+@pytest.fixture(scope="session")
 def test_models(tmp_path_factory) -> Path:
     """The small random models of `virnucpro make-test-models`, built once per test session."""
     from virnucpro.test_models import make_test_models

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import DATA, OUTPUTS, REPO, cli_env, run_cli
+from conftest import OUTPUTS, REPO, cli_env, run_cli
 
 NEXTFLOW = REPO / "scripts" / "nextflow"
 
@@ -91,15 +91,6 @@ def final_outputs(run_outdir: Path) -> dict[str, bytes]:
 TEST_PROFILE_OPTIONS = ("--chunk-size", "500", "--shard-size", "12", "--workers", "1")
 # report's outputs that every sample folder holds, besides the figures
 SAMPLE_FILES = tuple(name for name in OUTPUTS if not name.endswith(".png"))
-_reference_runs: dict[Path, Path] = {}
-
-
-def reference_run(folder: Path, models: Path) -> Path:
-    """`virnucpro run` on the bundled example with the test models, once per session: the outputs
-    that the pipeline's must equal."""
-    if models not in _reference_runs:
-        _reference_runs[models] = run_like_the_test_profile(DATA / "example.fa", folder / "reference", models)
-    return _reference_runs[models]
 
 
 def run_like_the_test_profile(reads: Path, outdir: Path, models: Path, *extra: str | os.PathLike) -> Path:

@@ -25,7 +25,6 @@ from nextflow_support import (
     fasta_records,
     make_calibration,
     read_trace,
-    reference_run,
     run_like_the_test_profile,
     run_pipeline,
 )
@@ -94,7 +93,7 @@ def test_the_image_holds_exactly_the_locked_packages(docker_image):
     assert version == f"virnucpro {__version__}"
 
 
-def test_docker_profile_outputs_equal_virnucpro_run(docker_image, tmp_path, test_models):
+def test_docker_profile_outputs_equal_virnucpro_run(docker_image, tmp_path, test_models, example_reference):
     """-profile test,docker on the bundled example and a second input in one run, with a
     calibration (a file the container sees only when it is staged); each sample's outputs byte for
     byte those of `virnucpro run` on the same file with the same settings."""
@@ -107,7 +106,7 @@ def test_docker_profile_outputs_equal_virnucpro_run(docker_image, tmp_path, test
         for header, sequence in records:
             bases = sequence.replace("\n", "")
             fastq.write(f"@{header}\n{bases}\n+\n{'I' * len(bases)}\n")
-    calibration = make_calibration(reference_run(tmp_path / "reference", test_models), tmp_path / "labelled")
+    calibration = make_calibration(example_reference, tmp_path / "labelled")
     launch = tmp_path / "launch"
     launch.mkdir()
     run_pipeline(

@@ -17,7 +17,6 @@ from nextflow_support import (
     assert_scores_match,
     fasta_records,
     read_trace,
-    reference_run,
     write_records,
 )
 
@@ -79,7 +78,7 @@ def test_launcher_without_dependencies_or_venv_says_what_to_do(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.nextflow
-def test_a_fresh_clone_runs_after_make_venv_without_path_changes(tmp_path, test_models):
+def test_a_fresh_clone_runs_after_make_venv_without_path_changes(tmp_path, example_reference):
     if not system_python_lacks_the_dependencies():
         pytest.skip("the system python3 has the dependencies: there is nothing to fall back from")
     clone = tmp_path / "clone"
@@ -96,4 +95,4 @@ def test_a_fresh_clone_runs_after_make_venv_without_path_changes(tmp_path, test_
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert {row["status"] for row in read_trace(tmp_path / "out")} == {"COMPLETED"}
-    assert_scores_match(tmp_path / "out" / "x", reference_run(tmp_path / "reference", test_models), ids)
+    assert_scores_match(tmp_path / "out" / "x", example_reference, ids)

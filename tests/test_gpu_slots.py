@@ -20,7 +20,6 @@ from nextflow_support import (
     fasta_records,
     nextflow_env,
     read_trace,
-    reference_run,
     run_pipeline,
 )
 from virnucpro.gpu_slots import host_gpus
@@ -213,7 +212,7 @@ def intervals(err: str) -> list[tuple[float, float, set[str]]]:
 
 @pytest.mark.slow
 @pytest.mark.nextflow
-def test_concurrent_embedding_tasks_get_disjoint_gpus(tmp_path, test_models):
+def test_concurrent_embedding_tasks_get_disjoint_gpus(tmp_path, example_reference):
     """The test profile with --gpus 2 on a host simulated with 2 GPUs (embedding itself on the CPU):
     5 shards in groups of 2 give EMBED tasks of 2, 2 and 1 GPUs (never more than their shards), two
     run at a time on two cores, and no two of them ever hold the same GPU."""
@@ -244,6 +243,5 @@ def test_concurrent_embedding_tasks_get_disjoint_gpus(tmp_path, test_models):
             if other != name and start < other_end and other_start < end:
                 assert gpus.isdisjoint(other_gpus), f"{name} and {other} held {gpus & other_gpus} at once"
     # the embeddings are right too (other shard sizes move float32 scores in the last digits)
-    reference = reference_run(tmp_path / "reference-run", test_models)
     records = fasta_records(DATA / "example.fa")
-    assert_scores_match(tmp_path / "out" / "example", reference, [h.split()[0] for h, _ in records])
+    assert_scores_match(tmp_path / "out" / "example", example_reference, [h.split()[0] for h, _ in records])

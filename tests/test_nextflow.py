@@ -31,7 +31,6 @@ from nextflow_support import (
     make_calibration,
     nextflow_env,
     read_trace,
-    reference_run,
     run_like_the_test_profile,
     run_nextflow,
     run_pipeline,
@@ -394,12 +393,6 @@ def test_file_names_with_spaces_and_leading_dashes_become_samples(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, request) -> Path:
-    """`virnucpro run` on the bundled example with the test models: the outputs to match."""
-    return reference_run(tmp_path_factory.mktemp("reference"), request.getfixturevalue("test_models"))
-
-
-@pytest.fixture(scope="module")
 def test_profile_run(tmp_path_factory) -> Path:
     """`nextflow run . -profile test`, once; returns the launch folder (results in out/)."""
     launch = tmp_path_factory.mktemp("nextflow-test-profile")
@@ -423,9 +416,9 @@ TEST_PROFILE_TASKS = [
 
 
 @pytest.mark.slow
-def test_test_profile_outputs_equal_virnucpro_run(test_profile_run, reference):
+def test_test_profile_outputs_equal_virnucpro_run(test_profile_run, example_reference):
     outdir = test_profile_run / "out"
-    assert_same_outputs(outdir / "example", reference)
+    assert_same_outputs(outdir / "example", example_reference)
     run_info = json.loads((outdir / "example" / "run.json").read_text())["nextflow"]
     assert run_info["engine"] == "nextflow"
     assert run_info["params"]["precision"] == "fp32"
@@ -496,7 +489,7 @@ def test_run_json_records_the_batch_settings_of_reused_embeddings(test_profile_r
 
 
 @pytest.mark.slow
-def test_two_inputs_give_two_samples_and_touching_one_reruns_only_it(tmp_path, reference):
+def test_two_inputs_give_two_samples_and_touching_one_reruns_only_it(tmp_path, example_reference):
     inputs = tmp_path / "reads"
     inputs.mkdir()
     shutil.copy(DATA / "example.fa", inputs / "example.fa")
@@ -509,8 +502,8 @@ def test_two_inputs_give_two_samples_and_touching_one_reruns_only_it(tmp_path, r
     outdir = tmp_path / "out"
     assert sorted(p.name for p in outdir.iterdir()) == ["example", "pipeline_info", "subset"]
     for sample, chosen in (("example", records), ("subset", records[:5])):
-        assert sorted(p.name for p in (outdir / sample).iterdir()) == sorted(final_outputs(reference))
-        assert_scores_match(outdir / sample, reference, [header.split()[0] for header, _ in chosen])
+        assert sorted(p.name for p in (outdir / sample).iterdir()) == sorted(final_outputs(example_reference))
+        assert_scores_match(outdir / sample, example_reference, [header.split()[0] for header, _ in chosen])
 
     os.utime(inputs / "subset.fa")  # touched: same content, newer time
     run_pipeline(*options, "-resume", cwd=tmp_path)
@@ -522,7 +515,7 @@ def test_two_inputs_give_two_samples_and_touching_one_reruns_only_it(tmp_path, r
 
 
 @pytest.mark.slow
-def test_samplesheet_awkward_names_and_a_failing_sample(tmp_path, reference):
+def test_samplesheet_awkward_names_and_a_failing_sample(tmp_path, example_reference):
     """A samplesheet whose samples have spaces and leading dashes in their names and files, one
     sample without any frame to embed, and one whose input is broken: the others finish (with the
     reference's scores), the broken one is reported as failed at the end, and the run exits
@@ -550,8 +543,8 @@ def test_samplesheet_awkward_names_and_a_failing_sample(tmp_path, reference):
     assert result.returncode != 0, result.stdout
     outdir = tmp_path / "out"
     assert sorted(p.name for p in outdir.iterdir()) == ["-dash", "Sample 1", "pipeline_info", "unknown"]
-    assert_scores_match(outdir / "Sample 1", reference, first)
-    assert_scores_match(outdir / "-dash", reference, second)
+    assert_scores_match(outdir / "Sample 1", example_reference, first)
+    assert_scores_match(outdir / "-dash", example_reference, second)
     sequences = (outdir / "unknown" / "sequences.tsv").read_text().splitlines()
     assert [line.split("\t")[0] for line in sequences[1:]] == ["n1"]
     row = dict(zip(sequences[0].split("\t"), sequences[1].split("\t"), strict=True))
@@ -566,7 +559,7 @@ def test_samplesheet_awkward_names_and_a_failing_sample(tmp_path, reference):
 
 
 @pytest.mark.slow
-def test_a_sample_is_reported_while_another_still_waits(tmp_path, reference):
+def test_a_sample_is_reported_while_another_still_waits(tmp_path, example_reference):
     """Each sample's REPORT starts when its own groups are scored, not when every sample's are:
     on a host simulated with 2 GPUs, one of which this test holds, sample `small` (one shard, one
     GPU) runs to its report while sample `large` (two shards, two GPUs) is still waiting for its
@@ -604,15 +597,15 @@ def test_a_sample_is_reported_while_another_still_waits(tmp_path, reference):
             fcntl.flock(held, fcntl.LOCK_UN)
     output, _ = run.communicate(timeout=900)
     assert run.returncode == 0, output
-    assert_scores_match(tmp_path / "out" / "small", reference, small)
-    assert_scores_match(tmp_path / "out" / "large", reference, large)
+    assert_scores_match(tmp_path / "out" / "small", example_reference, small)
+    assert_scores_match(tmp_path / "out" / "large", example_reference, large)
 
 
 @pytest.mark.slow
-def test_a_calibration_is_staged_into_the_report(tmp_path, reference, test_models):
+def test_a_calibration_is_staged_into_the_report(tmp_path, example_reference, test_models):
     """--calibration: REPORT gets the file staged (a container sees it too) and calls as
     `virnucpro run --calibration` does, byte for byte."""
-    calibration = make_calibration(reference, tmp_path / "labelled")
+    calibration = make_calibration(example_reference, tmp_path / "labelled")
     options = ("--calibration", calibration)
     run_pipeline(
         *("-profile", "test", "--outdir", "out", *options, "--target_fdr", CALIBRATED_TARGET_FDR),
@@ -628,14 +621,14 @@ def test_a_calibration_is_staged_into_the_report(tmp_path, reference, test_model
     )
     assert_same_outputs(tmp_path / "out" / "example", expected)
     # the calibration changed the calls
-    assert (expected / "sequences.tsv").read_text() != (reference / "sequences.tsv").read_text()
+    assert (expected / "sequences.tsv").read_text() != (example_reference / "sequences.tsv").read_text()
     report = next(row for row in read_trace(tmp_path / "out") if row["process"] == "REPORT")
     script = next((tmp_path / "work").glob(f"{report['hash']}*/.command.sh")).read_text()
     assert "--calibration calibration/calibration.json" in script
 
 
 @pytest.mark.slow
-def test_samplesheet_sample_of_several_files(tmp_path, reference):
+def test_samplesheet_sample_of_several_files(tmp_path, example_reference):
     """Two files of one sample, read in the samplesheet's order, give one sample with both files'
     sequences and the reference's scores."""
     records = fasta_records(DATA / "example.fa")
@@ -644,4 +637,4 @@ def test_samplesheet_sample_of_several_files(tmp_path, reference):
     sheet = tmp_path / "samples.csv"
     sheet.write_text("sample,file\nboth,part2.fa\nboth,part 1.fa\n")
     run_pipeline("-profile", "test", "--input", sheet, "--outdir", "out", "--shard_size", "100", cwd=tmp_path)
-    assert_scores_match(tmp_path / "out" / "both", reference, part2 + part1)
+    assert_scores_match(tmp_path / "out" / "both", example_reference, part2 + part1)

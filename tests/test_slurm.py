@@ -14,7 +14,6 @@ from nextflow_support import (
     assert_same_outputs,
     nextflow_env,
     read_trace,
-    reference_run,
     run_pipeline,
 )
 
@@ -49,7 +48,7 @@ def slurm_cluster(tmp_path_factory):
 
 
 def test_slurm_profile_runs_every_task_as_a_job(slurm_cluster, tmp_path, request):
-    reference = reference_run(tmp_path / "reference-run", request.getfixturevalue("test_models"))
+    reference = request.getfixturevalue("example_reference")
     launch = tmp_path / "launch"
     launch.mkdir()
     env = nextflow_env(SLURM_CONF=slurm_cluster.env["SLURM_CONF"])
