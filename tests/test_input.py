@@ -280,7 +280,12 @@ def test_the_input_hash_is_of_the_bytes_as_stored(tmp_path):
     assert summary(tmp_path / "out")["inputs"][0]["sha256"] == sha256(path)
 
 
-def test_prepare_interrupted_by_ctrl_c_leaves_nothing_and_says_so(tmp_path):
+@pytest.mark.parametrize(
+    "signum, code, last_line",
+    [(2, 130, "virnucpro: interrupted"), (15, 143, "virnucpro: terminated by SIGTERM")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_prepare_interrupted_leaves_nothing_and_says_so(tmp_path, signum, code, last_line):
     reads = tmp_path / "big.fa"
     with open(reads, "w") as out:
         for i in range(60_000):
@@ -295,8 +300,8 @@ def test_prepare_interrupted_by_ctrl_c_leaves_nothing_and_says_so(tmp_path):
     # Interrupt once the staging folder exists (prepare is reading).
     while not list((tmp_path / "out").glob(".prepare-*")) and process.poll() is None:
         pass
-    process.send_signal(2)  # SIGINT, as Ctrl-C sends
+    process.send_signal(signum)  # SIGINT as Ctrl-C sends, SIGTERM as `kill` or a scheduler sends
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "virnucpro: interrupted"
+    assert process.returncode == code, stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == last_line
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []

@@ -251,30 +251,69 @@ def spawned_workers(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("moment", ["starting", "embedding"])
-def test_ctrl_c_during_embedding_is_one_line_and_keeps_finished_files(shards, test_models, tmp_path, moment):
-    """Ctrl-C reaches the whole process group (parent and workers): the command ends with exit 130
-    and one line, no worker prints a traceback, and a rerun resumes."""
-    outdir = tmp_path / "out"
+def start_embedding(shards, test_models, outdir: Path) -> subprocess.Popen:
+    """`embed-dna` with two workers in its own process group, stderr captured."""
     command = [sys.executable, "-m", "virnucpro", "embed-dna", *map(str, shards), "--outdir", str(outdir)]
     command += ["--model", str(test_models / "dnabert-s"), "--devices", "cpu", "--workers", "2"]
-    process = subprocess.Popen(
-        command, env=cli_env(), stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    # "starting": as soon as both workers exist (still importing torch); "embedding": once a file is done
-    ready = (
-        (lambda: len(spawned_workers(process.pid)) >= 2)
-        if moment == "starting"
-        else (lambda: any(outdir.glob("*.parquet")))
-    )
-    while not ready() and process.poll() is None:
-        pass
-    os.killpg(process.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr
-    assert stderr.strip().splitlines()[-1] == "virnucpro: interrupted"
-    assert not list(outdir.glob(".tmp-*"))
+    return subprocess.Popen(command, env=cli_env(), stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_until(process: subprocess.Popen, moment: str, outdir: Path) -> list[int]:
+    """Wait for "starting" (both workers exist, still importing torch) or "embedding" (a file is
+    done); the workers' pids."""
+    while process.poll() is None:
+        workers = spawned_workers(process.pid)
+        if len(workers) >= 2 and (moment == "starting" or any(outdir.glob("*.parquet"))):
+            return workers
+    raise AssertionError(f"embed-dna ended before {moment}: {process.communicate()[1]}")
+
+
+def assert_resumes_to_the_reference(shards, test_models, outdir: Path, reference: Path) -> None:
     again = embed_dna(shards, outdir, test_models / "dnabert-s", "--workers", "2")
     assert again.returncode == 0, again.stderr
+    assert not list(outdir.glob(".tmp-*"))
+    assert file_bytes(outdir) == file_bytes(reference)
+
+
+# Ctrl-C reaches the whole process group; `kill PID` or a scheduler's SIGTERM may reach the parent alone.
+STOPS = {
+    "ctrl-c": (lambda pid: os.killpg(pid, signal.SIGINT), 130, "virnucpro: interrupted"),
+    "sigterm": (lambda pid: os.kill(pid, signal.SIGTERM), 143, "virnucpro: terminated by SIGTERM"),
+    "sighup": (lambda pid: os.kill(pid, signal.SIGHUP), 129, "virnucpro: terminated by SIGHUP"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["starting", "embedding"])
+@pytest.mark.parametrize("stop", sorted(STOPS))
+def test_a_stop_during_embedding_is_one_line_and_keeps_finished_files(
+    shards, test_models, reference, tmp_path, moment, stop
+):
+    """The command ends with 128 + the signal's number and one line, its workers end with it, none
+    prints a traceback, and a rerun resumes to the uninterrupted run's files."""
+    send, code, last_line = STOPS[stop]
+    outdir = tmp_path / "out"
+    process = start_embedding(shards, test_models, outdir)
+    workers = wait_until(process, moment, outdir)
+    send(process.pid)
+    _, stderr = process.communicate(timeout=120)  # EOF: the workers, which share stderr, ended too
+    assert process.returncode == code, stderr
+    assert "Traceback" not in stderr and "Logging error" not in stderr
+    assert stderr.strip().splitlines()[-1] == last_line
+    assert not list(outdir.glob(".tmp-*"))
+    assert not [pid for pid in workers if Path(f"/proc/{pid}/cmdline").exists()]
+    assert_resumes_to_the_reference(shards, test_models, outdir, reference)
+
+
+@pytest.mark.slow
+def test_workers_of_a_parent_killed_with_9_end_quietly(shards, test_models, reference, tmp_path):
+    """kill -9 of the parent alone: its workers stop at their next message (nobody reads their
+    results) without a traceback, and a rerun resumes."""
+    outdir = tmp_path / "out"
+    process = start_embedding(shards, test_models, outdir)
+    wait_until(process, "embedding", outdir)
+    os.kill(process.pid, signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == -signal.SIGKILL
+    assert "Traceback" not in stderr and "Logging error" not in stderr, stderr
+    assert_resumes_to_the_reference(shards, test_models, outdir, reference)

@@ -20,6 +20,16 @@ class InputError(VirNucProError):
     exit_code = 2
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP (a scheduler's time limit, `kill PID`, a closed terminal), raised in the main
+    thread so that the cleanup of Ctrl-C runs: workers stopped, finished files kept, one line.
+    Not an Exception, so that no `except Exception` takes it for a failure to report."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 class OutputError(VirNucProError):
     """An output could not be written (disk full, read-only or unwritable folder): names the file."""
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
 
-from virnucpro.errors import VirNucProError, describe_os_error
+from virnucpro.errors import Terminated, VirNucProError, describe_os_error
 from virnucpro.folder_lock import folder_locks
 
 # Importing a command module registers its commands on the app, in the order `--help` lists them.
@@ -31,6 +32,11 @@ except ImportError:
     from click.exceptions import ClickException, UsageError
 
 INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _raise_terminated(signum: int, _frame) -> None:
+    raise Terminated(signum)
 
 
 def _fail(message: str, code: int) -> None:
@@ -43,6 +49,8 @@ def main() -> None:
     our own errors, usage errors (an unknown option, a value out of bounds) and the operating
     system's (disk full, read-only folder), which name the file. Anything else is a bug and keeps
     its traceback."""
+    for signum in TERMINATING_SIGNALS:
+        signal.signal(signum, _raise_terminated)
     try:
         with folder_locks():
             code = app(standalone_mode=False)
@@ -61,6 +69,10 @@ def main() -> None:
         _fail(describe_os_error(err), 1)
     except KeyboardInterrupt:
         code = INTERRUPTED
+    except Terminated as err:
+        # 128 + the signal's number, as a shell reports a command the signal killed.
+        print(f"virnucpro: terminated by {signal.Signals(err.signum).name}", file=sys.stderr)
+        sys.exit(128 + err.signum)
     if code == INTERRUPTED:
         print("virnucpro: interrupted", file=sys.stderr)
     sys.exit(code or 0)

@@ -27,6 +27,7 @@ import logging
 import logging.handlers
 import multiprocessing
 import multiprocessing.connection
+import os
 import pickle
 import queue
 import signal
@@ -386,26 +387,35 @@ def run_pool(job: EmbedJob, plan: list[list[ShardTask]], device_names: list[str]
         raise failure_class(f"{failure}; finished files are kept, rerun the same command to resume")
 
 
+# Signals that end a run: Ctrl-C (KeyboardInterrupt) and SIGTERM/SIGHUP (`Terminated`, see the CLI).
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Start workers without Ctrl-C cutting a start in half. Ctrl-C reaches the whole process group
-    and the parent alone handles it (it stops the workers). SIGINT is blocked in this thread while
-    workers start, so they inherit it blocked through exec and no keypress during their start-up
-    prints a traceback (they then ignore it, see `worker_main`); a SIGINT that another thread of
-    ours takes meanwhile is held by a handler here and raised once every worker has started."""
+    """Start workers without a signal cutting a start in half. Ctrl-C reaches the whole process group
+    and the parent alone handles it (it stops the workers); SIGTERM from a scheduler or `kill` may
+    reach the parent alone. These signals are blocked in this thread while workers start, so they
+    inherit them blocked through exec and no signal during their start-up prints a traceback (see
+    `worker_main`); one that another thread of ours takes meanwhile is held by a handler here and
+    delivered again once every worker has started."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers belong to the main thread; a library caller there handles it
         return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = {
+        signum: signal.signal(signum, lambda signum, _frame: received.append(signum))
+        for signum in STOPPING_SIGNALS
+    }
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING_SIGNALS)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending one reaches `received`
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING_SIGNALS)  # pending ones reach `received`
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if received:
-        raise KeyboardInterrupt
+        signal.raise_signal(received[0])  # to the handler restored above (the CLI's raises)
 
 
 def describe_exit(code: int | None) -> str:
@@ -437,7 +447,12 @@ class _Channel:
 
     def put(self, message) -> None:
         with self.lock:
-            self.connection.send(message)
+            try:
+                self.connection.send(message)
+            except (BrokenPipeError, ConnectionResetError):
+                # The parent is gone (killed with -9): nobody reads our results, so stop quietly
+                # instead of printing tracebacks; a file half-written is a `.tmp-*` the next run removes.
+                os._exit(1)
 
     put_nowait = put
 
@@ -548,7 +563,8 @@ class BackgroundWriter:
 def worker_main(index: int, device: str, tasks: list[ShardTask], job: EmbedJob, connection, stop) -> None:
     """A spawned worker: embed `tasks` in order on `device`, reporting through `connection`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us (see run_pool)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    # SIGTERM and SIGHUP keep their default: the parent's terminate(), or a scheduler, ends us at once.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING_SIGNALS)
     messages = _Channel(connection)
     handler = logging.handlers.QueueHandler(messages)
     handler.addFilter(_WorkerPrefix(f"worker {index + 1}: "))
