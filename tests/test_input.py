@@ -304,4 +304,4 @@ def test_prepare_interrupted_leaves_nothing_and_says_so(tmp_path, signum, code, 
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == code, stderr
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == last_line
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()  # the folder it made goes too

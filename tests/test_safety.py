@@ -443,7 +443,7 @@ def test_disk_full_during_prepare_is_one_line_and_leaves_nothing(tmp_path):
     with tmpfs(tmp_path / "small", "size=64k") as mount:
         outdir = mount / "prepared"
         refused(run_cli("prepare", reads, "--outdir", outdir), f"cannot write {outdir}", "No space left")
-        assert list(outdir.iterdir()) == []
+        assert not outdir.exists()  # the folder it made goes too
 
 
 def test_a_file_size_limit_is_one_line_and_leaves_only_whole_files(scored, tmp_path):
@@ -640,3 +640,56 @@ def test_fp8_is_accepted_exactly_on_gpus_that_run_it():
             check_execution("cuda:0", 1, "fp8")
     with pytest.raises(InputError, match="--precision fp8"):
         check_execution("cpu", 1, "fp8")
+
+
+# ---------------------------------------------------------------------------------------------
+# refused input found while prepare reads it, and model folders checked before any work
+
+
+def test_a_record_refused_during_prepare_leaves_no_folder_it_made(test_models, tmp_path):
+    """A bad record deep in the file is found while prepare reads it, after the folder was made:
+    the folder made by this run goes again; in a folder that existed, the user's files stay."""
+    reads = tmp_path / "reads.fa"
+    shutil.copy(EXAMPLE, reads)
+    with open(reads, "a") as out:
+        out.write(">late\nACGTACGT1ACGT\n")
+    result = run_cli(*run_args(test_models, reads, tmp_path / "new"))
+    refused(result, "reads.fa: record", "(late)", "unexpected character '1'")
+    assert result.returncode == 2
+    assert not (tmp_path / "new").exists()
+
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine\n")
+    refused(run_cli(*run_args(test_models, reads, existing)), "(late)")
+    assert (existing / "notes.txt").read_text() == "mine\n"
+    assert not (existing / RUN_JSON).exists()
+
+    refused(run_cli("prepare", reads, "--outdir", tmp_path / "prepared"), "(late)")
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_an_id_too_long_for_the_tables_is_one_line(test_models, tmp_path):
+    reads = tmp_path / "long-id.fa"
+    reads.write_text(">" + "x" * 2_000_000 + " description\n" + "ACGT" * 200 + "\n")
+    line = refused(run_cli(*run_args(test_models, reads, tmp_path / "out")), "long-id.fa: record 1")
+    assert "id of 2,000,000 characters (at most 65,536)" in line and len(line) < 300
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("which", ["empty folder", "a file of the model"])
+def test_a_model_that_is_no_model_folder_is_refused_before_any_work(test_models, tmp_path, which):
+    """Refused up front even for an input without frames to embed (the models would never load)."""
+    reads = tmp_path / "no-frames.fa"
+    reads.write_text(">stops\n" + "TAAC" * 150 + "\n")  # a stop codon in every frame of both strands
+    if which == "empty folder":
+        model = tmp_path / "dnabert-s"
+        model.mkdir()
+        expected = f"{model}: no config.json (a DNABERT-S model folder)"
+    else:
+        model = test_models / "dnabert-s" / "config.json"
+        expected = f"{model}: a file, not a model folder"
+    args = run_args(test_models, reads, tmp_path / "out")
+    args[args.index("--dnabert-model") + 1] = model
+    refused(run_cli(*args), expected)
+    assert not (tmp_path / "out").exists()

@@ -24,7 +24,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from virnucpro import __version__
@@ -175,6 +175,19 @@ def _remove_file(path: Path) -> None:
 
 
 # --- prepare's folder ---
+
+
+@contextlib.contextmanager
+def no_trace_if_refused(folder: Path) -> Iterator[None]:
+    """A command refused by its checks leaves no trace, not even the output folder it created."""
+    created = not folder.exists()
+    try:
+        yield
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when still empty
+        raise
 
 
 def prepare_folder(

@@ -45,7 +45,7 @@ from virnucpro.defaults import (
     PUBLISHED_CLASSIFIERS,
 )
 from virnucpro.errors import InputError
-from virnucpro.output_folder import begin_final_outputs, remove_run_outputs, run_folder
+from virnucpro.output_folder import begin_final_outputs, no_trace_if_refused, remove_run_outputs, run_folder
 from virnucpro.paths import PrepareLayout, RunLayout
 from virnucpro.predict import predict_files
 from virnucpro.prepare import prepare, read_summary
@@ -230,19 +230,6 @@ def write_parameters(record: Path, parameters: dict, inputs: Sequence[Path]) -> 
         out.write("\n")
 
 
-@contextlib.contextmanager
-def _no_trace_if_refused(folder: Path):
-    """A command refused by its checks leaves no trace, not even the output folder it created."""
-    created = not folder.exists()
-    try:
-        yield
-    except BaseException:
-        if created:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only when still empty
-        raise
-
-
 def run(
     inputs: str | Path | Sequence[str | Path],
     outdir: str | Path,
@@ -263,8 +250,9 @@ def run(
     input_paths = [file.path for file in source.files]
     layout = RunLayout(Path(outdir))
 
+    new_folder = not layout.outdir.exists()
     # Everything that can be refused is refused before anything is written.
-    with _no_trace_if_refused(layout.outdir):
+    with no_trace_if_refused(layout.outdir):
         check_options(options, shard_size, min_viral_fraction)
         report_options.check()
         for file in source.files:
@@ -281,6 +269,11 @@ def run(
         clock = time.monotonic()
         dnabert = resolve_model(options.dnabert_model, options.dnabert_revision)
         esm = resolve_model(options.esm_model, options.esm_revision)
+        # Now, not when the first shard needs them (an input without frames would never find out).
+        from virnucpro.embedding.engine import check_model_folder
+
+        check_model_folder("dnabert", dnabert.path)
+        check_model_folder("esm", esm.path)
         loaded_classifier = load_classifier(classifier_spec, classifier_revision)
         check_chunk_size(loaded_classifier.config, options.chunk_size, classifier_spec)
         timings["models_s"] = time.monotonic() - clock
@@ -313,7 +306,14 @@ def run(
         remove_stale_temporaries(folder)
 
     clock = time.monotonic()
-    ensure_prepared(input_paths, layout.prepare.folder, options.chunk_size, shard_size, quiet, hashes)
+    try:
+        ensure_prepared(input_paths, layout.prepare.folder, options.chunk_size, shard_size, quiet, hashes)
+    except InputError:
+        if new_folder:  # a record refused while prepare read it: the folder made here holds nothing of use
+            remove_run_outputs(layout)
+            with contextlib.suppress(OSError):
+                layout.outdir.rmdir()
+        raise
     timings["prepare_s"] = time.monotonic() - clock
 
     clock = time.monotonic()

@@ -36,7 +36,7 @@ from virnucpro.atomic import process_exists
 from virnucpro.defaults import CHUNK_SIZES, DEFAULT_SHARD_SIZE
 from virnucpro.errors import InputError, output_error
 from virnucpro.frames import FRAME_LABELS, FRAME_SETS, translate_batch
-from virnucpro.output_folder import prepare_folder
+from virnucpro.output_folder import no_trace_if_refused, prepare_folder
 from virnucpro.paths import PREPARE_OUTPUTS, PREPARE_STAGING_PREFIX, PrepareLayout
 from virnucpro.progress import progress_task
 from virnucpro.sequences import SequenceInputs, SequenceRecord, printable
@@ -140,20 +140,21 @@ def prepare(
     source = SequenceInputs(inputs)
     source.check()
     outdir = Path(outdir)
-    prepare_folder(outdir, [f.path for f in source.files], PREPARE_OUTPUTS)
-    _refuse_foreign_tables(PrepareLayout(outdir))
-    try:
-        _remove_abandoned_staging(outdir)
-        staging = Path(tempfile.mkdtemp(prefix=f"{PREPARE_STAGING_PREFIX}{os.getpid()}-", dir=outdir))
-    except OSError as err:
-        raise InputError(f"{outdir}: cannot write the output folder ({err.strerror})") from None
-    try:
-        summary = _prepare_into(source, staging, chunk_size, shard_size, quiet)
-        _publish(staging, outdir)
-    except OSError as err:  # reading errors are InputErrors already: this is a write that failed
-        raise output_error(outdir, err) from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with no_trace_if_refused(outdir):  # also a record refused while read: nothing is published then
+        prepare_folder(outdir, [f.path for f in source.files], PREPARE_OUTPUTS)
+        _refuse_foreign_tables(PrepareLayout(outdir))
+        try:
+            _remove_abandoned_staging(outdir)
+            staging = Path(tempfile.mkdtemp(prefix=f"{PREPARE_STAGING_PREFIX}{os.getpid()}-", dir=outdir))
+        except OSError as err:
+            raise InputError(f"{outdir}: cannot write the output folder ({err.strerror})") from None
+        try:
+            summary = _prepare_into(source, staging, chunk_size, shard_size, quiet)
+            _publish(staging, outdir)
+        except OSError as err:  # reading errors are InputErrors already: this is a write that failed
+            raise output_error(outdir, err) from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     for note in summary.notes:
         log.warning("%s", note)
     log.info(

@@ -45,6 +45,9 @@ NUCLEOTIDE_CODES = "ACGTURYSWKMBDHVNX"
 _NUCLEOTIDE_BYTES = (NUCLEOTIDE_CODES + NUCLEOTIDE_CODES.lower()).encode()
 _PROTEIN_ONLY = frozenset("EFIJLOPQZefijlopqz*")
 _READ_BUFFER = 1 << 20
+# Ids travel through tab-separated tables read in blocks of a megabyte (a row must fit one block);
+# 64 KiB is far beyond any real id and well inside that.
+MAX_ID_CHARACTERS = 1 << 16
 
 
 class SequenceRecord(NamedTuple):  # a tuple: millions of short reads are built quickly
@@ -206,6 +209,12 @@ class SequenceFile:
             seq_id = title.split(maxsplit=1)[0] if title and not title[0].isspace() else ""
             if not seq_id:
                 raise self.error("header has no id (nothing right after '>' or '@')", number)
+            if len(seq_id) > MAX_ID_CHARACTERS:
+                raise self.error(
+                    f"id of {len(seq_id):,} characters (at most {MAX_ID_CHARACTERS:,}): "
+                    f"{printable(seq_id[:40])}...",
+                    number,
+                )
             if "\x00" in title:
                 raise self.error("not a text file (binary content)", number)
             self._check_sequence(sequence, number, seq_id)

@@ -179,6 +179,8 @@ def check_model_folder(kind: str, folder: str | Path) -> None:
     """Raise `InputError` naming what is missing when `folder` is not a model of `kind`."""
     from virnucpro.models import dnabert_s, esm2
 
+    if Path(folder).is_file():
+        raise InputError(f"{folder}: a file, not a model folder (give the folder that holds config.json)")
     (dnabert_s if kind == "dnabert" else esm2).check_folder(Path(folder))
 
 
