@@ -693,3 +693,44 @@ def test_a_model_that_is_no_model_folder_is_refused_before_any_work(test_models,
     args[args.index("--dnabert-model") + 1] = model
     refused(run_cli(*args), expected)
     assert not (tmp_path / "out").exists()
+
+
+def test_refused_stage_commands_leave_no_folder_they_made(test_models, tmp_path):
+    """embed-dna, embed, predict and report refused for bad inputs: one line naming the file, and
+    the output folder each had made is gone again (with the marker report writes into it)."""
+    garbage = tmp_path / "shard_00001.dnabert.parquet"
+    garbage.write_text("not parquet\n")
+    esm = tmp_path / "shard_00001.esm.parquet"
+    esm.write_text("not parquet either\n")
+    reads = tmp_path / "reads.fa"
+    shutil.copy(EXAMPLE, reads)
+    commands = {
+        "embed-dna": (
+            ["embed-dna", reads, "--model", test_models / "dnabert-s"],
+            f"{reads}: not a shard file",
+        ),
+        "embed": (
+            [
+                "embed",
+                reads,
+                "--dnabert-model",
+                test_models / "dnabert-s",
+                "--esm-model",
+                test_models / "esm2",
+            ],
+            f"{reads}: not a shard file",
+        ),
+        "predict": (
+            ["predict", garbage, esm, "--classifier", test_models / "classifier"],
+            f"{garbage}: not a readable embedding file",
+        ),
+        "report": (
+            ["report", "--input", reads, "--prepared", tmp_path / "nothing", "--scores", garbage],
+            f"{tmp_path / 'nothing'}: not a finished prepare folder",
+        ),
+    }
+    for name, (args, expected) in commands.items():
+        outdir = tmp_path / f"out-{name}"
+        line = refused(run_cli(*args, "--outdir", outdir), expected)
+        assert " or " not in line.split(": not")[0], line  # the one file, not a pair
+        assert not outdir.exists(), name

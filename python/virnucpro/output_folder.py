@@ -178,15 +178,19 @@ def _remove_file(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def no_trace_if_refused(folder: Path) -> Iterator[None]:
-    """A command refused by its checks leaves no trace, not even the output folder it created."""
+def no_trace_if_refused(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """A command refused (or failing) before it wrote a result leaves no trace, not even the output
+    folder it created; a folder holding anything else than our marker stays as it is."""
+    folder = Path(folder)
     created = not folder.exists()
     try:
         yield
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
-                folder.rmdir()  # only when still empty
+                if [entry.name for entry in folder.iterdir()] == [OUTDIR_MARKER]:
+                    (folder / OUTDIR_MARKER).unlink()
+                folder.rmdir()  # only when empty
         raise
 
 

@@ -128,8 +128,11 @@ def scores_metadata(classifier: LoadedClassifier, dnabert_path: Path, esm_path: 
     ):  # only when known: other classifiers' scores keep their bytes
         metadata["classifier_chunk_size"] = str(classifier.config.chunk_size)
     for prefix, path in (("dnabert", dnabert_path), ("esm", esm_path)):
-        metadata.update({f"{prefix}.{k}": v for k, v in read_metadata(path).items()})
-        metadata[f"{prefix}_sha256"] = file_sha256(path)
+        try:
+            metadata.update({f"{prefix}.{k}": v for k, v in read_metadata(path).items()})
+            metadata[f"{prefix}_sha256"] = file_sha256(path)
+        except (OSError, ValueError) as err:
+            raise InputError(f"{path}: not a readable embedding file ({err})") from None
     return metadata
 
 
@@ -164,11 +167,11 @@ def predict_shard(
 ) -> Path:
     """Score one shard into `outdir/shard_NNNNN.scores.parquet`, unless a complete file exists."""
     out = scores_file(outdir, shard)
+    metadata = scores_metadata(classifier, dnabert_path, esm_path)
     try:
-        metadata = scores_metadata(classifier, dnabert_path, esm_path)
         rows = int(metadata["dnabert.rows"])
-    except (OSError, KeyError, ValueError) as err:
-        raise InputError(f"{dnabert_path} or {esm_path}: not a readable embedding file ({err})") from None
+    except (KeyError, ValueError):
+        raise InputError(f"{dnabert_path}: not an embedding file of virnucpro (no row count)") from None
     if is_complete(out, metadata, rows):
         log.debug("%s: complete, kept", out)
         return out

@@ -35,6 +35,7 @@ from virnucpro.defaults import (
     DEFAULT_TOKENS_PER_BATCH,
     DEFAULT_WORKERS,
 )
+from virnucpro.output_folder import no_trace_if_refused, stage_folder
 from virnucpro.progress import configure_logging
 
 OUTDIR_HELP = "Folder for the shard_NNNNN.{kind}.parquet files (created if missing)."
@@ -42,7 +43,6 @@ OUTDIR_HELP = "Folder for the shard_NNNNN.{kind}.parquet files (created if missi
 
 def _claim_outdir(outdir: Path, shards: list[Path], kinds: tuple[str, ...]) -> None:
     """Refuse an OUTDIR whose files this command did not write (see `output_folder`)."""
-    from virnucpro.output_folder import stage_folder
     from virnucpro.paths import embedding_file, shard_of
 
     outputs = set()
@@ -56,8 +56,9 @@ def _embed(kind: str, shards: list[Path], outdir: Path, model: str, quiet: bool,
     configure_logging(quiet=quiet)
     from virnucpro.embedding.pool import embed_files
 
-    _claim_outdir(outdir, shards, (kind,))
-    embed_files(kind, shards, outdir, model, quiet=quiet, **options)
+    with no_trace_if_refused(outdir):
+        _claim_outdir(outdir, shards, (kind,))
+        embed_files(kind, shards, outdir, model, quiet=quiet, **options)
 
 
 @app.command("embed-dna")
@@ -159,19 +160,20 @@ def embed_command(
     configure_logging(quiet=quiet)
     from virnucpro.embedding.pool import embed_shards
 
-    _claim_outdir(outdir, shards, ("dnabert", "esm"))
-    embed_shards(
-        shards,
-        outdir,
-        dnabert_model,
-        esm_model,
-        dnabert_revision=dnabert_revision,
-        esm_revision=esm_revision,
-        devices=devices,
-        workers=workers,
-        precision=precision,
-        batch_size=dnabert_batch_size,
-        tokens_per_batch=esm_tokens_per_batch,
-        threads_per_worker=threads_per_worker,
-        quiet=quiet,
-    )
+    with no_trace_if_refused(outdir):
+        _claim_outdir(outdir, shards, ("dnabert", "esm"))
+        embed_shards(
+            shards,
+            outdir,
+            dnabert_model,
+            esm_model,
+            dnabert_revision=dnabert_revision,
+            esm_revision=esm_revision,
+            devices=devices,
+            workers=workers,
+            precision=precision,
+            batch_size=dnabert_batch_size,
+            tokens_per_batch=esm_tokens_per_batch,
+            threads_per_worker=threads_per_worker,
+            quiet=quiet,
+        )

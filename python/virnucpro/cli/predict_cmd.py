@@ -8,6 +8,7 @@ import typer
 
 from virnucpro.cli.app import app
 from virnucpro.cli.options import ClassifierRevision, Quiet
+from virnucpro.output_folder import no_trace_if_refused
 from virnucpro.progress import configure_logging
 
 
@@ -36,4 +37,5 @@ def predict_command(
     configure_logging(quiet=quiet)
     from virnucpro.predict import predict_files
 
-    predict_files(embedding_files, classifier, outdir, revision=classifier_revision, quiet=quiet)
+    with no_trace_if_refused(outdir):
+        predict_files(embedding_files, classifier, outdir, revision=classifier_revision, quiet=quiet)

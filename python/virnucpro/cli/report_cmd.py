@@ -27,6 +27,7 @@ from virnucpro.defaults import (
     DEFAULT_TARGET_FDR,
 )
 from virnucpro.errors import InputError
+from virnucpro.output_folder import no_trace_if_refused
 from virnucpro.progress import configure_logging
 
 
@@ -90,16 +91,17 @@ def report_command(
     files = score_files([*(scores or []), *(more_scores or [])])
     from virnucpro.report import report
 
-    report(
-        inputs,
-        prepared,
-        files,
-        outdir,
-        min_viral_fraction,
-        read_run_info(run_info),
-        quiet=quiet,
-        options=options,
-    )
+    with no_trace_if_refused(outdir):
+        report(
+            inputs,
+            prepared,
+            files,
+            outdir,
+            min_viral_fraction,
+            read_run_info(run_info),
+            quiet=quiet,
+            options=options,
+        )
 
 
 def score_files(paths: list[Path]) -> list[Path]:
