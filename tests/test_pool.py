@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -265,6 +266,7 @@ def wait_until(process: subprocess.Popen, moment: str, outdir: Path) -> list[int
         workers = spawned_workers(process.pid)
         if len(workers) >= 2 and (moment == "starting" or any(outdir.glob("*.parquet"))):
             return workers
+        time.sleep(0.01)  # leave the two cores to the workers being watched
     raise AssertionError(f"embed-dna ended before {moment}: {process.communicate()[1]}")
 
 
