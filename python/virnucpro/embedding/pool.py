@@ -48,6 +48,7 @@ from virnucpro.progress import log, progress_task
 from virnucpro.shards import NUCLEOTIDE_SUFFIX, PROTEIN_SUFFIX, shard_of
 
 STOP_GRACE_SECONDS = 30.0  # for the other workers to reach a batch boundary after a failure
+INTERRUPT_GRACE_SECONDS = 5.0  # the same after Ctrl-C or SIGTERM, where the user waits for the prompt
 OUTPUT_SUFFIX = {"dnabert": ".dnabert.parquet", "esm": ".esm.parquet"}
 INPUT_SUFFIX = {"dnabert": NUCLEOTIDE_SUFFIX, "esm": PROTEIN_SUFFIX}
 BATCH_SETTING = {"dnabert": "batch_size", "esm": "tokens_per_batch"}
@@ -369,8 +370,13 @@ def run_pool(job: EmbedJob, plan: list[list[ShardTask]], device_names: list[str]
                     for index in open_channels.values():
                         processes[index].kill()
         except BaseException:
+            # Ctrl-C or SIGTERM here: the workers stop at their next batch boundary and finish the
+            # file they are writing (no `.tmp-*` left); one still busy after the grace is terminated.
             stop.set()
+            grace_ends = time.monotonic() + INTERRUPT_GRACE_SECONDS
             for process in processes:
+                if process.pid is not None:
+                    process.join(timeout=max(0.0, grace_ends - time.monotonic()))
                 if process.pid is not None and process.is_alive():
                     process.terminate()
             raise
