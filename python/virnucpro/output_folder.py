@@ -49,8 +49,9 @@ from virnucpro.paths import (
     SCORES_SUFFIX,
     PrepareLayout,
     RunLayout,
+    display_name,
+    is_stream,
 )
-from virnucpro.sequences import display_name, is_stream
 
 # Files the stages write into their folders, by name (anything else there is not ours).
 _SHARD_FILE = re.compile(

@@ -23,9 +23,30 @@ Kept free of imports beyond the standard library: the CLI, Nextflow tasks and te
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+# --- Inputs ---
+STDIN = "-"  # an input path that means standard input
+
+
+def is_stream(path: str | Path) -> bool:
+    """`-` (standard input), a pipe, a socket or a character device: readable once, from the start."""
+    if str(path) == STDIN:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def display_name(path: str | Path) -> str:
+    return "standard input" if str(path) == STDIN else str(path)
+
 
 # --- Names shared by every stage. ---
 TMP_PREFIX = ".tmp-"  # + final name + "." + writer pid + "." + random: an unfinished atomic write

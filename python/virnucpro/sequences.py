@@ -14,7 +14,6 @@ import gzip
 import io
 import itertools
 import os
-import stat
 import sys
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,6 +25,7 @@ from Bio.SeqIO.QualityIO import FastqGeneralIterator
 
 from virnucpro.checksums import HashingReader
 from virnucpro.errors import InputError
+from virnucpro.paths import STDIN, display_name, is_stream
 
 GZIP_MAGIC = b"\x1f\x8b"
 UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
@@ -38,7 +38,6 @@ OTHER_FORMATS = {
     b"7z\xbc\xaf\x27\x1c": "a 7-zip archive",
 }
 _SNIFF_BYTES = 4096  # a text file has no NUL byte here; a binary one nearly always has
-STDIN = "-"
 # IUPAC nucleotide codes (U is RNA's T) and X, which masking tools write for N. A record with any
 # other letter is not DNA; protein sequences nearly always hold one of E F I J L O P Q Z or '*'.
 NUCLEOTIDE_CODES = "ACGTURYSWKMBDHVNX"
@@ -56,21 +55,6 @@ class SequenceRecord(NamedTuple):  # a tuple: millions of short reads are built 
     header: str  # the whole header line without its '>' or '@'
     sequence: str
     file: int = 1  # 1-based position of its file among the sample's files
-
-
-def is_stream(path: str | Path) -> bool:
-    """`-` (standard input), a pipe, a socket or a character device: readable once, from the start."""
-    if str(path) == STDIN:
-        return True
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
-
-
-def display_name(path: str | Path) -> str:
-    return "standard input" if str(path) == STDIN else str(path)
 
 
 def printable(text: str) -> str:
