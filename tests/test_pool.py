@@ -187,6 +187,7 @@ def test_sigkill_of_a_worker_fails_the_run_and_a_rerun_completes(test_models, tm
 
 
 @pytest.mark.slow
+@pytest.mark.biopython
 def test_embed_protein_on_prepared_shards(test_models, example_fasta, tmp_path):
     run_cli("prepare", example_fasta, "--outdir", tmp_path / "prep", "--shard-size", "8", "-q", check=True)
     proteins = sorted((tmp_path / "prep" / "shards").glob("*.protein.faa"))

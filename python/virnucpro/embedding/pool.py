@@ -612,6 +612,7 @@ def worker_main(index: int, device: str, tasks: list[ShardTask], job: EmbedJob, 
                 continue
             model = job.models[task.kind]
             if task.kind not in embedders:
+                loading = time.perf_counter()
                 embedders[task.kind] = load_embedder(
                     task.kind,
                     model.model_path,
@@ -622,9 +623,10 @@ def worker_main(index: int, device: str, tasks: list[ShardTask], job: EmbedJob, 
                     job.kernels,
                 )
                 log.info(
-                    "loaded %s on %s (%s, attention: %s)",
+                    "loaded %s on %s in %.1f s (%s, attention: %s)",
                     model.compared["model"],
                     device,
+                    time.perf_counter() - loading,
                     job.precision,
                     embedders[task.kind].attention_kernel,
                 )
