@@ -5,7 +5,6 @@ these on a lent GPU (bench/device_check.sh)."""
 
 from __future__ import annotations
 
-import random
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ import pytest
 import torch
 
 from conftest import cli_env
+from random_sequences import random_dna, random_proteins
 from virnucpro.embedding.agreement import min_cosine
 from virnucpro.embedding.engine import KernelChoice, embed_sequences, load_embedder
 from virnucpro.test_models import make_dnabert, make_esm
@@ -22,18 +22,6 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible"),
 ]
-
-
-def dna(count: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    return ["".join(rng.choice("ACGT") for _ in range(rng.randint(300, 501))) for _ in range(count)]
-
-
-def proteins(count: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    return [
-        "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(rng.randint(50, 166))) for _ in range(count)
-    ]
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +40,7 @@ def wide_heads(tmp_path_factory):
 
 
 def test_compiled_flex_attention_matches_the_cpu_reference(wide_heads):
-    data = dna(96, 1)
+    data = random_dna(96, 1, 300, 501)
     cpu = embed_sequences(load_embedder("dnabert", wide_heads), data)
     gpu = load_embedder("dnabert", wide_heads, device="cuda")
     assert gpu.attention_kernel.startswith("flex_attention (compiled")
@@ -60,7 +48,7 @@ def test_compiled_flex_attention_matches_the_cpu_reference(wide_heads):
 
 
 def test_narrow_heads_fall_back_to_sdpa_on_cuda_and_match(test_models):
-    data = dna(32, 4)
+    data = random_dna(32, 4, 300, 501)
     cpu = embed_sequences(load_embedder("dnabert", test_models / "dnabert-s"), data)
     gpu = load_embedder("dnabert", test_models / "dnabert-s", device="cuda")
     assert gpu.attention_kernel.startswith("sdpa")
@@ -71,7 +59,7 @@ def test_narrow_heads_fall_back_to_sdpa_on_cuda_and_match(test_models):
 def test_sdpa_with_the_dense_bias_runs_in_low_precision_on_cuda(test_models, precision):
     """The path of an image without a compiler: the memory-efficient kernel refused an fp32 mask with
     bf16 queries; attention now runs in float32."""
-    data = dna(32, 5)
+    data = random_dna(32, 5, 300, 501)
     reference = embed_sequences(load_embedder("dnabert", test_models / "dnabert-s"), data)
     kernels = KernelChoice(dnabert_attention="sdpa")
     got = embed_sequences(
@@ -92,7 +80,7 @@ def test_sdpa_with_the_dense_bias_runs_in_low_precision_on_cuda(test_models, pre
     ],
 )
 def test_esm_speed_levers_on_gpu_agree_with_fp32(test_models, kernels):
-    data = proteins(64, 6)
+    data = random_proteins(64, 6, 50, 166)
     reference = embed_sequences(load_embedder("esm", test_models / "esm2"), data)
     got = embed_sequences(
         load_embedder("esm", test_models / "esm2", device="cuda", precision="bf16", kernels=kernels), data
@@ -103,7 +91,7 @@ def test_esm_speed_levers_on_gpu_agree_with_fp32(test_models, kernels):
 @pytest.mark.parametrize("kind", ["dnabert", "esm"])
 def test_mixed_bf16_on_gpu_agrees_with_fp32(test_models, kind):
     folder = test_models / ("dnabert-s" if kind == "dnabert" else "esm2")
-    data = dna(96, 2) if kind == "dnabert" else proteins(96, 2)
+    data = random_dna(96, 2, 300, 501) if kind == "dnabert" else random_proteins(96, 2, 50, 166)
     reference = embed_sequences(load_embedder(kind, folder), data)
     mixed = embed_sequences(load_embedder(kind, folder, device="cuda", precision="bf16"), data)
     assert not np.array_equal(mixed, reference)
@@ -114,7 +102,7 @@ def test_fp8_esm_on_hopper_agrees_with_fp32(tmp_path):
     if torch.cuda.get_device_capability() < (9, 0):
         pytest.skip("fp8 needs compute capability 9.0 or newer")
     make_esm(tmp_path / "esm", hidden_size=64, num_attention_heads=4, intermediate_size=128)  # widths of 16s
-    data = proteins(64, 3)
+    data = random_proteins(64, 3, 50, 166)
     reference = embed_sequences(load_embedder("esm", tmp_path / "esm"), data)
     for kernels in (
         KernelChoice(),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import subprocess
 import sys
 
@@ -18,6 +17,7 @@ from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
 from conftest import cli_env
+from random_sequences import random_dna, random_proteins
 from virnucpro.embedding.agreement import min_cosine
 from virnucpro.embedding.engine import (
     MIN_FLEX_HEAD_DIM,
@@ -31,18 +31,6 @@ from virnucpro.progress import log
 from virnucpro.test_models import make_dnabert, make_esm
 
 BATCHED = {"rtol": 1e-4, "atol": 1e-6}
-
-
-def dna(count: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    return ["".join(rng.choice("ACGT") for _ in range(rng.randint(60, 501))) for _ in range(count)]
-
-
-def proteins(count: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    return [
-        "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(rng.randint(5, 167))) for _ in range(count)
-    ]
 
 
 class SdpaCalls(TorchFunctionMode):
@@ -81,7 +69,7 @@ def test_every_sdpa_call_gets_a_mask_of_the_query_dtype_or_a_boolean_one(
     # On CUDA a floating mask of another dtype than the query is refused by the memory-efficient
     # kernel ("invalid dtype for bias"); the CPU kernels accept it, so the calls are inspected.
     folder = test_models / ("dnabert-s" if kind == "dnabert" else "esm2")
-    data = dna(6, 1) if kind == "dnabert" else proteins(6, 1)
+    data = random_dna(6, 1) if kind == "dnabert" else random_proteins(6, 1)
     embedder = load_embedder(kind, folder, precision=precision, kernels=kernels)
     recorder = SdpaCalls()
     with recorder:
@@ -94,7 +82,7 @@ def test_every_sdpa_call_gets_a_mask_of_the_query_dtype_or_a_boolean_one(
 def test_bf16_dnabert_keeps_its_alibi_attention_in_float32(test_models):
     """The SDPA path computes attention in float32 for bf16 inputs, so its vectors stay as close to
     fp32 as the matmuls allow."""
-    data = dna(24, 2)
+    data = random_dna(24, 2)
     reference = embed_sequences(load_embedder("dnabert", test_models / "dnabert-s"), data)
     mixed = embed_sequences(load_embedder("dnabert", test_models / "dnabert-s", precision="bf16"), data)
     assert min_cosine(reference, mixed) >= 0.999
@@ -120,7 +108,7 @@ def test_heads_too_narrow_for_compiled_flex_fall_back_to_sdpa_with_one_line(test
     (line,) = [r.getMessage() for r in caplog.records if "DNABERT-S attention" in r.getMessage()]
     assert "head dimension 4 is under 16" in line
     reference = load_embedder("dnabert", test_models / "dnabert-s")
-    data = dna(8, 3)
+    data = random_dna(8, 3)
     np.testing.assert_array_equal(embed_sequences(embedder, data), embed_sequences(reference, data))
 
 
@@ -165,7 +153,7 @@ def test_no_compiler_means_sdpa_before_any_compilation(wide_heads, tmp_path):
 def test_compiled_flex_on_cpu_matches_the_reference(wide_heads, tmp_path):
     """The compiled kernel itself, built by inductor for the CPU (the GPU run is in test_gpu_paths)."""
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
-    data = dna(12, 4)
+    data = random_dna(12, 4)
     compiled = load_embedder(
         "dnabert",
         wide_heads / "dnabert-s",
@@ -178,7 +166,7 @@ def test_compiled_flex_on_cpu_matches_the_reference(wide_heads, tmp_path):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_fused_qkv_agrees_with_transformers_attention(test_models, precision):
-    data = proteins(40, 5)
+    data = random_proteins(40, 5)
     reference = embed_sequences(load_embedder("esm", test_models / "esm2", precision=precision), data)
     fused = load_embedder(
         "esm", test_models / "esm2", precision=precision, kernels=KernelChoice(esm_fused_qkv=True)
@@ -201,7 +189,7 @@ def test_fused_qkv_needs_sdpa(test_models):
 
 
 def test_fp8_with_fused_qkv_quantizes_each_layer_input_once(wide_heads):
-    data = proteins(24, 6)
+    data = random_proteins(24, 6)
     fp32 = embed_sequences(load_embedder("esm", wide_heads / "esm2"), data)
     kernels = KernelChoice(esm_fused_qkv=True)
     fp8 = load_embedder("esm", wide_heads / "esm2", precision="fp8", kernels=kernels)
@@ -242,7 +230,7 @@ def test_compiled_quantization_gives_the_eager_numbers(tmp_path):
 def test_compiled_esm_layers_agree_with_eager(test_models, tmp_path):
     """Regional compilation: the layers compiled by inductor (CPU here), fused QKV included."""
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
-    data = proteins(20, 7)
+    data = random_proteins(20, 7)
     reference = embed_sequences(load_embedder("esm", test_models / "esm2"), data)
     kernels = KernelChoice(esm_fused_qkv=True, compile_esm=True)
     compiled = load_embedder("esm", test_models / "esm2", kernels=kernels)
