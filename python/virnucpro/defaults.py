@@ -32,6 +32,8 @@ FP8_MIN_COMPUTE_CAPABILITY = (9, 0)
 DEFAULT_BATCH_SIZE = 256  # DNABERT-S sequences per batch (the seed note's default)
 DEFAULT_TOKENS_PER_BATCH = 16384  # ESM-2 padded tokens per batch
 DEFAULT_THREADS_PER_WORKER = 1  # fixed, so results do not depend on the number of workers
+EMBEDDING_DTYPES = ("float32", "float16")  # how kept embeddings are stored
+DEFAULT_EMBEDDING_DTYPE = "float32"
 
 DEFAULT_MIN_VIRAL_FRACTION = 0.5
 

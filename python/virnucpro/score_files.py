@@ -21,7 +21,27 @@ import pyarrow as pa
 from virnucpro.embedding_files import METADATA_PREFIX, read_metadata, read_parquet, write_parquet
 from virnucpro.paths import SCORES_SUFFIX
 
-__all__ = ["SCORES_SUFFIX", "ScoreTable", "read_scores", "write_scores"]
+__all__ = ["SCORES_SUFFIX", "ScoreTable", "read_scores", "score_provenance", "write_scores"]
+
+
+KINDS = ("dnabert", "esm")
+
+
+def score_provenance(
+    classifier: Mapping[str, str],
+    embeddings: Mapping[str, Mapping[str, str]],
+    hashes: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """A scores file's metadata: the classifier's fields, then per model (`dnabert`, `esm`) the
+    embedding metadata (what the embedding file records, or would have) and, where the scores were
+    made from an embedding file, the SHA-256 of its bytes. Scored inside the embedding worker
+    from vectors in memory, there is no file and so no hash; everything else is the same."""
+    metadata = dict(classifier)
+    for kind in KINDS:
+        metadata.update({f"{kind}.{k}": v for k, v in embeddings[kind].items()})
+        if hashes and kind in hashes:
+            metadata[f"{kind}_sha256"] = hashes[kind]
+    return metadata
 
 
 @dataclass(frozen=True)
