@@ -38,10 +38,28 @@ PARQUET_WRITE_OPTIONS = {
 }
 
 
-def write_parquet(table: pa.Table, path: str | Path) -> None:
-    """Write one of our Parquet files atomically, with the settings above."""
+# Parquet has no checksum of its footer; ours records one of its own metadata, so a damaged value
+# there (a model name, a hash) makes the file incomplete rather than misattributed.
+METADATA_CHECKSUM = "metadata_sha256"
+
+
+def metadata_checksum(metadata: Mapping[str, str]) -> str:
+    """SHA-256 of our metadata (`METADATA_CHECKSUM` itself left out), keys sorted (a footer read back
+    lists them in another order than they were written)."""
+    import hashlib
+
+    text = "".join(f"{k}\t{v}\n" for k, v in sorted(metadata.items()) if k != METADATA_CHECKSUM)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_parquet(table: pa.Table, path: str | Path, metadata: Mapping[str, str]) -> None:
+    """Write one of our Parquet files atomically, with the settings above, `metadata` (strings) in
+    its schema under our prefix, followed by their checksum."""
+    metadata = {k: str(v) for k, v in metadata.items()}
+    metadata[METADATA_CHECKSUM] = metadata_checksum(metadata)
+    schema_meta = {f"{METADATA_PREFIX}{k}": v for k, v in metadata.items()}
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, **PARQUET_WRITE_OPTIONS)
+        pq.write_table(table.replace_schema_metadata(schema_meta), tmp, **PARQUET_WRITE_OPTIONS)
 
 
 def read_parquet(path: str | Path, columns: list[str] | None = None) -> pa.Table:
@@ -85,11 +103,8 @@ def write_embeddings(
     embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), type=arrow_type), dim)
     if dtype != "float32":
         metadata = {**metadata, "dtype": dtype}
-    schema_meta = {
-        f"{METADATA_PREFIX}{k}": str(v) for k, v in stored_metadata(metadata, len(ids), dim).items()
-    }
     table = pa.table({"id": pa.array(list(ids), type=pa.string()), "embedding": embedding})
-    write_parquet(table.replace_schema_metadata(schema_meta), path)
+    write_parquet(table, path, stored_metadata(metadata, len(ids), dim))
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -118,17 +133,21 @@ def read_embeddings(path: str | Path) -> EmbeddingTable:
 
 
 def is_complete(
-    path: str | Path, expected_metadata: Mapping[str, str | None], expected_rows: int | None = None
+    path: str | Path,
+    expected_metadata: Mapping[str, str | None],
+    expected_rows: int | None = None,
+    verify_pages: bool = False,
 ) -> bool:
     """True when `path` is a whole file of ours made with the same provenance (any of our Parquet
-    files: embeddings or scores), judged from its footer alone: it parses, records the expected
-    metadata (a value None: the key must be absent) and row count, and every column chunk it lists
-    lies inside the file.
+    files: embeddings or scores), judged from its footer: it parses, its metadata matches the
+    checksum recorded with it, it records the expected metadata (a value None: the key must be
+    absent) and row count, and every column chunk it lists lies inside the file. `verify_pages` also reads every page and checks its checksum (for small files:
+    the scores).
 
     A file that is missing, truncated, unreadable, or made with another model, revision, precision,
-    pooling or source is not complete: the caller recomputes it rather than mixing results. A data
-    page damaged behind an intact footer passes here and is found by its checksum when the file is
-    read (`read_parquet`)."""
+    pooling or source is not complete: the caller recomputes it rather than mixing results. Without
+    `verify_pages`, a data page damaged behind an intact footer passes here and is found by its
+    checksum when the file is read (`read_parquet`)."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -136,6 +155,8 @@ def is_complete(
     except (OSError, pa.ArrowException):
         return False
     metadata = _ours(footer.metadata)
+    if metadata.get(METADATA_CHECKSUM) != metadata_checksum(metadata):
+        return False
     for key, value in expected_metadata.items():
         if metadata.get(key) != (None if value is None else str(value)):
             return False
@@ -148,4 +169,11 @@ def is_complete(
             start = min(o for o in (chunk.dictionary_page_offset, chunk.data_page_offset) if o is not None)
             if start < 4 or start + chunk.total_compressed_size > size:
                 return False
-    return expected_rows is None or footer.num_rows == expected_rows
+    if expected_rows is not None and footer.num_rows != expected_rows:
+        return False
+    if verify_pages:
+        try:
+            read_parquet(path)
+        except (OSError, pa.ArrowException):
+            return False
+    return True

@@ -141,7 +141,7 @@ def predict_shard(
         rows = int(metadata["dnabert.rows"])
     except (KeyError, ValueError):
         raise InputError(f"{dnabert_path}: not an embedding file of virnucpro (no row count)") from None
-    if is_complete(out, metadata, rows):
+    if is_complete(out, metadata, rows, verify_pages=True):
         log.debug("%s: complete, kept", out)
         return out
     dnabert, esm = _read_embedding_file(dnabert_path), _read_embedding_file(esm_path)

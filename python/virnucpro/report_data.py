@@ -535,7 +535,7 @@ def _read_score_file(path: Path):
 
 
 # Metadata of one score file that describes that file, not the run (row counts, file hashes).
-_PER_FILE_KEYS = {"rows", "source_sha256", "dnabert_sha256", "esm_sha256"}
+_PER_FILE_KEYS = {"rows", "source_sha256", "dnabert_sha256", "esm_sha256", "metadata_sha256"}
 
 
 def _provenance(metadata: dict[str, str]) -> dict[str, str]:

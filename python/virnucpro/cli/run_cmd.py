@@ -66,11 +66,16 @@ if TYPE_CHECKING:  # the stage modules load torch; commands import them when the
 
 
 def embedding_options(values: dict) -> EmbeddingOptions:
-    """The embedding options among a command's parameters (`run` and `train` name them alike)."""
+    """The embedding options among a command's parameters (`run` and `train` name them alike; those
+    a command does not have keep their defaults)."""
     from virnucpro.pipeline import EmbeddingOptions
 
     return EmbeddingOptions(
-        **{field.name: values[field.name] for field in dataclasses.fields(EmbeddingOptions)}
+        **{
+            field.name: values[field.name]
+            for field in dataclasses.fields(EmbeddingOptions)
+            if field.name in values
+        }
     )
 
 

@@ -106,7 +106,8 @@ class ShardTask:
         from virnucpro.embedding_files import is_complete
 
         if self.scores is not None:
-            return is_complete(self.scores, job.scores_expected(sources), rows) and (
+            # Score files are small: read whole, so a damaged page is made again rather than reported.
+            return is_complete(self.scores, job.scores_expected(sources), rows, verify_pages=True) and (
                 not job.writes_embeddings
                 or all(
                     is_complete(f.output, job.embedding_expected(f.kind, sources[f.kind]), rows)
