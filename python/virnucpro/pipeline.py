@@ -362,6 +362,7 @@ def run(
         },
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
+    log.info("report: from %d score file(s)", len(scores))
     data = report(
         input_paths,
         layout.prepare.folder,
