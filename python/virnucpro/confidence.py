@@ -38,9 +38,9 @@ def chunk_tiers(
     """Each chunk's tier (uint8, a position in TIERS) from its called class's best score (float32,
     compared with the thresholds rounded to float32: a score written as 0.9 is >= 0.9)."""
     winning = np.where(viral, max_virus, max_others)
-    tiers = np.where(
-        winning >= np.float32(high), HIGH, np.where(winning >= np.float32(medium), MEDIUM, LOW)
-    ).astype(np.uint8)
+    tiers = np.full(len(winning), LOW, dtype=np.uint8)  # filled in place: no int64 temporaries
+    tiers[winning >= np.float32(medium)] = MEDIUM
+    tiers[winning >= np.float32(high)] = HIGH
     tiers[~scored] = NO_TIER
     return tiers
 
@@ -52,17 +52,21 @@ def summarise_tiers(
     array (n_groups, 3)), and the group's tier by the rule of the module docstring (uint8; NO_TIER
     for a group without scored chunks). `agrees`: whether each chunk's call is the group's."""
 
-    def count(selected: np.ndarray) -> np.ndarray:
-        return np.bincount(groups[selected], minlength=n_groups)
+    # int32 counts, filled column by column, and the tier set in place: a report of 10^7 reads
+    # otherwise holds several int64 arrays per group at once.
+    counts = np.empty((n_groups, 3), dtype=np.int32)
 
-    high, medium, low = count(tiers == HIGH), count(tiers == MEDIUM), count(tiers == LOW)
+    def count(selected: np.ndarray) -> np.ndarray:
+        return np.bincount(groups[selected], minlength=n_groups).astype(np.int32)
+
+    for column, tier in enumerate((LOW, MEDIUM, HIGH)):
+        counts[:, column] = count(tiers == tier)
+    low, medium, high = counts[:, 0], counts[:, 1], counts[:, 2]
+    scored = low + medium + high
     high_agreeing = count((tiers == HIGH) & agrees)
-    medium_agreeing = count((tiers == MEDIUM) & agrees)
-    scored = high + medium + low
-    group_tier = np.where(
-        (2 * high_agreeing >= scored) & (high_agreeing == high),
-        HIGH,
-        np.where(2 * (high_agreeing + medium_agreeing) >= scored, MEDIUM, LOW),
-    ).astype(np.uint8)
+    group_tier = np.full(n_groups, LOW, dtype=np.uint8)
+    agreeing = high_agreeing + count((tiers == MEDIUM) & agrees)
+    group_tier[2 * agreeing >= scored] = MEDIUM
+    group_tier[(2 * high_agreeing >= scored) & (high_agreeing == high)] = HIGH
     group_tier[scored == 0] = NO_TIER
-    return np.stack([low, medium, high], axis=1).astype(np.int32), group_tier
+    return counts, group_tier

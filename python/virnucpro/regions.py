@@ -31,8 +31,8 @@ class RegionTable:
     number: np.ndarray  # int32: 1, 2, ... within its sequence
     first_chunk: np.ndarray  # int64: row of its first viral chunk
     last_chunk: np.ndarray  # int64: row of its last viral chunk
-    start: np.ndarray  # int64: 1-based, inclusive
-    end: np.ndarray  # int64: inclusive
+    start: np.ndarray  # the chunk table's positions' dtype: 1-based, inclusive
+    end: np.ndarray  # inclusive
     viral_chunks: np.ndarray  # int32
 
     def __len__(self) -> int:
@@ -95,8 +95,8 @@ def call_regions(
         number=(number + 1).astype(np.int32),
         first_chunk=first,
         last_chunk=last,
-        start=start[first].astype(np.int64),
-        end=end[last].astype(np.int64),
+        start=start[first],
+        end=end[last],
         viral_chunks=count[kept].astype(np.int32),
     )
 
@@ -109,7 +109,9 @@ def covered_bases(regions: RegionTable, n_sequences: int) -> np.ndarray:
     same = np.zeros(len(regions), dtype=bool)
     same[1:] = regions.sequence[1:] == regions.sequence[:-1]
     shared = np.zeros(len(regions), dtype=np.int64)
-    shared[1:] = np.where(same[1:], np.maximum(0, regions.end[:-1] - regions.start[1:] + 1), 0)
+    shared[1:] = np.where(
+        same[1:], np.maximum(0, regions.end[:-1].astype(np.int64) - regions.start[1:] + 1), 0
+    )
     return np.bincount(regions.sequence, weights=length - shared, minlength=n_sequences).astype(np.int64)
 
 
@@ -151,6 +153,7 @@ def summarise_regions(
 
 def sequence_kinds(calls_virus: np.ndarray, viral_regions: np.ndarray) -> np.ndarray:
     """Each sequence's kind (uint8, a position in KINDS)."""
-    return np.where(calls_virus, VIRAL_KIND, np.where(viral_regions > 0, REGION_KIND, NO_KIND)).astype(
-        np.uint8
-    )
+    kinds = np.full(len(calls_virus), NO_KIND, dtype=np.uint8)
+    kinds[viral_regions > 0] = REGION_KIND
+    kinds[calls_virus] = VIRAL_KIND
+    return kinds

@@ -50,6 +50,7 @@ FRAME_COUNTS = np.array([mask.bit_count() for mask in range(64)], dtype=np.int64
 # The score histogram's bins (report_html draws them), counted while the frames stream past.
 SCORE_BINS = np.linspace(0.0, 1.0, 21)
 ROWS_PER_BATCH = 65_536  # rows formatted or compared at a time: bounds the memory of text
+GROUPS_PER_CHECK = 1 << 18  # groups whose float32-rounded mean is checked at a time (group_means)
 _BLOCK_BYTES = 1 << 23  # prepare's chunk table is parsed in blocks of this size
 _NAMES_SHOWN = 5
 _FRAME_SET_VALUES = pa.array(FRAME_SETS, type=pa.string())
@@ -413,10 +414,9 @@ def _summarise_sequences(sequences: SequenceTable, chunks: ChunkTable, min_viral
         sequences.mean_virus[scored_sequences] = group_means(
             chunks.max_virus[scored], sequences.chunks_scored[scored_sequences]
         )
-    fraction = sequences.viral_fraction
-    sequences.call[:] = np.where(
-        sequences.chunks_scored == 0, UNSCORED, np.where(fraction >= min_viral_fraction, VIRUS, OTHERS)
-    )
+    sequences.call[:] = OTHERS
+    sequences.call[sequences.viral_fraction >= min_viral_fraction] = VIRUS  # NaN compares false
+    sequences.call[sequences.chunks_scored == 0] = UNSCORED
 
 
 def group_means(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -427,19 +427,23 @@ def group_means(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     mean lies so close to a float32 rounding boundary that the order could matter, the group is
     averaged again with numpy's own mean (about one group in 10^7).
     """
-    starts = np.cumsum(counts) - counts
+    starts = np.cumsum(counts, dtype=np.int64) - counts
     means = np.add.reduceat(values, starts, dtype=np.float64) / counts
-    rounded = means.astype(np.float32)
-    below = np.nextafter(rounded, np.float32(-np.inf)).astype(np.float64)
-    above = np.nextafter(rounded, np.float32(np.inf)).astype(np.float64)
-    boundary_distance = np.minimum(
-        np.abs(means - (rounded + below) / 2), np.abs(means - (rounded + above) / 2)
-    )
-    # Either order of adding stays within (count + 1) float64 rounding errors of the exact mean of
-    # these non-negative values; the margin below is several times that.
-    uncertain = np.flatnonzero(boundary_distance <= 2.0**-49 * (counts + 1) * np.abs(means))
-    for group in uncertain.tolist():
-        means[group] = values[starts[group] : starts[group] + counts[group]].mean(dtype=np.float64)
+    # The check below holds several float64 arrays per group: done GROUPS_PER_CHECK at a time.
+    for low in range(0, len(means), GROUPS_PER_CHECK):
+        part = slice(low, low + GROUPS_PER_CHECK)
+        block = means[part]
+        rounded = block.astype(np.float32)
+        below = np.nextafter(rounded, np.float32(-np.inf)).astype(np.float64)
+        above = np.nextafter(rounded, np.float32(np.inf)).astype(np.float64)
+        boundary_distance = np.minimum(
+            np.abs(block - (rounded + below) / 2), np.abs(block - (rounded + above) / 2)
+        )
+        # Either order of adding stays within (count + 1) float64 rounding errors of the exact mean
+        # of these non-negative values; the margin below is several times that.
+        uncertain = np.flatnonzero(boundary_distance <= 2.0**-49 * (counts[part] + 1) * np.abs(block))
+        for group in (uncertain + low).tolist():
+            means[group] = values[starts[group] : starts[group] + counts[group]].mean(dtype=np.float64)
     return means
 
 
