@@ -43,7 +43,8 @@ from virnucpro.defaults import DEFAULT_BATCH_SIZE, DEFAULT_THREADS_PER_WORKER, D
 from virnucpro.embedding.devices import check_precision, resolve_devices
 from virnucpro.embedding.engine import KINDS, POOLING, KernelChoice, check_model_folder
 from virnucpro.embedding.precision import CLI_PRECISIONS
-from virnucpro.errors import InputError, VirNucProError, output_error
+from virnucpro.errors import InputError, InternalError, VirNucProError, output_error
+from virnucpro.ownership import track_all, tracked
 from virnucpro.progress import log, progress_task
 from virnucpro.shards import NUCLEOTIDE_SUFFIX, PROTEIN_SUFFIX, shard_of
 
@@ -86,6 +87,8 @@ class EmbedJob:
     precision: str
     threads: int
     kernels: KernelChoice = field(default_factory=KernelChoice)
+    # The folders whose writes this command records (`ownership`): workers record theirs there.
+    recorded_in: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,11 +144,11 @@ def existing_files(inputs: Sequence[str | Path]) -> list[Path]:
     return paths
 
 
-def make_outdir(outdir: Path) -> None:
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"{outdir}: cannot create the output folder ({err.strerror})") from err
+def claim_outdir(outdir: Path, inputs: Sequence[Path], outputs: Sequence[Path]) -> None:
+    """The output folder is usable, no input is among the outputs, and the outputs there are ours."""
+    from virnucpro.output_folder import stage_folder
+
+    stage_folder(outdir, inputs, outputs, "virnucpro embed")
 
 
 def model_job(
@@ -197,10 +200,10 @@ def embed_files(
     outputs = [output_path(kind, p, outdir) for p in paths]
     if len(set(outputs)) != len(outputs):
         raise InputError("two input files are named after the same shard; their outputs would collide")
-    make_outdir(outdir)
+    claim_outdir(outdir, paths, outputs)
     job, described = model_job(kind, model, revision, precision, batch_size, tokens_per_batch)
     tasks = [ShardTask(shard_of(p), (FileTask(kind, p, o),)) for p, o in zip(paths, outputs, strict=True)]
-    embed_job = EmbedJob({kind: job}, precision, threads_per_worker, kernels)
+    embed_job = EmbedJob({kind: job}, precision, threads_per_worker, kernels, tuple(tracked()))
     start_pool(embed_job, tasks, devices, workers, quiet, described)
     return outputs
 
@@ -247,7 +250,7 @@ def embed_shards(
                 f"{path}: its shard's {INPUT_SUFFIX[missing]} file is not among the inputs "
                 f"(`embed` takes both files of each shard; embed-dna/embed-protein take one kind)"
             )
-    make_outdir(outdir)
+    claim_outdir(outdir, paths, [output_path(k, files[k], outdir) for files in pairs.values() for k in files])
     jobs, described = {}, []
     for kind, model, revision in (
         ("dnabert", dnabert_model, dnabert_revision),
@@ -260,7 +263,7 @@ def embed_shards(
         for name, files in sorted(pairs.items())
     ]
     start_pool(
-        EmbedJob(jobs, precision, threads_per_worker, kernels),
+        EmbedJob(jobs, precision, threads_per_worker, kernels, tuple(tracked())),
         tasks,
         devices,
         workers,
@@ -311,12 +314,13 @@ def run_pool(job: EmbedJob, plan: list[list[ShardTask]], device_names: list[str]
     finished: set[int] = set()
     failure: str | None = None
     failure_class: type[VirNucProError] = VirNucProError
+    failure_details = ""  # the traceback of a worker's bug
     deadline = float("inf")
     label = f"embedding ({' + '.join(job.models)})"
     with progress_task(label, total=total, quiet=quiet, unit="sequences") as bar:
 
         def handle(index: int, message) -> None:
-            nonlocal failure, failure_class
+            nonlocal failure, failure_class, failure_details
             if isinstance(message, logging.LogRecord):
                 if message.levelno >= log.getEffectiveLevel():  # --quiet applies to workers too
                     log.handle(message)
@@ -332,6 +336,7 @@ def run_pool(job: EmbedJob, plan: list[list[ShardTask]], device_names: list[str]
                 where = f"embedding {rest[0]}" if rest[0] else "starting"
                 failure = f"worker {index + 1} ({device_names[index]}) failed {where}: {rest[1]}"
                 failure_class = InputError if rest[2] else VirNucProError
+                failure_details = rest[3]
 
         try:
             with interrupts_deferred():
@@ -389,6 +394,8 @@ def run_pool(job: EmbedJob, plan: list[list[ShardTask]], device_names: list[str]
                     process.kill()
             for receiver, _ in channels:
                 receiver.close()
+    if failure is not None and failure_details:
+        raise InternalError(f"{failure}; finished files are kept", failure_details)
     if failure is not None:
         raise failure_class(f"{failure}; finished files are kept, rerun the same command to resume")
 
@@ -577,6 +584,7 @@ def worker_main(index: int, device: str, tasks: list[ShardTask], job: EmbedJob, 
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
     log.propagate = False
+    track_all(job.recorded_in)
     current: Path | None = None
     writer: BackgroundWriter | None = None
     try:
@@ -648,12 +656,10 @@ def worker_main(index: int, device: str, tasks: list[ShardTask], job: EmbedJob, 
         if isinstance(err, FileFailure):
             current, err = err.path, err.cause
         if isinstance(err, VirNucProError):
-            cause = str(err)
-        else:
-            cause = f"{type(err).__name__}: {err}"
-            # A bug: keep the last frames only, so stderr stays short.
-            log.error("%s", "".join(traceback.format_exception(err, limit=-4)).rstrip())
-        messages.put(("error", str(current) if current else "", cause, isinstance(err, InputError)))
+            cause, details = str(err), ""
+        else:  # a bug: its traceback goes to the parent, for the command's crash log
+            cause, details = f"{type(err).__name__}: {err}", "".join(traceback.format_exception(err))
+        messages.put(("error", str(current) if current else "", cause, isinstance(err, InputError), details))
         connection.close()
         raise SystemExit(1) from None
     connection.close()
