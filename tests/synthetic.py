@@ -18,6 +18,13 @@ from virnucpro.shards import read_shard, shard_of
 
 DNABERT_DIM = 24
 ESM_DIM = 40
+# What predict records of its classifier in a score file, for scripted scores: a calibration is
+# checked against the chunk size and the classifier's identity.
+SCRIPTED_CLASSIFIER = {
+    "classifier": "scripted",
+    "classifier_sha256": "5c" * 32,
+    "classifier_chunk_size": "500",
+}
 
 
 def prepared_example(example_fasta: Path, outdir: Path, shard_size: int = 7) -> Path:
@@ -99,6 +106,6 @@ def scripted_sample(
         ids, _ = read_shard(nucleotide)
         virus = np.array([virus_of_chunk[frame_id[:-2]] for frame_id in ids], dtype=np.float32)
         path = folder / "scores" / f"{shard_of(nucleotide)}.scores.parquet"
-        write_scores(path, ids, (1.0 - virus).astype(np.float32), virus, {"classifier": "scripted"})
+        write_scores(path, ids, (1.0 - virus).astype(np.float32), virus, SCRIPTED_CLASSIFIER)
         score_files.append(path)
     return fasta, prepared, score_files

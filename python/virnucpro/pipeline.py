@@ -294,9 +294,12 @@ def run(
         check_chunk_size(loaded_classifier.config, options.chunk_size, classifier_spec)
         if calibration is not None:  # now, not after the embedding
             check_calibration_made_for(
-                calibration[0], options.chunk_size, loaded_classifier.sha256,
-                str(report_options.calibration), "this run's chunks and classifier",
-            )  # fmt: skip
+                calibration[0],
+                options.chunk_size,
+                loaded_classifier.sha256,
+                str(report_options.calibration),
+                True,
+            )
         timings["models_s"] = time.monotonic() - clock
         parameters = {
             "chunk_size": options.chunk_size,

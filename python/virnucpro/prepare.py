@@ -311,10 +311,41 @@ def _publish(staging: Path, outdir: Path, record: Record) -> None:
 
 
 def read_summary(outdir: str | Path) -> PrepareSummary | None:
-    """The summary of a complete prepare output folder, or None when it is missing or unfinished."""
+    """The summary of a complete prepare output folder, or None when it is missing, unfinished, or
+    not one prepare wrote (a field of another type than prepare writes)."""
+    from virnucpro.json_files import SHA256, is_count, read_json_object
+
     path = PrepareLayout(Path(outdir)).summary
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return PrepareSummary(**data)
-    except (OSError, ValueError, TypeError):
+        data = read_json_object(path, "prepare.json")
+        summary = PrepareSummary(**data)
+    except (InputError, TypeError):
         return None
+    counts = (
+        "sequences",
+        "rna_sequences",
+        "empty_sequences",
+        "bases",
+        "chunks",
+        "chunks_without_frames",
+        "frames",
+    )
+    well_formed = (
+        is_count(summary.chunk_size)
+        and summary.chunk_size in CHUNK_SIZES
+        and is_count(summary.shard_size)
+        and all(is_count(getattr(summary, name)) for name in counts)
+        and isinstance(summary.inputs, list)
+        and all(
+            isinstance(e, dict) and isinstance(e.get("sha256"), str) and SHA256.match(e["sha256"])
+            for e in summary.inputs
+        )
+        and isinstance(summary.shards, list)
+        and all(
+            isinstance(e, dict) and isinstance(e.get("name"), str) and is_count(e.get("records"))
+            for e in summary.shards
+        )
+        and isinstance(summary.notes, list)
+        and all(isinstance(note, str) for note in summary.notes)
+    )
+    return summary if well_formed else None

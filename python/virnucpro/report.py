@@ -203,25 +203,30 @@ def call_thresholds(
 
 
 def check_calibration_made_for(
-    calibration: Calibration, chunk_size: int, classifier_sha256: str | None, source: str, what: str
+    calibration: Calibration,
+    chunk_size: int,
+    classifier_sha256: str | None,
+    source: str,
+    of_run: bool = False,
 ) -> None:
-    """Refuse a calibration made for another chunk size or classifier than `what` (the scores, or
-    the run about to make them), or one that does not record them."""
+    """Refuse a calibration made for another chunk size or classifier than these scores' (or than
+    the run about to make them, `of_run`)."""
     made = calibration.provenance
-    if made.get("chunk_size") != chunk_size:
+    chunks, scores = ("this run's chunks", "this run's classifier") if of_run else ("these", "these scores")
+    if made["chunk_size"] != chunk_size:
         raise InputError(
-            f"{source}: calibrated on {made['chunk_size']} bp chunks, but {what} are {chunk_size} bp; "
+            f"{source}: calibrated on {made['chunk_size']} bp chunks, but {chunks} are {chunk_size} bp; "
             "calibrate on chunks of this size"
         )
     if classifier_sha256 is None:
         raise InputError(
-            f"{source}: {what} do not record their classifier (no classifier_sha256), so this "
+            f"{source}: {scores} do not record their classifier (no classifier_sha256), so this "
             "calibration cannot be checked against it; score them with `virnucpro predict`"
         )
-    if made.get("classifier_sha256") != classifier_sha256:
+    if made["classifier_sha256"] != classifier_sha256:
         raise InputError(
             f"{source}: calibrated for another classifier (sha256 {made['classifier_sha256'][:12]}..., "
-            f"{what}: {classifier_sha256[:12]}...); calibrate this classifier's scores"
+            f"{scores}: {classifier_sha256[:12]}...); calibrate this classifier's scores"
         )
 
 
@@ -589,6 +594,33 @@ def _merge(base: dict, extra: Mapping) -> dict:
     return base
 
 
+# The keys of run.json that report writes itself: --run-info may add others, and timings of other
+# stages, never replace these (a later reader, and calibrate, rely on their shape).
+RUN_JSON_KEYS = ("command", "inputs", "input_notes", "parameters", "calls", "models", "counts", "versions")
+
+
+def read_run_info(path: str | Path) -> dict:
+    """--run-info: a JSON object of keys to add to run.json (workflow metadata), none of them one
+    that report writes itself, and `timings` (seconds per stage) merged with report's own; finite
+    numbers only, nested at most a few dozen levels."""
+    from virnucpro.json_files import is_number, read_json_object
+
+    content = read_json_object(path, "--run-info")
+    taken = [key for key in RUN_JSON_KEYS if key in content]
+    if taken:
+        raise InputError(
+            f"{path}: --run-info sets {taken[0]!r}, which report writes itself; put workflow metadata "
+            "under a key of its own (e.g. nextflow)"
+        )
+    timings = content.get("timings", {})
+    if not isinstance(timings, dict) or not all(is_number(v) and v >= 0 for v in timings.values()):
+        raise InputError(
+            f"{path}: --run-info's timings must be an object of seconds per stage (numbers of at least 0), "
+            f"not {json.dumps(timings)[:80]}"
+        )
+    return content
+
+
 def write_run_json(path: Path, content: dict) -> None:
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
         json.dump(content, out, indent=2, sort_keys=True)
@@ -633,9 +665,11 @@ def report(
             )
         if calibration is not None:
             check_calibration_made_for(
-                calibration, data.chunk_size, data.provenance.get("classifier_sha256"),
-                str(options.calibration), "these scores",
-            )  # fmt: skip
+                calibration,
+                data.chunk_size,
+                data.provenance.get("classifier_sha256"),
+                str(options.calibration),
+            )
         data.settings = {
             **settings,
             "region_max_gap": options.region_max_gap,
