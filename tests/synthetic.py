@@ -109,3 +109,19 @@ def scripted_sample(
         write_scores(path, ids, (1.0 - virus).astype(np.float32), virus, SCRIPTED_CLASSIFIER)
         score_files.append(path)
     return fasta, prepared, score_files
+
+
+def write_calibration_json(folder: Path, chunk_size: int = 500, classifier_sha256: str = "ab" * 32) -> Path:
+    """A calibration.json of `virnucpro calibrate` (written by its own code) for a labelled set of
+    300 sequences whose chunk margins are drawn apart by class: thresholds meet an FDR of 0.05."""
+    from virnucpro.calibration import LabelledChunks, calibrate, write_calibration
+
+    rng = np.random.default_rng(5)
+    truth = np.repeat([True, False], 150)
+    sequence = np.repeat(np.arange(300), 10)
+    margin = np.where(truth[sequence], rng.beta(6, 2, 3000), rng.beta(2, 6, 3000)) * 2 - 1
+    chunks = LabelledChunks(sequence, margin.astype(np.float32), ((margin + 1) / 2).astype(np.float32), truth)
+    made = {"chunk_size": chunk_size, "classifier": "c", "classifier_sha256": classifier_sha256}
+    provenance = {**made, "sources": [{"file": "chunks.tsv", **made}]}
+    write_calibration(chunks, calibrate(chunks, 0.05, provenance), folder)
+    return folder / "calibration.json"

@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
@@ -38,6 +37,7 @@ from nextflow_support import (
     trace_files,
     write_records,
 )
+from synthetic import write_calibration_json
 
 pytestmark = pytest.mark.nextflow
 
@@ -369,22 +369,6 @@ def test_a_samplesheet_saved_with_a_byte_order_mark_is_read(tmp_path):
     output = result.stdout + result.stderr
     assert "needs a header line" not in output
     assert "--dnabert_model 'nobody/not-cached': the run is offline" in output
-
-
-def write_calibration_json(folder: Path, chunk_size: int = 500, classifier_sha256: str = "ab" * 32) -> Path:
-    """A calibration.json of `virnucpro calibrate` (written by its own code) for a labelled set of
-    300 sequences whose chunk margins are drawn apart by class: thresholds meet an FDR of 0.05."""
-    from virnucpro.calibration import LabelledChunks, calibrate, write_calibration
-
-    rng = np.random.default_rng(5)
-    truth = np.repeat([True, False], 150)
-    sequence = np.repeat(np.arange(300), 10)
-    margin = np.where(truth[sequence], rng.beta(6, 2, 3000), rng.beta(2, 6, 3000)) * 2 - 1
-    chunks = LabelledChunks(sequence, margin.astype(np.float32), ((margin + 1) / 2).astype(np.float32), truth)
-    made = {"chunk_size": chunk_size, "classifier": "c", "classifier_sha256": classifier_sha256}
-    provenance = {**made, "sources": [{"file": "chunks.tsv", **made}]}
-    write_calibration(chunks, calibrate(chunks, 0.05, provenance), folder)
-    return folder / "calibration.json"
 
 
 @pytest.mark.parametrize(

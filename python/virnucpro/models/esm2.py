@@ -105,8 +105,9 @@ def esm_config(folder: Path):
     raw = read_config(path)
     try:
         config = EsmConfig(**raw)
-    except (TypeError, ValueError, KeyError, AttributeError) as err:  # transformers' own checks
-        raise InputError(f"{path}: not an ESM-2 configuration ({err})") from None
+    except Exception as err:  # transformers' own checks: their exception types change between releases
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(f"{path}: not an ESM-2 configuration ({first[:200]})") from None
     hidden, layers = config.hidden_size, config.num_hidden_layers
     parameters = config.vocab_size * hidden + layers * (
         4 * hidden * hidden + 2 * hidden * config.intermediate_size
