@@ -165,6 +165,19 @@ def labelled(tmp_path_factory):
     return folder, scores
 
 
+def report_args(folder: Path, scores: list[Path]) -> list:
+    """`virnucpro report` of the labelled set (without --outdir)."""
+    return [
+        "report",
+        "--input",
+        folder / "set" / "input.fa",
+        "--prepared",
+        folder / "set" / "prepared",
+        "--scores",
+        *scores,
+    ]
+
+
 def calibrate(*args) -> subprocess.CompletedProcess:
     return run_cli("calibrate", *args, "--target-fdr", "0.2")
 
@@ -229,15 +242,7 @@ def test_a_calibration_is_refused_for_scores_of_another_classifier(labelled, tmp
     content = json.loads(other.read_text())
     del content["provenance"]["classifier_sha256"]
     (tmp_path / "unknown.json").write_text(json.dumps(content))
-    report = [
-        "report",
-        "--input",
-        folder / "set" / "input.fa",
-        "--prepared",
-        folder / "set" / "prepared",
-        "--scores",
-        *scores,
-    ]
+    report = report_args(folder, scores)
     refused(
         run_cli(*report, "--outdir", tmp_path / "r1", "--calibration", other),
         "calibrated for another classifier",
@@ -303,24 +308,15 @@ def test_numbers_in_a_calibration_are_checked(labelled, tmp_path, edit, message)
     text = json.dumps(content).replace('"Infinity"', "Infinity").replace('"1e400"', "1e400")
     (tmp_path / "edited.json").write_text(text)
     result = run_cli(
-        "report", "--input", folder / "set" / "input.fa", "--prepared", folder / "set" / "prepared",
-        "--scores", *scores, "--outdir", tmp_path / "out", "--calibration", tmp_path / "edited.json",
-    )  # fmt: skip
+        *report_args(folder, scores), "--outdir", tmp_path / "out", "--calibration", tmp_path / "edited.json"
+    )
     refused(result, message)
     assert result.returncode == 2 and not (tmp_path / "out").exists()
 
 
 def test_run_info_is_checked_and_a_bad_one_never_reaches_run_json(labelled, tmp_path):
     folder, scores = labelled
-    report = [
-        "report",
-        "--input",
-        folder / "set" / "input.fa",
-        "--prepared",
-        folder / "set" / "prepared",
-        "--scores",
-        *scores,
-    ]
+    report = report_args(folder, scores)
     bad = tmp_path / "info.json"
     for content, message in (
         ('{"versions": 5}', "--run-info sets 'versions', which report writes itself"),
