@@ -118,7 +118,10 @@ def is_count(value: object, maximum: int = MAX_COUNT) -> bool:
 
 
 def is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite number (a whole one of any size: Python's ints are exact)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def check_keys(content: Mapping, required: set[str], optional: set[str], where: str) -> None:
