@@ -452,6 +452,34 @@ def test_a_calibration_of_another_chunk_size_is_refused_before_any_work(test_mod
     assert not outdir.exists()
 
 
+@pytest.mark.parametrize("alias", ["./ and no ./", "hard link"])
+def test_one_input_under_two_names_is_refused_before_any_work(test_models, tmp_path, alias):
+    reads = tmp_path / "reads.fa"
+    shutil.copy(EXAMPLE, reads)
+    if alias == "hard link":
+        other = tmp_path / "same.fa"
+        os.link(reads, other)
+    else:
+        other = Path(f"{tmp_path}/./reads.fa")
+    outdir = tmp_path / "out"
+    refused(run_cli(*run_args(test_models, [reads, other], outdir)), f"{other}: given twice (as {reads} too)")
+    assert not outdir.exists()
+
+
+def test_score_files_that_do_not_record_their_chunk_size_cannot_be_calibrated(labelled, tmp_path):
+    """Scores of a classifier that does not know its chunk size (a hand-made .pth): calibrate says
+    so and how to calibrate instead."""
+    from virnucpro.score_files import read_scores, write_scores
+
+    folder, scores = labelled
+    table = read_scores(scores[0])
+    metadata = {k: v for k, v in table.metadata.items() if k not in ("classifier_chunk_size", "rows")}
+    unsized = tmp_path / "shard_00001.scores.parquet"
+    write_scores(unsized, table.ids, table.score_others, table.score_virus, metadata)
+    result = calibrate("--scores", unsized, "--labels", folder / "labels.tsv", "--outdir", tmp_path / "cal")
+    refused(result, f"{unsized} (its metadata): records no chunk size", "calibrate from the chunks.tsv")
+
+
 # --- No traceback anywhere ---
 
 EXPLODE = """
@@ -489,3 +517,23 @@ def test_an_unexpected_exception_is_one_line_with_a_crash_log(tmp_path, where):
     text = log.read_text()
     assert "Traceback (most recent call last)" in text and "ZeroDivisionError: a bug" in text
     assert "explode" in text
+
+
+def test_a_workers_bug_goes_to_the_crash_log_with_its_traceback(tmp_path, monkeypatch):
+    """A bug in an embedding worker reaches the parent as text (InternalError): the crash log holds
+    the worker's traceback as well as the parent's."""
+    from virnucpro.cli import write_crash_log
+    from virnucpro.errors import InternalError
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    monkeypatch.setattr("virnucpro.errors._output_folder", [])  # no command ran in this process
+    try:
+        raise InternalError(
+            "worker 1 (cpu) failed embedding x: KeyError: 'y'", "Traceback (in the worker)\nKeyError: 'y'\n"
+        )
+    except InternalError as err:
+        log = Path(write_crash_log(err))
+    assert log.parent == tmp_path and oct(log.stat().st_mode & 0o777) == "0o600"
+    text = log.read_text()
+    assert "InternalError: worker 1 (cpu) failed embedding x" in text and "Traceback (in the worker)" in text

@@ -21,9 +21,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from Bio.SeqIO.FastaIO import SimpleFastaParser
-from Bio.SeqIO.QualityIO import FastqGeneralIterator
-
 from virnucpro.checksums import HashingReader
 from virnucpro.errors import InputError
 
@@ -195,6 +192,10 @@ class SequenceFile:
             raise self.error("not a text file (binary content)")
         lines = _Lines(first, text)
         if first.startswith(">"):
+            # Imported here: the embedding stage imports this module (for its output checks) on
+            # machines without Biopython, and never reads FASTA with it.
+            from Bio.SeqIO.FastaIO import SimpleFastaParser
+
             self.format = "fasta"
             parsed = SimpleFastaParser(lines)
         elif first.startswith("@"):
@@ -238,6 +239,8 @@ class SequenceFile:
             pass
 
     def _fastq(self, lines: _Lines) -> Iterator[tuple[str, str]]:
+        from Bio.SeqIO.QualityIO import FastqGeneralIterator
+
         number = 0
         try:
             # `number` names the failing record in the error below.
@@ -286,10 +289,12 @@ class SequenceInputs:
         self.files = [SequenceFile(path, number) for number, path in enumerate(paths, start=1)]
         if sum(str(f.path) == STDIN for f in self.files) > 1:
             raise InputError("standard input (-) can be given once only")
-        seen: dict[Path, SequenceFile] = {}
+        # One file under two names (./x and x, a symbolic or hard link) is the same file given twice.
+        seen: dict[tuple[int, int], SequenceFile] = {}
         for file in self.files:
             if str(file.path) != STDIN and file.path.exists():
-                earlier = seen.setdefault(file.path.resolve(), file)
+                status = file.path.stat()
+                earlier = seen.setdefault((status.st_dev, status.st_ino), file)
                 if earlier is not file:
                     raise InputError(f"{file.name}: given twice (as {earlier.name} too); give each file once")
 

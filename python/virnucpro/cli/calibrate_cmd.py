@@ -93,7 +93,9 @@ def calibrate_command(
         check_outputs(outdir, inputs, CALIBRATION_OUTPUTS, "virnucpro calibrate")
         known = read_labels(labels)
         if chunks:
-            labelled, provenance = chunks_from_tables(files, known), provenance_of_tables(files)
+            provenance = provenance_of_tables(files)
+            labelled = chunks_from_tables(files, known)
         else:
-            labelled, provenance = chunks_from_scores(files, known), provenance_of_scores(files)
+            provenance = provenance_of_scores(files)
+            labelled = chunks_from_scores(files, known)
         write_calibration(labelled, calibrate(labelled, target_fdr, provenance), outdir, inputs)
