@@ -339,8 +339,9 @@ def checkCalibration(settings) {
     if (!(content instanceof Map) || content.format != 'virnucpro-calibration' || content.version != 1) {
         error("${where}: not a calibration file of `virnucpro calibrate` (format ${content instanceof Map ? content.format : 'none'})")
     }
-    def made = content.provenance
-    if (!(made instanceof Map) || !(made.chunk_size instanceof Integer) || !(made.classifier_sha256 ==~ /[0-9a-f]{64}/)) {
+    def made = content.provenance instanceof Map ? content.provenance : [:]
+    def identified = made.classifier_sha256 instanceof String && made.classifier_sha256 ==~ /[0-9a-f]{64}/
+    if (!identified || !(made.chunk_size instanceof Integer)) {
         error("${where}: records no chunk size and classifier (made by an earlier version?); calibrate again")
     }
     if (made.chunk_size.toString() != settings.chunk_size.toString()) {

@@ -244,7 +244,7 @@ def provenance_of_tables(paths: Sequence[Path]) -> dict:
                 f"{path}: no run.json beside it, so the chunk size and classifier of these chunks are "
                 "unknown; give the chunks.tsv of a finished `virnucpro run` or `report` folder"
             )
-        run = read_json_object(record, "run.json")
+        run = read_json_object(record)
         parameters, models = run.get("parameters"), run.get("models")
         sources.append(
             _source(

@@ -86,7 +86,7 @@ def read_config(path: Path) -> ClassifierConfig:
     from virnucpro.defaults import CHUNK_SIZES
     from virnucpro.json_files import check_keys, is_count, read_json_object
 
-    raw = read_json_object(path, "the classifier configuration")
+    raw = read_json_object(path)
     fields = set(ClassifierConfig.__dataclass_fields__)
     check_keys(raw, {"input_dim"}, fields - {"input_dim"}, f"{path}")
     config = ClassifierConfig(**raw)

@@ -42,45 +42,47 @@ def _constant(text: str) -> float:
     raise _NotFinite(f"{text} is not a number JSON allows")
 
 
-def parse_json(raw: bytes | str, source: str | os.PathLike[str], what: str) -> object:
-    """The JSON value in `raw` (the bytes of `source`, a `what` such as "--run-info")."""
+def parse_json(raw: bytes | str, source: str | os.PathLike[str], what: str | None = None) -> object:
+    """The JSON value in `raw` (the bytes of `source`, named in messages as `what`, such as
+    "--run-info", when the file's name does not say it)."""
     import json
 
+    subject = f"{source}: {what} is" if what else f"{source}:"
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8-sig")
         except UnicodeDecodeError as err:
-            raise InputError(f"{source}: {what} is not UTF-8 text (byte {err.start})") from None
+            raise InputError(f"{subject} not UTF-8 text (byte {err.start})") from None
     try:
         value = json.loads(raw, parse_float=_finite, parse_constant=_constant)
     except _NotFinite as err:
-        raise InputError(f"{source}: {what}: {err}") from None
+        raise InputError(f"{source}: {err}") from None
     except json.JSONDecodeError as err:
-        raise InputError(f"{source}: {what} is not valid JSON (line {err.lineno}: {err.msg})") from None
+        raise InputError(f"{subject} not valid JSON (line {err.lineno}: {err.msg})") from None
     except RecursionError:
-        raise InputError(f"{source}: {what} is nested too deeply") from None
+        raise InputError(f"{subject} nested too deeply") from None
     if _depth(value) > MAX_DEPTH:
-        raise InputError(f"{source}: {what} is nested more than {MAX_DEPTH} levels deep")
+        raise InputError(f"{subject} nested more than {MAX_DEPTH} levels deep")
     return value
 
 
-def read_json(path: str | os.PathLike[str], what: str) -> object:
+def read_json(path: str | os.PathLike[str], what: str | None = None) -> object:
     """The JSON value in the file `path`."""
     path = Path(path)
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_BYTES + 1)
     except OSError as err:
-        raise InputError(f"{path}: cannot read {what} ({err.strerror})") from None
+        raise InputError(f"{path}: cannot read it ({err.strerror})") from None
     if len(raw) > MAX_BYTES:
-        raise InputError(f"{path}: {what} is larger than {MAX_BYTES >> 20} MiB")
+        raise InputError(f"{path}: larger than {MAX_BYTES >> 20} MiB")
     return parse_json(raw, path, what)
 
 
-def read_json_object(path: str | os.PathLike[str], what: str) -> dict:
+def read_json_object(path: str | os.PathLike[str], what: str | None = None) -> dict:
     value = read_json(path, what)
     if not isinstance(value, dict):
-        raise InputError(f"{path}: {what} must hold a JSON object, not {json_type(value)}")
+        raise InputError(f"{path}: must hold a JSON object, not {json_type(value)}")
     return value
 
 

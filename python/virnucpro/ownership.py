@@ -143,10 +143,6 @@ class Record:
                 found.setdefault(entry[0], []).append(entry[1])
         return found
 
-    def check(self) -> dict[str, list[Entry]]:
-        """Refuse a record that is not ours (or a link); the entries otherwise."""
-        return self.entries()
-
     def owns(self, path: Path, entries: dict[str, list[Entry]] | None = None) -> bool:
         """Whether `path` is a regular file that matches a recorded version (size, then SHA-256)."""
         entries = self.entries() if entries is None else entries
@@ -184,15 +180,15 @@ class Record:
                 )
             if not self.owns(path, entries):
                 if self.name_of(path) in entries:
-                    what = f"was changed since virnucpro wrote it (it does not match {self.path})"
+                    problem = f"was changed since virnucpro wrote it (it does not match {self.path})"
                 elif os.path.lexists(self.path):
-                    what = f"exists and was not written by virnucpro (it is not in {self.path})"
+                    problem = f"exists and was not written by virnucpro (it is not in {self.path})"
                 else:
-                    what = (
+                    problem = (
                         f"exists and was not written by virnucpro (no record of virnucpro in {self.folder})"
                     )
                 raise InputError(
-                    f"{path}: {what}; refusing to overwrite or remove it: move it (or delete it) or choose "
+                    f"{path}: {problem}; refusing to overwrite or remove it: move it (or delete it) or choose "
                     "another --outdir"
                 )
 
@@ -203,9 +199,9 @@ class Record:
     # --- writing ---
 
     def create(self) -> None:
-        """Start an empty record, unless one is there (refused when it is not ours)."""
+        """Start an empty record, unless one is there (the command checked it when it claimed the
+        folder: it is not parsed again at every write)."""
         if os.path.lexists(self.path):
-            self.check()
             return
         try:
             tmp = Path(
@@ -222,7 +218,7 @@ class Record:
                 os.link(tmp, self.path)
         finally:
             tmp.unlink(missing_ok=True)
-        self.check()
+        self.entries()  # the one a concurrent command made first is ours too
 
     def append(self, entries: dict[str, Entry]) -> None:
         """Add entries (one write, under the record's lock)."""

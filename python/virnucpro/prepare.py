@@ -317,7 +317,7 @@ def read_summary(outdir: str | Path) -> PrepareSummary | None:
 
     path = PrepareLayout(Path(outdir)).summary
     try:
-        data = read_json_object(path, "prepare.json")
+        data = read_json_object(path)
         summary = PrepareSummary(**data)
     except (InputError, TypeError):
         return None

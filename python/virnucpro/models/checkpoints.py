@@ -41,7 +41,7 @@ def read_config(path: Path, defaults: Mapping[str, object] | None = None) -> dic
     takes its value from `defaults`); an `InputError` naming the file says what is wrong with it."""
     from virnucpro.json_files import is_count, is_number, read_json_object
 
-    raw = read_json_object(path, "the model configuration")
+    raw = read_json_object(path)
     merged = {**(defaults or {}), **raw}
     for name, highest in SHAPE_FIELDS.items():
         value = merged.get(name)
