@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv example example-python test test-floor lint lock bench clean
+.PHONY: venv example example-python test test-floor test-gpu-replica lint lock bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,30 @@ $(FLOOR_VENV)/.installed: pyproject.toml
 test-floor: $(FLOOR_VENV)/.installed
 	$(FLOOR_VENV)/bin/python -c 'import sys, torch, transformers; print("floor:", sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__)'
 	HF_HUB_OFFLINE=1 PATH="$(abspath $(FLOOR_VENV)/bin):$$PATH" $(FLOOR_VENV)/bin/python -m pytest $(FLOOR_TESTS) $(PYTEST_ARGS)
+
+## A replica of the lent GPU machine's software, on CPU: Python 3.12 (3.12.3 there; pyenv's 3.12 here),
+## torch 2.11.0 and transformers 5.17.0, no Biopython. Runs the device check's code (`bench/gpu.py
+## --smoke`, every step, the end-to-end rows through `virnucpro embed` included) and the embedding
+## tests that need no Biopython. Not part of CI (it downloads a second torch).
+REPLICA_VENV ?= .venv-gpu-replica
+REPLICA_PYTHON ?= $(shell command -v python3.12 || echo python3)
+REPLICA_PINS := torch==2.11.0 transformers==5.17.0 pyarrow tokenizers safetensors numpy typer rich pytest hypothesis
+REPLICA_TESTS := tests/test_kernels.py tests/test_embedding_engine.py tests/test_pool.py tests/test_gpu_paths.py \
+	tests/test_fp8.py tests/test_dnabert_s.py tests/test_bench_gpu.py
+
+$(REPLICA_VENV)/.installed: pyproject.toml
+	test -x $(REPLICA_VENV)/bin/python || $(REPLICA_PYTHON) -m venv $(REPLICA_VENV)
+	$(REPLICA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(REPLICA_VENV)/bin/python -m pip install --quiet $(REPLICA_PINS)
+	$(REPLICA_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+test-gpu-replica: $(REPLICA_VENV)/.installed
+	$(REPLICA_VENV)/bin/python -c 'import sys, torch, transformers; print("replica:", sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__)'
+	! $(REPLICA_VENV)/bin/python -c 'import Bio' 2>/dev/null
+	PATH="$(abspath $(REPLICA_VENV)/bin):$$PATH" $(REPLICA_VENV)/bin/python bench/gpu.py --smoke --json test-artifacts/replica-smoke.json
+	HF_HUB_OFFLINE=1 PATH="$(abspath $(REPLICA_VENV)/bin):$$PATH" $(REPLICA_VENV)/bin/python -m pytest \
+		-m "not biopython" $(REPLICA_TESTS) $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check python tests bench

@@ -43,6 +43,18 @@ def run_cli(*args: str | os.PathLike, check: bool = False, **kwargs) -> subproce
     return result
 
 
+def damage_a_data_page(path: Path, column: int = -1) -> None:
+    """Flip a byte in the middle of a column chunk's data of one of our Parquet files (the last
+    column by default: the vectors or the scores), leaving the footer whole."""
+    import pyarrow.parquet as pq
+
+    row_group = pq.read_metadata(path).row_group(0)
+    chunk = row_group.column(column % row_group.num_columns)
+    data = bytearray(path.read_bytes())
+    data[chunk.data_page_offset + chunk.total_compressed_size // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
 @pytest.fixture
 def example_fasta() -> Path:
     return DATA / "example.fa"

@@ -14,8 +14,8 @@ from system_packages import apt_install
 
 PACKAGES = ("docker.io", "mmdebstrap")
 # python3, python3-venv, ca-certificates and procps: what containers/Dockerfile needs from a base
-BASE_IMAGE = "virnucpro-test-base:bookworm"
-BASE_PACKAGES = "python3,python3-venv,ca-certificates,procps"
+BASE_IMAGE = "virnucpro-test-base:bookworm-cc"
+BASE_PACKAGES = "python3,python3-venv,python3-dev,gcc,g++,ca-certificates,procps"
 # Certificates this machine trusts beyond Debian's (a TLS-inspecting proxy's, for instance): the
 # image build reaches PyPI through the same network
 EXTRA_CERTIFICATES = Path("/usr/local/share/ca-certificates")

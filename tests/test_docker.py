@@ -93,6 +93,35 @@ def test_the_image_holds_exactly_the_locked_packages(docker_image):
     assert version == f"virnucpro {__version__}"
 
 
+def test_torch_compile_works_inside_the_image(docker_image):
+    """The image carries a C compiler and Python's headers: inductor builds and runs a CPU kernel,
+    Triton's kernel launchers (C that includes Python.h, built with `cc`) compile, and the engine
+    would take compiled FlexAttention for DNABERT-S on a GPU."""
+    check = "\n".join(
+        [
+            "import os, subprocess, sysconfig, tempfile, torch",
+            "from virnucpro.embedding.engine import can_compile_kernels",
+            "x = torch.linspace(-3, 3, 101)",
+            "compiled = torch.compile(lambda t: torch.nn.functional.gelu(t) * t.sin())",
+            "assert torch.allclose(compiled(x), torch.nn.functional.gelu(x) * x.sin(), atol=1e-6)",
+            "with tempfile.TemporaryDirectory() as tmp:",
+            "    source = os.path.join(tmp, 'launcher.c')",
+            "    open(source, 'w').write('#include <Python.h>\\nint f(void) { return PY_MAJOR_VERSION; }\\n')",
+            "    include = sysconfig.get_paths()['include']",
+            "    subprocess.run(['cc', '-shared', '-fPIC', '-I', include, source, '-o', source + '.so'], check=True)",
+            "print('compiled', can_compile_kernels('cuda'), can_compile_kernels('cpu'))",
+        ]
+    )
+    env = ["-e", "TORCHINDUCTOR_CACHE_DIR=/tmp/inductor"]
+    result = docker("run", "--rm", "-u", "4321:4321", *env, docker_image, "python", "-c", check, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-3:] == ["compiled", "True", "True"]
+    # What the compilers add to the image (the README states it): their own layer's size.
+    history = docker("history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", docker_image).stdout
+    layer = next(line for line in history.splitlines() if "python3-dev" in line)
+    print(f"compiler layer: {layer.split(chr(9))[0]}")
+
+
 def test_docker_profile_outputs_equal_virnucpro_run(docker_image, tmp_path, test_models, example_reference):
     """-profile test,docker on the bundled example and a second input in one run, with a
     calibration (a file the container sees only when it is staged); each sample's outputs byte for

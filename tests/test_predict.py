@@ -8,11 +8,11 @@ import torch
 
 from conftest import run_cli
 from synthetic import DNABERT_DIM, ESM_DIM, prepared_example, random_classifier, write_random_embeddings
-from virnucpro.classifier import MLPClassifier
+from virnucpro.classifier import MLPClassifier, score_features
 from virnucpro.embedding_files import read_embeddings, read_metadata, write_embeddings
 from virnucpro.errors import InputError
 from virnucpro.paths import OUTDIR_MARKER
-from virnucpro.predict import predict_files, score_features
+from virnucpro.predict import predict_files
 from virnucpro.score_files import read_scores
 
 
@@ -154,3 +154,22 @@ def test_a_rows_score_does_not_depend_on_the_rows_scored_with_it():
         whole_part = (whole[0][:total], whole[1][:total])
         for column in (0, 1):
             np.testing.assert_array_equal(np.concatenate([p[column] for p in parts]), whole_part[column])
+
+
+def test_scores_do_not_depend_on_the_number_of_torch_threads():
+    """Torch's CPU matmul gives other last digits with other thread counts; scores are computed with
+    a fixed one, so a run on 2 or 64 cores, in a worker or in predict, writes the same bytes."""
+    torch.manual_seed(1)
+    model = MLPClassifier(3328, 512).eval()
+    features = np.random.default_rng(1).normal(size=(700, 3328)).astype(np.float32)
+    previous = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 4, 8):
+            torch.set_num_threads(threads)
+            results.append(score_features(model, features))
+            assert torch.get_num_threads() == threads  # restored after scoring
+    finally:
+        torch.set_num_threads(previous)
+    for others, virus in results[1:]:
+        assert others.tobytes() == results[0][0].tobytes() and virus.tobytes() == results[0][1].tobytes()

@@ -79,7 +79,8 @@ def baseline(test_models, tmp_path_factory) -> Path:
 def test_every_output_with_its_columns(baseline):
     assert {p.name for p in baseline.iterdir()} == {*OUTPUTS, "work", OUTDIR_MARKER}
     layout = RunLayout(baseline)
-    assert sorted(p.name for p in layout.work.iterdir()) == sorted(WORK_OUTPUTS)
+    # Embeddings are scored in the workers and kept only with --keep-embeddings.
+    assert sorted(p.name for p in layout.work.iterdir()) == sorted(set(WORK_OUTPUTS) - {"embeddings"})
     assert len(list(layout.scores.glob("shard_*.scores.parquet"))) == 8
     assert (
         (baseline / "prediction_results.txt")
@@ -96,7 +97,7 @@ def test_every_output_with_its_columns(baseline):
     run = json.loads((baseline / "run.json").read_text())
     assert run["command"] == "run" and run["parameters"]["shard_size"] == 4
     assert run["parameters"]["dnabert_revision"].startswith("local:sha256=")
-    assert set(run["timings"]) >= {"prepare_s", "embed_s", "predict_s", "report_s"}
+    assert set(run["timings"]) >= {"prepare_s", "embed_and_score_s", "report_s"}
     assert run["counts"]["frames"] == 30
     assert run["parameters"]["region_max_gap"] == 1 and run["parameters"]["calibration"] is None
     assert run["calls"] == {
@@ -142,9 +143,8 @@ def test_consensus_recomputed_from_prediction_results(baseline):
 def test_two_runs_are_byte_identical_and_a_rerun_resumes(test_models, baseline, tmp_path):
     run_ok(test_models, tmp_path / "out", "--workers", "2")
     assert_same_outputs(baseline, tmp_path / "out")
-    for kind in ("embeddings", "scores"):
-        for first in sorted((baseline / "work" / kind).glob("shard_*")):
-            assert first.read_bytes() == (tmp_path / "out" / "work" / kind / first.name).read_bytes()
+    for first in sorted((baseline / "work" / "scores").glob("shard_*")):
+        assert first.read_bytes() == (tmp_path / "out" / "work" / "scores" / first.name).read_bytes()
     # The same command again: nothing is recomputed, the outputs stay the same.
     work = tmp_path / "out" / "work"
     stamps = {p: p.stat().st_mtime_ns for p in work.rglob("*.parquet")}
@@ -168,16 +168,16 @@ def wait_for(process: subprocess.Popen, pattern: str, folder: Path, timeout: flo
 
 
 @pytest.mark.parametrize(
-    "kill_after",
+    ("kill_after", "extra"),
     [
-        "work/embeddings/shard_*.dnabert.parquet",
-        "work/embeddings/shard_*.esm.parquet",
-        "work/scores/shard_*.scores.parquet",
+        ("work/embeddings/shard_*.dnabert.parquet", ("--keep-embeddings",)),
+        ("work/embeddings/shard_*.esm.parquet", ("--keep-embeddings",)),
+        ("work/scores/shard_*.scores.parquet", ()),
     ],
 )
-def test_kill_9_then_the_same_command_finishes_the_work(test_models, baseline, tmp_path, kill_after):
+def test_kill_9_then_the_same_command_finishes_the_work(test_models, baseline, tmp_path, kill_after, extra):
     outdir = tmp_path / "out"
-    args = run_args(test_models, outdir, "--workers", "2")
+    args = run_args(test_models, outdir, "--workers", "2", *extra)
     process = subprocess.Popen(
         [sys.executable, "-m", "virnucpro", *args],
         env=cli_env(),
@@ -194,10 +194,10 @@ def test_kill_9_then_the_same_command_finishes_the_work(test_models, baseline, t
     finished = {p: p.stat().st_mtime_ns for p in (outdir / "work").rglob("shard_*.parquet")}
     assert finished or kill_after.startswith("work/prepare")
 
-    run_ok(test_models, outdir, "--workers", "2")
+    run_ok(test_models, outdir, "--workers", "2", *extra)
     # Shards finished before the kill were not recomputed; the outputs equal an uninterrupted run's.
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
-    assert_same_outputs(baseline, outdir)
+    assert_same_outputs(baseline, outdir, ignore_in_run_json=("timings", "execution"))
 
 
 def test_changed_parameters_are_refused_and_force_starts_over(test_models, baseline, tmp_path):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DATA, OUTPUTS, cli_env, run_cli
+from conftest import DATA, OUTPUTS, cli_env, damage_a_data_page, run_cli
 from synthetic import prepared_example, random_classifier, write_random_embeddings
 from virnucpro.embedding_files import is_complete, read_embeddings, write_embeddings
 from virnucpro.errors import InputError
@@ -37,7 +37,9 @@ def run_args(models: Path, reads, outdir: Path, *extra: str) -> list:
     return [
         "run", *inputs, "--outdir", outdir,
         "--dnabert-model", models / "dnabert-s", "--esm-model", models / "esm2",
-        "--classifier", models / "classifier", "--shard-size", "8", "--devices", "cpu", *extra,
+        "--classifier", models / "classifier", "--shard-size", "8", "--devices", "cpu",
+        "--keep-embeddings",  # resume is checked over every file a run can make
+        *extra,
     ]  # fmt: skip
 
 
@@ -295,10 +297,14 @@ def test_corruption_inside_a_parquet_file_is_detected_and_recomputed(test_models
     reads, outdir = copy_of(finished, tmp_path)
     layout = RunLayout(outdir)
     before = parquet_mtimes(outdir)
-    for path in (layout.embeddings / "shard_00003.esm.parquet", layout.scores / "shard_00001.scores.parquet"):
-        data = bytearray(path.read_bytes())
-        data[len(data) // 3] ^= 0x10  # inside a data page; the footer stays intact
-        path.write_bytes(bytes(data))
+    # Score files are read whole to check them (they are small); embedding files by their footer
+    # alone, so a damaged kept embedding is found when it is read to score its shard again.
+    for path in (
+        layout.embeddings / "shard_00003.esm.parquet",
+        layout.scores / "shard_00003.scores.parquet",
+        layout.scores / "shard_00001.scores.parquet",
+    ):
+        damage_a_data_page(path)
     # Standalone stages name the corrupt file in one line.
     refused(
         run_cli(
@@ -316,16 +322,21 @@ def test_corruption_inside_a_parquet_file_is_detected_and_recomputed(test_models
         "shard_00003.esm.parquet: was changed since virnucpro wrote it",
     )
     assert snapshot(outdir) == changed
-    for path in (layout.embeddings / "shard_00003.esm.parquet", layout.scores / "shard_00001.scores.parquet"):
+    for path in (
+        layout.embeddings / "shard_00003.esm.parquet",
+        layout.scores / "shard_00003.scores.parquet",
+        layout.scores / "shard_00001.scores.parquet",
+    ):
         path.unlink()
     result = run_cli(*run_args(test_models, reads, outdir))
     assert result.returncode == 0, result.stderr
     after = parquet_mtimes(outdir)
-    # The recomputed embedding file is byte-identical to the one before the corruption, so the
-    # scores made from it (which record its SHA-256) stay.
+    # Shard 1 is scored again from its kept embeddings; shard 3's damaged ESM-2 file is embedded again
+    # (byte-identical to the one before the damage) and the shard scored.
     assert sorted(name for name in before if after[name] != before[name]) == [
         "shard_00001.scores.parquet",
         "shard_00003.esm.parquet",
+        "shard_00003.scores.parquet",
     ]
     assert (layout.embeddings / "shard_00003.esm.parquet").read_bytes() == (
         finished / "out" / "work" / "embeddings" / "shard_00003.esm.parquet"
@@ -354,14 +365,30 @@ def test_scores_follow_the_bytes_of_their_embedding_files(tmp_path):
     assert metadata["dnabert_sha256"] == hashlib.sha256(embeddings[0].read_bytes()).hexdigest()
 
 
-def test_is_complete_reads_the_rows_back(tmp_path):
+def test_is_complete_reads_the_footer_and_verify_reads_the_pages(tmp_path):
+    """The footer check (no rows read: a real-width shard pair is 134 MB) finds a truncated file, a
+    wrong row count or provenance, and column chunks that lie beyond the file's end; a damaged page
+    behind an intact footer is found by `verify_pages` (score files) or when the file is read."""
     path = tmp_path / "shard_00001.dnabert.parquet"
     write_embeddings(path, ["a", "b"], np.ones((2, 64), dtype=np.float32), {"model": "m"})
-    assert is_complete(path, {"model": "m"}, 2)
-    data = bytearray(path.read_bytes())
-    data[len(data) // 3] ^= 0x01
-    path.write_bytes(bytes(data))
+    whole = path.read_bytes()
+    assert is_complete(path, {"model": "m"}, 2) and is_complete(path, {"model": "m"}, 2, verify_pages=True)
+    assert not is_complete(path, {"model": "other"}, 2) and not is_complete(path, {"model": "m"}, 3)
+    assert not is_complete(path, {"model": "m", "dtype": "float16"}, 2)
+    path.write_bytes(whole[:-9])
     assert not is_complete(path, {"model": "m"}, 2)
+    # The data cut out of the middle, the footer kept: its chunk offsets point past the end.
+    path.write_bytes(whole[:4] + whole[len(whole) // 2 :])
+    assert not is_complete(path, {"model": "m"}, 2)
+    path.write_bytes(whole)
+    damage_a_data_page(path)
+    assert is_complete(path, {"model": "m"}, 2)
+    assert not is_complete(path, {"model": "m"}, 2, verify_pages=True)
+    with pytest.raises(OSError, match="CRC"):
+        read_embeddings(path)
+    # A value of the footer's metadata damaged: its own checksum no longer matches.
+    path.write_bytes(whole.replace(b"virnucpro.model\x18\x01m", b"virnucpro.model\x18\x01n"))
+    assert path.read_bytes() != whole and not is_complete(path, {}, 2)
 
 
 @pytest.mark.parametrize(

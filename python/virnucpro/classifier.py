@@ -7,17 +7,20 @@ be converted once with `convert_classifier`; every command accepts either form.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from virnucpro import __version__
 from virnucpro.atomic import atomic_path
 from virnucpro.checksums import file_sha256
 from virnucpro.errors import InputError
@@ -64,6 +67,44 @@ class MLPClassifier(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         hidden = torch.relu(self.bn1(self.hidden_layer(features)))
         return self.output_layer(self.dropout(hidden))
+
+
+# Rows per forward pass, the last batch padded with zeros to the same shape: matrix kernels pick
+# their blocking by the number of rows, so a fixed shape keeps each row's score independent of the
+# rows scored with it (of the shard size). 256 is also the original's prediction batch.
+SCORE_BATCH = 256
+# Torch's CPU matmuls give other last digits with other thread counts (seen: 1 and 3 threads agree,
+# 2, 4 and 8 each differ), so scores are computed with one thread whatever the machine, the task's
+# cores or the worker that scores: the same embeddings give the same bytes everywhere.
+SCORE_THREADS = 1
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """Torch's intra-op thread count set to `count` for the block (process-wide: callers score from
+    the one thread that runs torch work)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@torch.no_grad()
+def score_features(model: nn.Module, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities (others, virus) as float32, the classifier in eval mode on the CPU."""
+    model.eval()
+    chunks = []
+    batch = torch.zeros((SCORE_BATCH, features.shape[1]), dtype=torch.float32)
+    with torch_threads(SCORE_THREADS):
+        for start in range(0, features.shape[0], SCORE_BATCH):
+            rows = features[start : start + SCORE_BATCH]
+            batch.zero_()
+            batch[: len(rows)] = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+            chunks.append(torch.softmax(model(batch), dim=1)[: len(rows)].numpy().copy())
+    probabilities = np.concatenate(chunks) if chunks else np.zeros((0, 2), dtype=np.float32)
+    return probabilities[:, 0].astype(np.float32), probabilities[:, 1].astype(np.float32)
 
 
 def save_classifier(model: MLPClassifier, outdir: str | Path, config: ClassifierConfig) -> None:
@@ -237,6 +278,22 @@ class LoadedClassifier:
     name: str  # as the user gave it (path, URL or hub id)
     revision: str  # resolved commit for hub models, "local" for files
     sha256: str  # of the weights file: identifies the exact weights in provenance records
+
+
+def classifier_fields(classifier: LoadedClassifier) -> dict[str, str]:
+    """The classifier's part of a scores file's provenance."""
+    fields = {
+        "classifier": classifier.name,
+        "classifier_revision": classifier.revision,
+        "classifier_sha256": classifier.sha256,
+        "classifier_input_dim": str(classifier.config.input_dim),
+        "version": __version__,
+    }
+    if (
+        classifier.config.chunk_size is not None
+    ):  # only when known: other classifiers' scores keep their bytes
+        fields["classifier_chunk_size"] = str(classifier.config.chunk_size)
+    return fields
 
 
 def load_classifier(spec: str | Path, revision: str | None = None) -> LoadedClassifier:

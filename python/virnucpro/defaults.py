@@ -38,6 +38,8 @@ DEFAULT_THREADS_PER_WORKER = 1  # fixed, so results do not depend on the number 
 MAX_COUNT = 2**31 - 1
 MAX_WORKERS = 1024
 MAX_THREADS_PER_WORKER = 1024
+EMBEDDING_DTYPES = ("float32", "float16")  # how kept embeddings are stored
+DEFAULT_EMBEDDING_DTYPE = "float32"
 
 DEFAULT_MIN_VIRAL_FRACTION = 0.5
 

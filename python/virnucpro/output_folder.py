@@ -46,8 +46,9 @@ from virnucpro.paths import (
     SCORES_SUFFIX,
     PrepareLayout,
     RunLayout,
+    display_name,
+    is_stream,
 )
-from virnucpro.sequences import display_name, is_stream
 
 # Files the stages write into their folders, by name (anything else there is not ours).
 _SHARD_FILE = re.compile(
@@ -249,7 +250,7 @@ def run_files(layout: RunLayout) -> list[tuple[Path, list[Path]]]:
     --force removes there (what the record lists, and every name a stage writes)."""
     prepare = layout.prepare
     named = {
-        layout.outdir: [*layout.final_outputs(), layout.parameters],
+        layout.outdir: [*layout.final_outputs(), layout.parameters, layout.hashes],
         prepare.folder: prepare_files(prepare) if _is_folder(prepare.folder) else [],
         layout.embeddings: _named_like(layout.embeddings, _EMBEDDING_FILE),
         layout.scores: _named_like(layout.scores, _SCORES_FILE),

@@ -33,7 +33,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from virnucpro.checksums import file_sha256
 from virnucpro.errors import InputError
 from virnucpro.paths import OUTDIR_MARKER, TMP_PREFIX
 
@@ -82,6 +81,8 @@ def _root_of(path: Path) -> str | None:
 
 def entry_of(path: str | os.PathLike[str]) -> Entry:
     """Size, modification time and SHA-256 of a file as it is now (hashed once per process)."""
+    from virnucpro.checksums import file_sha256  # here: checksums writes through atomic, which records
+
     status = os.stat(path)
     key = (os.path.abspath(path), status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
     digest = _hashed.get(key)

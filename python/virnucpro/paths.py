@@ -11,11 +11,12 @@ they are given):
     DIR/.virnucpro-outputs                     marks them as ours while run.json is missing
     CALDIR/calibration.json, .tsv, _reliability.png   `virnucpro calibrate --outdir CALDIR`
     DIR/work/parameters.json                   what decides the results; marks DIR/work as ours
+    DIR/work/hashes.tsv                        file hashes by size, mtime and inode (saves rehashing)
     DIR/work/prepare/chunk_frames.tsv          prepare: every chunk and the frames it kept
     DIR/work/prepare/input_sequences.tsv       prepare: every input sequence
     DIR/work/prepare/prepare.json              prepare: parameters, inputs and counts (written last)
     DIR/work/prepare/shards/shard_NNNNN.nucleotide.fa, .protein.faa
-    DIR/work/embeddings/shard_NNNNN.dnabert.parquet, .esm.parquet
+    DIR/work/embeddings/shard_NNNNN.dnabert.parquet, .esm.parquet   (only with --keep-embeddings)
     DIR/work/scores/shard_NNNNN.scores.parquet
 
 Kept free of imports beyond the standard library: the CLI, Nextflow tasks and tests read it.
@@ -23,9 +24,30 @@ Kept free of imports beyond the standard library: the CLI, Nextflow tasks and te
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+# --- Inputs ---
+STDIN = "-"  # an input path that means standard input
+
+
+def is_stream(path: str | Path) -> bool:
+    """`-` (standard input), a pipe, a socket or a character device: readable once, from the start."""
+    if str(path) == STDIN:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def display_name(path: str | Path) -> str:
+    return "standard input" if str(path) == STDIN else str(path)
+
 
 # --- Names shared by every stage. ---
 TMP_PREFIX = ".tmp-"  # + final name + "." + writer pid + "." + random: an unfinished atomic write
@@ -90,7 +112,8 @@ PARAMETERS_JSON = "parameters.json"
 PREPARE_DIR = "prepare"
 EMBEDDINGS_DIR = "embeddings"
 SCORES_DIR = "scores"
-WORK_OUTPUTS = (PARAMETERS_JSON, PREPARE_DIR, EMBEDDINGS_DIR, SCORES_DIR)
+HASHES_TSV = "hashes.tsv"  # SHA-256 of inputs and shards by size, mtime and inode (checksums.HashCache)
+WORK_OUTPUTS = (PARAMETERS_JSON, PREPARE_DIR, EMBEDDINGS_DIR, SCORES_DIR, HASHES_TSV)
 
 _SHARD_NAME = re.compile(r"^(shard_\d{5,})\.")
 
@@ -176,6 +199,10 @@ class RunLayout:
     @property
     def scores(self) -> Path:
         return self.work / SCORES_DIR
+
+    @property
+    def hashes(self) -> Path:
+        return self.work / HASHES_TSV
 
     @property
     def run_json(self) -> Path:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from virnucpro.atomic import atomic_open, remove_stale_temporaries
-from virnucpro.checksums import file_sha256
+from virnucpro.checksums import HashCache, file_sha256
 from virnucpro.classifier import check_chunk_size, load_classifier
 from virnucpro.defaults import (
     CHUNK_SIZES,
@@ -33,6 +33,7 @@ from virnucpro.defaults import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_DEVICES,
     DEFAULT_DNABERT_MODEL,
+    DEFAULT_EMBEDDING_DTYPE,
     DEFAULT_ESM_MODEL,
     DEFAULT_MIN_VIRAL_FRACTION,
     DEFAULT_PRECISION,
@@ -46,6 +47,7 @@ from virnucpro.defaults import (
     PRECISIONS,
     PUBLISHED_CLASSIFIERS,
 )
+from virnucpro.embedding.pool import Scoring
 from virnucpro.errors import InputError
 from virnucpro.output_folder import (
     begin_final_outputs,
@@ -56,7 +58,6 @@ from virnucpro.output_folder import (
     run_folder,
 )
 from virnucpro.paths import PrepareLayout, RunLayout
-from virnucpro.predict import predict_files
 from virnucpro.prepare import prepare, read_summary
 from virnucpro.report import ReportData, ReportOptions, check_calibration_made_for, report
 from virnucpro.sequences import SequenceInputs, is_stream
@@ -93,6 +94,8 @@ class EmbeddingOptions:
     batch_size: int = DEFAULT_BATCH_SIZE
     tokens_per_batch: int = DEFAULT_TOKENS_PER_BATCH
     threads_per_worker: int = DEFAULT_THREADS_PER_WORKER
+    keep_embeddings: bool = False  # `run` scores in the embedding workers; embeddings are kept on request
+    embedding_dtype: str = DEFAULT_EMBEDDING_DTYPE
 
 
 def default_classifier(chunk_size: int) -> str:
@@ -135,15 +138,17 @@ def check_execution(devices: str, workers: int, precision: str) -> list[str]:
 
 
 def embed_prepared(
-    prepared: Path, outdir: Path, options: EmbeddingOptions, quiet: bool
+    prepared: Path, outdir: Path, options: EmbeddingOptions, quiet: bool, scoring=None, hashes=None
 ) -> tuple[list[Path], list[Path]]:
     """Both embeddings of every shard of a prepare folder, in one worker pool holding both models
-    (complete files are kept)."""
+    (complete files are kept); with `scoring` (`embedding.pool.Scoring`), scored there too."""
     from virnucpro.embedding.pool import embed_shards
 
     layout = PrepareLayout(prepared)
     nucleotide, protein = layout.nucleotide_shards(), layout.protein_shards()
     if not nucleotide:
+        if scoring is not None:
+            scoring.outputs = []
         return [], []
     return embed_shards(
         [*nucleotide, *protein],
@@ -159,6 +164,8 @@ def embed_prepared(
         tokens_per_batch=options.tokens_per_batch,
         threads_per_worker=options.threads_per_worker,
         quiet=quiet,
+        scoring=scoring,
+        hashes=hashes,
     )
 
 
@@ -190,8 +197,8 @@ def prepare_is_current(
     )
 
 
-def input_hashes(inputs: Sequence[Path]) -> list[str]:
-    return [file_sha256(path) for path in inputs]
+def input_hashes(inputs: Sequence[Path], cache: HashCache | None = None) -> list[str]:
+    return [cache.sha256(path) if cache is not None else file_sha256(path) for path in inputs]
 
 
 def check_parameters(record: Path, parameters: dict) -> bool:
@@ -216,14 +223,14 @@ def check_parameters(record: Path, parameters: dict) -> bool:
     return True
 
 
-def check_input_content(layout: RunLayout, inputs: Sequence[Path]) -> list[str] | None:
+def check_input_content(layout: RunLayout, inputs: Sequence[Path], cache: HashCache) -> list[str] | None:
     """Refuse inputs whose content differs from what the earlier run prepared (naming the file);
     returns their hashes, or None when there is no finished prepare to compare with."""
     summary = read_summary(layout.prepare.folder)
     if summary is None:
         return None  # prepare never finished: it reads the inputs afresh
     earlier = summary.inputs
-    hashes = input_hashes(inputs)
+    hashes = input_hashes(inputs, cache)
     if len(earlier) != len(inputs):
         raise InputError(
             f"{layout.outdir}: earlier work was made from {len(earlier)} input file(s), now {len(inputs)}; "
@@ -313,13 +320,14 @@ def run(
             "classifier_sha256": loaded_classifier.sha256,
         }
         hashes = None
+        hashes_cache = HashCache(layout.hashes)
         if force:
             remove_run_outputs(layout)
         else:
             if check_parameters(layout.parameters, parameters):
-                hashes = check_input_content(layout, input_paths)
+                hashes = check_input_content(layout, input_paths, hashes_cache)
             if hashes is None and read_summary(layout.prepare.folder) is not None:
-                hashes = input_hashes(input_paths)
+                hashes = input_hashes(input_paths, hashes_cache)
             if not prepare_is_current(
                 input_paths, layout.prepare.folder, options.chunk_size, shard_size, hashes
             ):
@@ -349,16 +357,10 @@ def run(
     timings["prepare_s"] = time.monotonic() - clock
 
     clock = time.monotonic()
-    dnabert_files, esm_files = embed_prepared(layout.prepare.folder, layout.embeddings, options, quiet)
-    timings["embed_s"] = time.monotonic() - clock
-
-    clock = time.monotonic()
-    scores = (
-        predict_files([*dnabert_files, *esm_files], loaded_classifier, layout.scores, quiet=quiet)
-        if dnabert_files
-        else []
-    )
-    timings["predict_s"] = time.monotonic() - clock
+    scoring = Scoring(loaded_classifier, layout.scores, options.keep_embeddings, options.embedding_dtype)
+    embed_prepared(layout.prepare.folder, layout.embeddings, options, quiet, scoring, hashes_cache)
+    scores = scoring.outputs
+    timings["embed_and_score_s"] = time.monotonic() - clock
 
     run_info = {
         "command": "run",
@@ -379,10 +381,20 @@ def run(
         "execution": {
             k: v
             for k, v in asdict(options).items()
-            if k in ("devices", "workers", "batch_size", "tokens_per_batch", "threads_per_worker")
+            if k
+            in (
+                "devices",
+                "workers",
+                "batch_size",
+                "tokens_per_batch",
+                "threads_per_worker",
+                "keep_embeddings",
+                "embedding_dtype",
+            )
         },
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
+    log.info("report: from %d score file(s)", len(scores))
     data = report(
         input_paths,
         layout.prepare.folder,

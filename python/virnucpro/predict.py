@@ -13,24 +13,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from virnucpro import __version__
 from virnucpro.checksums import file_sha256
-from virnucpro.classifier import LoadedClassifier, load_classifier
+from virnucpro.classifier import LoadedClassifier, classifier_fields, load_classifier, score_features
 from virnucpro.embedding_files import EmbeddingTable, is_complete, read_embeddings, read_metadata
 from virnucpro.errors import InputError
 from virnucpro.output_folder import stage_folder
 from virnucpro.paths import DNABERT_SUFFIX, ESM_SUFFIX, scores_file, shard_of
 from virnucpro.progress import progress_task
-from virnucpro.score_files import write_scores
+from virnucpro.score_files import score_provenance, write_scores
 
 log = logging.getLogger("virnucpro")
 
-# Rows per forward pass, the last batch padded with zeros to the same shape: matrix kernels pick
-# their blocking by the number of rows, so a fixed shape keeps each row's score independent of the
-# rows scored with it (of the shard size). 256 is also the original's prediction batch.
-SCORE_BATCH = 256
 _NAMES_SHOWN = 5
 
 
@@ -98,42 +92,17 @@ def join_features(
     return list(dnabert.ids), np.concatenate([dnabert_vectors, esm_vectors], axis=1).astype(np.float32)
 
 
-@torch.no_grad()
-def score_features(model: torch.nn.Module, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities (others, virus) as float32, the classifier in eval mode."""
-    model.eval()
-    chunks = []
-    batch = torch.zeros((SCORE_BATCH, features.shape[1]), dtype=torch.float32)
-    for start in range(0, features.shape[0], SCORE_BATCH):
-        rows = features[start : start + SCORE_BATCH]
-        batch.zero_()
-        batch[: len(rows)] = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
-        chunks.append(torch.softmax(model(batch), dim=1)[: len(rows)].numpy().copy())
-    probabilities = np.concatenate(chunks) if chunks else np.zeros((0, 2), dtype=np.float32)
-    return probabilities[:, 0].astype(np.float32), probabilities[:, 1].astype(np.float32)
-
-
 def scores_metadata(classifier: LoadedClassifier, dnabert_path: Path, esm_path: Path) -> dict[str, str]:
-    """Provenance of a scores file: the classifier, both embedding files' own metadata and the
+    """Provenance of a scores file made from two embedding files: their own metadata and the
     SHA-256 of their bytes (a rerun recomputes the scores when either file changed)."""
-    metadata = {
-        "classifier": classifier.name,
-        "classifier_revision": classifier.revision,
-        "classifier_sha256": classifier.sha256,
-        "classifier_input_dim": str(classifier.config.input_dim),
-        "version": __version__,
-    }
-    if (
-        classifier.config.chunk_size is not None
-    ):  # only when known: other classifiers' scores keep their bytes
-        metadata["classifier_chunk_size"] = str(classifier.config.chunk_size)
-    for prefix, path in (("dnabert", dnabert_path), ("esm", esm_path)):
+    embeddings, hashes = {}, {}
+    for kind, path in (("dnabert", dnabert_path), ("esm", esm_path)):
         try:
-            metadata.update({f"{prefix}.{k}": v for k, v in read_metadata(path).items()})
-            metadata[f"{prefix}_sha256"] = file_sha256(path)
+            embeddings[kind] = read_metadata(path)
+            hashes[kind] = file_sha256(path)
         except (OSError, ValueError) as err:
             raise InputError(f"{path}: not a readable embedding file ({err})") from None
-    return metadata
+    return score_provenance(classifier_fields(classifier), embeddings, hashes)
 
 
 def _read_embedding_file(path: Path) -> EmbeddingTable:
@@ -172,7 +141,7 @@ def predict_shard(
         rows = int(metadata["dnabert.rows"])
     except (KeyError, ValueError):
         raise InputError(f"{dnabert_path}: not an embedding file of virnucpro (no row count)") from None
-    if is_complete(out, metadata, rows):
+    if is_complete(out, metadata, rows, verify_pages=True):
         log.debug("%s: complete, kept", out)
         return out
     dnabert, esm = _read_embedding_file(dnabert_path), _read_embedding_file(esm_path)

@@ -245,7 +245,7 @@ def annotate(
         options.region_max_gap, options.region_min_chunks,
     )  # fmt: skip
     data.regions = summarise_regions(table, scored, chunks.max_virus, chunks.called_viral, chunks.tier)
-    sequences.viral_regions = np.bincount(table.sequence, minlength=len(sequences))
+    sequences.viral_regions = np.bincount(table.sequence, minlength=len(sequences)).astype(np.int32)
     calls_virus = sequences.call == VIRUS
     sequences.kind = sequence_kinds(calls_virus, sequences.viral_regions)
     owner = chunks.sequence[scored]
@@ -508,7 +508,9 @@ def write_fastas(data: ReportData, inputs: Sequence[Path], viral_path: Path, reg
         atomic_open(viral_path, "w", encoding="utf-8", newline="\n") as viral_out,
         atomic_open(regions_path, "w", encoding="utf-8", newline="\n") as regions_out,
     ):
-        for record in source.records():
+        # Ids are not collected to check for duplicates again: prepare did, and each record's id
+        # is compared with the prepared table's, in order.
+        for record in source.records(check_duplicates=False):
             count += 1
             seq_id, call, region_rows = next(listed, (None, UNSCORED, range(0)))
             if seq_id != record.id:

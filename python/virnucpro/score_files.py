@@ -18,10 +18,30 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from virnucpro.embedding_files import METADATA_PREFIX, read_metadata, read_parquet, write_parquet
+from virnucpro.embedding_files import read_metadata, read_parquet, write_parquet
 from virnucpro.paths import SCORES_SUFFIX
 
-__all__ = ["SCORES_SUFFIX", "ScoreTable", "read_scores", "write_scores"]
+__all__ = ["SCORES_SUFFIX", "ScoreTable", "read_scores", "score_provenance", "write_scores"]
+
+
+KINDS = ("dnabert", "esm")
+
+
+def score_provenance(
+    classifier: Mapping[str, str],
+    embeddings: Mapping[str, Mapping[str, str]],
+    hashes: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """A scores file's metadata: the classifier's fields, then per model (`dnabert`, `esm`) the
+    embedding metadata (what the embedding file records, or would have) and, where the scores were
+    made from an embedding file, the SHA-256 of its bytes. Scored inside the embedding worker
+    from vectors in memory, there is no file and so no hash; everything else is the same."""
+    metadata = dict(classifier)
+    for kind in KINDS:
+        metadata.update({f"{kind}.{k}": v for k, v in embeddings[kind].items()})
+        if hashes and kind in hashes:
+            metadata[f"{kind}_sha256"] = hashes[kind]
+    return metadata
 
 
 @dataclass(frozen=True)
@@ -44,16 +64,15 @@ def write_scores(
     virus = np.ascontiguousarray(score_virus, dtype=np.float32)
     if not (len(ids) == others.shape[0] == virus.shape[0]) or others.ndim != 1 or virus.ndim != 1:
         raise ValueError(f"{len(ids)} ids but scores of shapes {others.shape} and {virus.shape}")
-    schema_meta = {f"{METADATA_PREFIX}{k}": str(v) for k, v in metadata.items()}
-    schema_meta[f"{METADATA_PREFIX}rows"] = str(len(ids))
     table = pa.table(
         {
             "id": pa.array(list(ids), type=pa.string()),
             "score_others": pa.array(others, type=pa.float32()),
             "score_virus": pa.array(virus, type=pa.float32()),
         }
-    ).replace_schema_metadata(schema_meta)
-    write_parquet(table, path)  # same settings as the embedding files: checksummed, deterministic
+    )
+    # Same settings as the embedding files: checksummed pages and metadata, deterministic bytes.
+    write_parquet(table, path, {**metadata, "rows": str(len(ids))})
 
 
 def read_scores(path: str | Path) -> ScoreTable:

@@ -14,15 +14,18 @@ import gzip
 import io
 import itertools
 import os
-import stat
 import sys
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from Bio.SeqIO.FastaIO import SimpleFastaParser
+from Bio.SeqIO.QualityIO import FastqGeneralIterator
+
 from virnucpro.checksums import HashingReader
 from virnucpro.errors import InputError
+from virnucpro.paths import STDIN, display_name, is_stream
 
 GZIP_MAGIC = b"\x1f\x8b"
 UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
@@ -35,7 +38,6 @@ OTHER_FORMATS = {
     b"7z\xbc\xaf\x27\x1c": "a 7-zip archive",
 }
 _SNIFF_BYTES = 4096  # a text file has no NUL byte here; a binary one nearly always has
-STDIN = "-"
 # IUPAC nucleotide codes (U is RNA's T) and X, which masking tools write for N. A record with any
 # other letter is not DNA; protein sequences nearly always hold one of E F I J L O P Q Z or '*'.
 NUCLEOTIDE_CODES = "ACGTURYSWKMBDHVNX"
@@ -53,21 +55,6 @@ class SequenceRecord(NamedTuple):  # a tuple: millions of short reads are built 
     header: str  # the whole header line without its '>' or '@'
     sequence: str
     file: int = 1  # 1-based position of its file among the sample's files
-
-
-def is_stream(path: str | Path) -> bool:
-    """`-` (standard input), a pipe, a socket or a character device: readable once, from the start."""
-    if str(path) == STDIN:
-        return True
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
-
-
-def display_name(path: str | Path) -> str:
-    return "standard input" if str(path) == STDIN else str(path)
 
 
 def printable(text: str) -> str:
@@ -192,10 +179,6 @@ class SequenceFile:
             raise self.error("not a text file (binary content)")
         lines = _Lines(first, text)
         if first.startswith(">"):
-            # Imported here: the embedding stage imports this module (for its output checks) on
-            # machines without Biopython, and never reads FASTA with it.
-            from Bio.SeqIO.FastaIO import SimpleFastaParser
-
             self.format = "fasta"
             parsed = SimpleFastaParser(lines)
         elif first.startswith("@"):
@@ -239,8 +222,6 @@ class SequenceFile:
             pass
 
     def _fastq(self, lines: _Lines) -> Iterator[tuple[str, str]]:
-        from Bio.SeqIO.QualityIO import FastqGeneralIterator
-
         number = 0
         try:
             # `number` names the failing record in the error below.

@@ -4,20 +4,24 @@ worker pool over shard files."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from virnucpro.cli.app import app
 from virnucpro.cli.options import (
     BatchSize,
+    ClassifierRevision,
     Devices,
     DnabertModel,
     DnabertRevision,
+    EmbeddingDtype,
     EmbedDnaModel,
     EmbedProteinModel,
     EmbedRevision,
     EsmModel,
     EsmRevision,
+    KeepEmbeddings,
     Precision,
     Quiet,
     ThreadsPerWorker,
@@ -28,12 +32,14 @@ from virnucpro.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DEVICES,
     DEFAULT_DNABERT_MODEL,
+    DEFAULT_EMBEDDING_DTYPE,
     DEFAULT_ESM_MODEL,
     DEFAULT_PRECISION,
     DEFAULT_THREADS_PER_WORKER,
     DEFAULT_TOKENS_PER_BATCH,
     DEFAULT_WORKERS,
 )
+from virnucpro.errors import InputError
 from virnucpro.output_folder import no_trace_if_refused
 from virnucpro.progress import configure_logging
 
@@ -135,6 +141,18 @@ def embed_command(
     dnabert_batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     esm_tokens_per_batch: TokensPerBatch = DEFAULT_TOKENS_PER_BATCH,
     threads_per_worker: ThreadsPerWorker = DEFAULT_THREADS_PER_WORKER,
+    classifier: Annotated[
+        str | None,
+        typer.Option(
+            "--classifier",
+            help="Also score each shard in the workers with this classifier (converted folder, original "
+            ".pth, URL or hub id), writing shard_NNNNN.scores.parquet: the scores `predict` gives, "
+            "without writing and reading the embeddings back.",
+        ),
+    ] = None,
+    classifier_revision: ClassifierRevision = None,
+    keep_embeddings: KeepEmbeddings = False,
+    embedding_dtype: EmbeddingDtype = DEFAULT_EMBEDDING_DTYPE,
     quiet: Quiet = False,
 ) -> None:
     """Embed prepared shards with both models, both resident in each worker: DNABERT-S for the
@@ -142,12 +160,24 @@ def embed_command(
 
     Writes OUTDIR/shard_NNNNN.dnabert.parquet and shard_NNNNN.esm.parquet per shard, byte-identical
     to what embed-dna and embed-protein write; complete outputs from an earlier run with the same
-    models, revisions and precision are kept (resume).
+    models, revisions and precision are kept (resume). With --classifier, writes
+    OUTDIR/shard_NNNNN.scores.parquet instead, and the embedding files only with --keep-embeddings.
     """
     configure_logging(quiet=quiet)
-    from virnucpro.embedding.pool import embed_shards
+    from virnucpro.embedding.pool import Scoring, embed_shards
 
     with no_trace_if_refused(outdir):
+        if classifier is None and (keep_embeddings or embedding_dtype != DEFAULT_EMBEDDING_DTYPE):
+            raise InputError(
+                "--keep-embeddings and --embedding-dtype go with --classifier (embeddings are kept without it)"
+            )
+        scoring = None
+        if classifier is not None:
+            from virnucpro.classifier import load_classifier
+
+            scoring = Scoring(
+                load_classifier(classifier, classifier_revision), outdir, keep_embeddings, embedding_dtype
+            )
         embed_shards(
             shards,
             outdir,
@@ -162,4 +192,5 @@ def embed_command(
             tokens_per_batch=esm_tokens_per_batch,
             threads_per_worker=threads_per_worker,
             quiet=quiet,
+            scoring=scoring,
         )

@@ -14,7 +14,14 @@ from typing import Annotated
 
 import typer
 
-from virnucpro.defaults import CHUNK_SIZES, MAX_COUNT, MAX_THREADS_PER_WORKER, MAX_WORKERS, PRECISIONS
+from virnucpro.defaults import (
+    CHUNK_SIZES,
+    EMBEDDING_DTYPES,
+    MAX_COUNT,
+    MAX_THREADS_PER_WORKER,
+    MAX_WORKERS,
+    PRECISIONS,
+)
 
 
 def _chunk_size(value: int) -> int:
@@ -156,6 +163,41 @@ ThreadsPerWorker = Annotated[
         max=MAX_THREADS_PER_WORKER,
         help="CPU threads per worker. Fixed rather than derived from the number of workers, so any "
         "--workers gives byte-identical files; raise it for a single CPU worker on a many-core machine.",
+    ),
+]
+
+
+def _embedding_dtype(value: str) -> str:
+    if value not in EMBEDDING_DTYPES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(EMBEDDING_DTYPES)}")
+    return value
+
+
+# --- Scoring where the embeddings are made ---
+Classifier = Annotated[
+    str | None,
+    typer.Option(
+        "--classifier",
+        help="Classifier: converted folder, original .pth, URL or hub id (default: the published "
+        "500_model.pth or 300_model.pth matching --chunk-size).",
+    ),
+]
+KeepEmbeddings = Annotated[
+    bool,
+    typer.Option(
+        "--keep-embeddings",
+        help="Also keep the embedding files (shard_NNNNN.dnabert/.esm.parquet), for training or "
+        "re-scoring; 134 MB per 10,000 frames in float32. Scores are made in the embedding workers "
+        "either way.",
+    ),
+]
+EmbeddingDtype = Annotated[
+    str,
+    typer.Option(
+        "--embedding-dtype",
+        callback=_embedding_dtype,
+        help="How kept embeddings are stored: float32 (exact) or float16 (half the disk, recorded in "
+        "each file; scores are always made from the float32 vectors).",
     ),
 ]
 

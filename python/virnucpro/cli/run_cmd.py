@@ -12,14 +12,17 @@ from virnucpro.cli.app import app
 from virnucpro.cli.options import (
     BatchSize,
     ChunkSize,
+    Classifier,
     ClassifierRevision,
     Devices,
     DnabertModel,
     DnabertRevision,
+    EmbeddingDtype,
     EsmModel,
     EsmRevision,
     Force,
     Inputs,
+    KeepEmbeddings,
     MinViralFraction,
     Precision,
     Quiet,
@@ -44,6 +47,7 @@ from virnucpro.defaults import (
     DEFAULT_CONFIDENCE_MEDIUM,
     DEFAULT_DEVICES,
     DEFAULT_DNABERT_MODEL,
+    DEFAULT_EMBEDDING_DTYPE,
     DEFAULT_ESM_MODEL,
     DEFAULT_MIN_VIRAL_FRACTION,
     DEFAULT_PRECISION,
@@ -62,11 +66,16 @@ if TYPE_CHECKING:  # the stage modules load torch; commands import them when the
 
 
 def embedding_options(values: dict) -> EmbeddingOptions:
-    """The embedding options among a command's parameters (`run` and `train` name them alike)."""
+    """The embedding options among a command's parameters (`run` and `train` name them alike; those
+    a command does not have keep their defaults)."""
     from virnucpro.pipeline import EmbeddingOptions
 
     return EmbeddingOptions(
-        **{field.name: values[field.name] for field in dataclasses.fields(EmbeddingOptions)}
+        **{
+            field.name: values[field.name]
+            for field in dataclasses.fields(EmbeddingOptions)
+            if field.name in values
+        }
     )
 
 
@@ -85,14 +94,7 @@ def run_command(
     dnabert_revision: DnabertRevision = None,
     esm_model: EsmModel = DEFAULT_ESM_MODEL,
     esm_revision: EsmRevision = None,
-    classifier: Annotated[
-        str | None,
-        typer.Option(
-            "--classifier",
-            help="Classifier: converted folder, original .pth, URL or hub id (default: the published "
-            "500_model.pth or 300_model.pth matching --chunk-size).",
-        ),
-    ] = None,
+    classifier: Classifier = None,
     classifier_revision: ClassifierRevision = None,
     devices: Devices = DEFAULT_DEVICES,
     workers: Workers = DEFAULT_WORKERS,
@@ -100,6 +102,8 @@ def run_command(
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     tokens_per_batch: TokensPerBatch = DEFAULT_TOKENS_PER_BATCH,
     threads_per_worker: ThreadsPerWorker = DEFAULT_THREADS_PER_WORKER,
+    keep_embeddings: KeepEmbeddings = False,
+    embedding_dtype: EmbeddingDtype = DEFAULT_EMBEDDING_DTYPE,
     min_viral_fraction: MinViralFraction = DEFAULT_MIN_VIRAL_FRACTION,
     region_max_gap: RegionMaxGap = DEFAULT_REGION_MAX_GAP,
     region_min_chunks: RegionMinChunks = DEFAULT_REGION_MIN_CHUNKS,
@@ -110,7 +114,7 @@ def run_command(
     force: Force = False,
     quiet: Quiet = False,
 ) -> None:
-    """Run every stage: prepare, embed (DNABERT-S, ESM-2), predict, report.
+    """Run every stage: prepare, embed (DNABERT-S, ESM-2) and score, report.
 
     Rerunning the same command resumes: finished shards are not recomputed. A rerun with a parameter
     that changes results (the input's content, chunk or shard size, a model, precision, classifier)

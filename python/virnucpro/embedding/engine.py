@@ -37,26 +37,81 @@ POOLING = {
 }
 
 
+# Inductor's compiled FlexAttention refuses smaller heads on CUDA ("NYI: embedding dimension ... must
+# be at least 16"); the rule is applied on every device so a CPU run chooses as a GPU run would.
+MIN_FLEX_HEAD_DIM = 16
+
+
 @dataclass(frozen=True)
 class KernelChoice:
-    """Which attention path each model runs (None: the device's default) and whether ESM-2 is
-    compiled. Every choice gives the same values within float32 rounding (tested on CPU)."""
+    """Which kernels each model runs. Every choice gives the same values within float32 rounding
+    (each is agreement-tested on CPU); the defaults are the measured or reference paths."""
 
-    dnabert_attention: str | None = None  # "sdpa" or "flex"; default flex (compiled) on CUDA, sdpa on CPU
+    dnabert_attention: str | None = None  # "sdpa" or "flex"; None: compiled flex where it runs, else sdpa
+    compile_dnabert: bool | None = None  # compile the flex kernel; None: on CUDA
     esm_attention: str = "sdpa"  # "sdpa", "flex_attention" or "eager"
-    compile_esm: bool = False
+    esm_fused_qkv: bool = False  # one projection for query, key and value (sdpa only)
+    compile_esm: bool = False  # regional compilation of ESM-2's layers
+    compile_fp8_quantize: bool = False  # fp8: activation quantization as one compiled kernel
 
 
-def can_compile_kernels() -> bool:
-    """Whether torch.compile can build GPU kernels here: Triton, and the C compiler it needs for its
-    launchers (CUDA runtime containers often have none; then DNABERT-S keeps the SDPA path)."""
+def can_compile_kernels(device_type: str = "cuda") -> bool:
+    """Whether torch.compile can build kernels for `device_type` here: on GPUs, Triton and the C
+    compiler it needs for its launchers (CUDA runtime containers often have none); on the CPU, the
+    C++ compiler inductor calls."""
     import importlib.util
     import os
     import shutil
 
-    if importlib.util.find_spec("triton") is None:
-        return False
-    return any(shutil.which(c) for c in (os.environ.get("CC", ""), "cc", "gcc", "clang") if c)
+    if device_type == "cuda":
+        if importlib.util.find_spec("triton") is None:
+            return False
+        compilers = (os.environ.get("CC", ""), "cc", "gcc", "clang")
+    else:
+        compilers = (os.environ.get("CXX", ""), "g++", "c++", "clang++")
+    return any(shutil.which(c) for c in compilers if c)
+
+
+@dataclass(frozen=True)
+class AttentionChoice:
+    attention: str  # "sdpa" or "flex"
+    compiled: bool
+    fallback_reason: str | None = None  # why compiled flex was wanted but not taken
+
+
+def choose_dnabert_attention(head_dim: int, device: torch.device, kernels: KernelChoice) -> AttentionChoice:
+    """DNABERT-S's attention path. By default compiled FlexAttention on CUDA (ALiBi inside the fused
+    kernel) and the dense-bias SDPA reference on the CPU. Where compiled flex is wanted but cannot run
+    (heads under `MIN_FLEX_HEAD_DIM` wide, no compiler), SDPA, with the reason; a compilation that
+    fails later falls back the same way (`DnabertEmbedder`)."""
+    if kernels.dnabert_attention not in (None, "sdpa", "flex"):
+        raise ValueError(f"DNABERT-S attention {kernels.dnabert_attention!r}: use sdpa or flex")
+    if kernels.dnabert_attention == "sdpa" or (kernels.dnabert_attention is None and device.type != "cuda"):
+        return AttentionChoice("sdpa", False)
+    compiled = kernels.compile_dnabert if kernels.compile_dnabert is not None else device.type == "cuda"
+    if not compiled:
+        return AttentionChoice("flex", False)
+    if head_dim < MIN_FLEX_HEAD_DIM:
+        reason = (
+            f"head dimension {head_dim} is under {MIN_FLEX_HEAD_DIM}, the least compiled FlexAttention takes"
+        )
+        return AttentionChoice("sdpa", False, reason)
+    if not can_compile_kernels(device.type):
+        needs = "Triton and a C compiler" if device.type == "cuda" else "a C++ compiler"
+        return AttentionChoice("sdpa", False, f"torch.compile needs {needs}, and this machine has none")
+    return AttentionChoice("flex", True)
+
+
+ATTENTION_DESCRIPTIONS = {
+    ("sdpa", False): "sdpa (dense float32 ALiBi bias)",
+    ("flex", False): "flex_attention (eager, ALiBi in score_mod)",
+    ("flex", True): "flex_attention (compiled, ALiBi in score_mod)",
+}
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:300]}" if text else type(err).__name__
 
 
 class DnabertEmbedder:
@@ -64,20 +119,44 @@ class DnabertEmbedder:
 
     kind = "dnabert"
 
-    def __init__(self, folder: Path, device: torch.device, mode: PrecisionMode, batch_size: int, kernels):
-        from virnucpro.models.dnabert_s import load_dnabert
-
-        cuda = device.type == "cuda"
-        attention = kernels.dnabert_attention or ("flex" if cuda and can_compile_kernels() else "sdpa")
-        compiled = attention == "flex" and cuda
-        self.model, self.tokenizer = load_dnabert(folder, device, mode, attention, compile_flex=compiled)
+    def __init__(self, model, tokenizer, device: torch.device, mode: PrecisionMode, batch_size: int, kernels):
+        self.model, self.tokenizer = model, tokenizer
         self.device, self.mode, self.batch_size = device, mode, batch_size
         self.pad_id = self.tokenizer.pad_id
         self.dim = self.model.config.hidden_size
-        self.attention_kernel = {
-            "sdpa": "sdpa (dense float32 ALiBi bias)",
-            "flex": f"flex_attention ({'compiled' if compiled else 'eager'}, ALiBi in score_mod)",
-        }[attention]
+        choice = choose_dnabert_attention(self.model.head_dim, device, kernels)
+        self.model.use_attention(choice.attention, choice.compiled)
+        if choice.fallback_reason:
+            self.fall_back(choice.fallback_reason)
+        elif choice.compiled:
+            self.probe_compilation()
+
+    @property
+    def attention_kernel(self) -> str:
+        return ATTENTION_DESCRIPTIONS[self.model.attention, self.model.compile_flex]
+
+    def fall_back(self, reason: str) -> None:
+        self.model.use_attention("sdpa")
+        log.warning(
+            "DNABERT-S attention: SDPA with a dense bias instead of compiled FlexAttention: %s", reason
+        )
+
+    def probe_compilation(self) -> None:
+        """Compile now, on a small batch of two lengths, so a compiler that fails is met before any
+        shard is read, and the run goes on with SDPA."""
+        lengths = torch.tensor([24, 17], device=self.device)
+        mask = (torch.arange(24, device=self.device)[None, :] < lengths[:, None]).long()
+        ids = torch.where(mask.bool(), 5, self.pad_id)
+        try:
+            self.forward(ids, mask)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as err:  # inductor and Triton raise many types; any of them means no kernel
+            self.fall_back(f"compilation failed ({first_line(err)})")
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), autocast(self.mode, self.device):
+            return self.model(ids, mask)
 
     def encode_table(self, sequences: Sequence[str]) -> TokenTable:
         return self.tokenizer.encode_table(list(sequences))
@@ -88,8 +167,13 @@ class DnabertEmbedder:
     @torch.inference_mode()
     def pooled(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         ids, mask = ids.to(self.device), mask.to(self.device)
-        with autocast(self.mode, self.device):
-            hidden = self.model(ids, mask)
+        try:
+            hidden = self.forward(ids, mask)
+        except torch._dynamo.exc.TorchDynamoException as err:  # a recompilation for a new shape failed
+            if not self.model.compile_flex:
+                raise
+            self.fall_back(f"compilation failed ({first_line(err)})")
+            hidden = self.forward(ids, mask)
         return masked_mean(hidden, mask)
 
 
@@ -100,25 +184,36 @@ class EsmEmbedder:
     kind = "esm"
 
     def __init__(
-        self, folder: Path, device: torch.device, mode: PrecisionMode, tokens_per_batch: int, kernels
+        self,
+        model,
+        encoder,
+        device: torch.device,
+        mode: PrecisionMode,
+        tokens_per_batch: int,
+        kernels,
+        source: str,
     ):
-        from virnucpro.models.esm2 import load_esm
+        """`model` (an `EsmModel` in `mode`'s dtypes on `device`) is changed in place where `kernels`
+        ask for fused QKV, fp8 layers or compiled layers; `source` names it in errors."""
+        from virnucpro.models.esm2 import attention_implementation, compile_layers, fuse_qkv
 
-        self.model, self.encoder = load_esm(folder, device, mode, kernels.esm_attention)
+        self.model, self.encoder = model, encoder
+        model.config._attn_implementation = attention_implementation(kernels.esm_attention)
+        if kernels.esm_fused_qkv:
+            fuse_qkv(self.model)
         if mode.fp8_linear:
             from virnucpro.embedding.fp8 import convert_linears
 
             try:
-                convert_linears(self.model.encoder)
+                convert_linears(self.model.encoder, compiled_quantize=kernels.compile_fp8_quantize)
             except ValueError as err:
-                raise InputError(f"{folder}: --precision fp8: {err}") from None
-        self.forward = torch.compile(self.model, dynamic=True) if kernels.compile_esm else self.model
+                raise InputError(f"{source}: --precision fp8: {err}") from None
+        if kernels.compile_esm:
+            compile_layers(self.model)
         self.device, self.mode, self.tokens_per_batch = device, mode, tokens_per_batch
         self.pad_id = self.encoder.pad_id
         self.dim = self.model.config.hidden_size
-        self.attention_kernel = self.model.config._attn_implementation + (
-            " (compiled)" if kernels.compile_esm else ""
-        )
+        self.attention_kernel = describe_esm_kernels(self.model.config._attn_implementation, mode, kernels)
 
     def encode_table(self, sequences: Sequence[str]) -> TokenTable:
         return self.encoder.encode_table(list(sequences))
@@ -133,7 +228,7 @@ class EsmEmbedder:
 
         ids, mask = ids.to(self.device), mask.to(self.device)
         with autocast(self.mode, self.device):
-            hidden = self.forward(input_ids=ids, attention_mask=mask).last_hidden_state
+            hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
         # Residues 1..min(len, 1024): no <cls> (position 0), no <eos>, no padding.
         residues = (mask.sum(dim=1) - 2).clamp(max=MAX_POOLED_RESIDUES)
         positions = torch.arange(mask.shape[1], device=mask.device)
@@ -142,6 +237,16 @@ class EsmEmbedder:
 
 
 Embedder = DnabertEmbedder | EsmEmbedder
+
+
+def describe_esm_kernels(attention: str, mode: PrecisionMode, kernels: KernelChoice) -> str:
+    """ESM-2's kernels in words, as recorded in the embedding files' metadata."""
+    extras = ["fused QKV"] if kernels.esm_fused_qkv else []
+    if mode.fp8_linear:
+        extras.append("fp8 compiled quantize" if kernels.compile_fp8_quantize else "fp8 eager quantize")
+    if kernels.compile_esm:
+        extras.append("compiled layers")
+    return attention + (f" ({', '.join(extras)})" if extras else "")
 
 
 def load_embedder(
@@ -156,10 +261,16 @@ def load_embedder(
     mode = precision_mode(precision)
     device = torch.device(device)
     if kind == "dnabert":
-        return DnabertEmbedder(Path(folder), device, mode, batch_size, kernels)
+        from virnucpro.models.dnabert_s import load_dnabert
+
+        model, tokenizer = load_dnabert(folder, device, mode)
+        return DnabertEmbedder(model, tokenizer, device, mode, batch_size, kernels)
     if kind == "esm":
+        from virnucpro.models.esm2 import load_esm
+
+        model, encoder = load_esm(folder, device, mode, kernels.esm_attention)
         budget = tokens_per_batch or DEFAULT_TOKENS_PER_BATCH
-        return EsmEmbedder(Path(folder), device, mode, budget, kernels)
+        return EsmEmbedder(model, encoder, device, mode, budget, kernels, source=str(folder))
     raise ValueError(f"unknown embedding kind {kind!r}")
 
 

@@ -2,16 +2,10 @@
 
 Plan: shards sorted by name, shard i to worker i mod N (same shards and N, same plan). A shard task
 holds the files of one shard that this command embeds: its nucleotide file (DNABERT-S), its protein
-file (ESM-2), or both (`virnucpro embed`: both models resident in each worker). Each worker fixes
-its thread count (independent of N, so any N gives byte-identical files), loads each model once
-(only when a file needs it), and keeps the device busy with three threads:
-
-- a reader thread, one shard ahead: reads the shard files, skips outputs that are complete
-  (`embedding_files.is_complete` with this run's model, revision, precision and pooling), and
-  tokenizes the rest (the tokenizers run in Rust without the GIL, or vectorised numpy);
-- the main thread: pads batches into pinned buffers, issues them without waiting for the device,
-  and gathers the shard's vectors in one copy at its end;
-- a writer thread: writes each finished table atomically while the next shard computes.
+file (ESM-2), or both (`virnucpro embed`: both models resident in each worker), and, when the job
+scores, the shard's scores file (the classifier runs in the worker; embeddings are then written
+only when kept). Shards whose outputs are all complete are left out before any worker starts, so a
+finished rerun loads no model; each worker checks again (`embedding.worker`).
 
 Workers report to the parent through a pipe each: log records, progress, the file they start, the
 error they hit, and that they finished. A worker that raises, or dies without saying it finished
@@ -24,27 +18,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import logging.handlers
 import multiprocessing
 import multiprocessing.connection
-import os
 import pickle
-import queue
 import signal
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from virnucpro import __version__
 from virnucpro.defaults import DEFAULT_BATCH_SIZE, DEFAULT_THREADS_PER_WORKER, DEFAULT_TOKENS_PER_BATCH
 from virnucpro.embedding.devices import check_precision, resolve_devices
 from virnucpro.embedding.engine import KINDS, POOLING, KernelChoice, check_model_folder
+from virnucpro.embedding.jobs import EmbedJob, FileTask, ModelJob, ScoringJob, ShardTask
 from virnucpro.embedding.precision import CLI_PRECISIONS
-from virnucpro.errors import InputError, InternalError, VirNucProError, output_error
-from virnucpro.ownership import track_all, tracked
+from virnucpro.embedding.worker import STOPPING_SIGNALS, worker_main
+from virnucpro.errors import InputError, InternalError, VirNucProError
+from virnucpro.ownership import tracked
+from virnucpro.paths import SCORES_SUFFIX
 from virnucpro.progress import log, progress_task
 from virnucpro.shards import NUCLEOTIDE_SUFFIX, PROTEIN_SUFFIX, shard_of
 
@@ -52,56 +44,6 @@ STOP_GRACE_SECONDS = 30.0  # for the other workers to reach a batch boundary aft
 INTERRUPT_GRACE_SECONDS = 5.0  # the same after Ctrl-C or SIGTERM, where the user waits for the prompt
 OUTPUT_SUFFIX = {"dnabert": ".dnabert.parquet", "esm": ".esm.parquet"}
 INPUT_SUFFIX = {"dnabert": NUCLEOTIDE_SUFFIX, "esm": PROTEIN_SUFFIX}
-BATCH_SETTING = {"dnabert": "batch_size", "esm": "tokens_per_batch"}
-
-
-@dataclass(frozen=True)
-class ModelJob:
-    """One model of a job (pickled to spawned workers)."""
-
-    kind: str
-    model_path: str
-    compared: dict[str, str]  # what resume compares: model, revision, precision, pooling
-    batch_size: int  # DNABERT-S sequences per batch
-    tokens_per_batch: int  # ESM-2 padded tokens per batch
-
-    def recorded(self, tf32: str, attention: str) -> dict[str, str]:
-        """Everything written into an output's metadata: no paths, command names or times, so
-        `embed` and `embed-dna`/`embed-protein`, with any number of workers, write the same bytes.
-        Batch settings and the attention kernel are recorded, never compared on resume."""
-        batch = self.batch_size if self.kind == "dnabert" else self.tokens_per_batch
-        return {
-            **self.compared,
-            "version": __version__,
-            "tf32": tf32,
-            BATCH_SETTING[self.kind]: str(batch),
-            "attention": attention,
-        }
-
-
-@dataclass(frozen=True)
-class EmbedJob:
-    """What every worker needs besides its shards and device."""
-
-    models: dict[str, ModelJob]  # by kind
-    precision: str
-    threads: int
-    kernels: KernelChoice = field(default_factory=KernelChoice)
-    # The folders whose writes this command records (`ownership`): workers record theirs there.
-    recorded_in: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class FileTask:
-    kind: str
-    input: Path
-    output: Path
-
-
-@dataclass(frozen=True)
-class ShardTask:
-    name: str
-    files: tuple[FileTask, ...]
 
 
 def output_path(kind: str, input_path: Path, outdir: Path) -> Path:
@@ -203,7 +145,7 @@ def embed_files(
     claim_outdir(outdir, paths, outputs)
     job, described = model_job(kind, model, revision, precision, batch_size, tokens_per_batch)
     tasks = [ShardTask(shard_of(p), (FileTask(kind, p, o),)) for p, o in zip(paths, outputs, strict=True)]
-    embed_job = EmbedJob({kind: job}, precision, threads_per_worker, kernels, tuple(tracked()))
+    embed_job = EmbedJob({kind: job}, precision, threads_per_worker, kernels, recorded_in=tuple(tracked()))
     start_pool(embed_job, tasks, devices, workers, quiet, described)
     return outputs
 
@@ -223,10 +165,17 @@ def embed_shards(
     quiet: bool = False,
     threads_per_worker: int = DEFAULT_THREADS_PER_WORKER,
     kernels: KernelChoice = KernelChoice(),
+    scoring: Scoring | None = None,
+    hashes=None,
 ) -> tuple[list[Path], list[Path]]:
     """Both embeddings of prepare's shard pairs (`.nucleotide.fa` + `.protein.faa`, paired by shard
     name) with both models resident in each worker; returns the DNABERT-S and the ESM-2 outputs in
-    shard order. The files equal those of `embed_files` for each kind, byte for byte."""
+    shard order. The files equal those of `embed_files` for each kind, byte for byte.
+
+    With `scoring`, each worker also scores every shard into `scoring.outdir/shard_NNNNN.scores.parquet`
+    (the bytes `predict` writes from the same embeddings, but for the embedding files' own hashes)
+    and writes the embedding files only when `scoring.keep_embeddings`; the scores files are
+    `Scoring.outputs`. `hashes` (a `checksums.HashCache`) saves hashing unchanged shards again."""
     check_settings(precision, batch_size, tokens_per_batch, threads_per_worker)
     paths = existing_files(inputs)
     outdir = Path(outdir)
@@ -250,7 +199,14 @@ def embed_shards(
                 f"{path}: its shard's {INPUT_SUFFIX[missing]} file is not among the inputs "
                 f"(`embed` takes both files of each shard; embed-dna/embed-protein take one kind)"
             )
-    claim_outdir(outdir, paths, [output_path(k, files[k], outdir) for files in pairs.values() for k in files])
+    if scoring is None or scoring.keep_embeddings:
+        claim_outdir(
+            outdir, paths, [output_path(k, files[k], outdir) for files in pairs.values() for k in files]
+        )
+    if scoring is not None:
+        claim_outdir(
+            scoring.outdir, paths, [scoring.outdir / f"{name}{SCORES_SUFFIX}" for name in sorted(pairs)]
+        )
     jobs, described = {}, []
     for kind, model, revision in (
         ("dnabert", dnabert_model, dnabert_revision),
@@ -258,17 +214,26 @@ def embed_shards(
     ):
         jobs[kind], text = model_job(kind, model, revision, precision, batch_size, tokens_per_batch)
         described.append(text)
+    scoring_job = scoring.job() if scoring is not None else None
+    if scoring is not None:
+        described.append(f"scored with {scoring.classifier.name}")
+        scoring.outputs = [scoring.outdir / f"{name}{SCORES_SUFFIX}" for name in sorted(pairs)]
     tasks = [
-        ShardTask(name, tuple(FileTask(k, files[k], output_path(k, files[k], outdir)) for k in KINDS))
+        ShardTask(
+            name,
+            tuple(FileTask(k, files[k], output_path(k, files[k], outdir)) for k in KINDS),
+            scoring.outdir / f"{name}{SCORES_SUFFIX}" if scoring is not None else None,
+        )
         for name, files in sorted(pairs.items())
     ]
     start_pool(
-        EmbedJob(jobs, precision, threads_per_worker, kernels, tuple(tracked())),
+        EmbedJob(jobs, precision, threads_per_worker, kernels, scoring_job, recorded_in=tuple(tracked())),
         tasks,
         devices,
         workers,
         quiet,
         " + ".join(described),
+        hashes,
     )
     return (
         [t.files[0].output for t in tasks],
@@ -276,11 +241,67 @@ def embed_shards(
     )
 
 
+@dataclass
+class Scoring:
+    """Score in the workers with `classifier` (a `LoadedClassifier`) into `outdir`."""
+
+    classifier: object
+    outdir: Path
+    keep_embeddings: bool = False
+    embedding_dtype: str = "float32"
+    outputs: list[Path] | None = None  # the scores files, in shard order (set by `embed_shards`)
+
+    def job(self) -> ScoringJob:
+        from virnucpro.classifier import classifier_fields
+
+        if self.embedding_dtype not in ("float32", "float16"):
+            raise InputError(f"--embedding-dtype {self.embedding_dtype}: use float32 or float16")
+        return ScoringJob(
+            state={k: v.detach().clone() for k, v in self.classifier.model.state_dict().items()},
+            config=self.classifier.config,
+            fields=classifier_fields(self.classifier),
+            keep_embeddings=self.keep_embeddings,
+            embedding_dtype=self.embedding_dtype,
+        )
+
+
+def unfinished(tasks: list[ShardTask], job: EmbedJob, hashes) -> list[ShardTask]:
+    """The shards with an output to make (footers only; shard hashes from `hashes` when given, so a
+    finished shard that did not change is not read at all). The hashes found go with the tasks."""
+    from virnucpro.checksums import HashCache
+
+    hashes = hashes or HashCache()
+    todo = []
+    for task in tasks:
+        sources = {f.kind: hashes.sha256(f.input) for f in task.files}
+        if not task.is_done(job, sources):
+            files = tuple(FileTask(f.kind, f.input, f.output, sources[f.kind]) for f in task.files)
+            todo.append(ShardTask(task.name, files, task.scores))
+    return todo
+
+
 def start_pool(
-    job: EmbedJob, tasks: list[ShardTask], devices: str, workers: int, quiet: bool, described: str
+    job: EmbedJob,
+    tasks: list[ShardTask],
+    devices: str,
+    workers: int,
+    quiet: bool,
+    described: str,
+    hashes=None,
 ):
     device_names = resolve_devices(devices, workers)
     check_precision(job.precision, device_names)
+    todo = unfinished(tasks, job, hashes)
+    if hashes is not None:
+        hashes.save()
+    if len(todo) < len(tasks):
+        left = {t.name for t in todo}
+        kept = [t.name for t in tasks if t.name not in left]
+        shown = ", ".join(kept[:10]) + (f" and {len(kept) - 10} more" if len(kept) > 10 else "")
+        log.info("embedding: %d of %d shard(s) complete, kept: %s", len(kept), len(tasks), shown)
+    if not todo:
+        return
+    tasks = todo
     plan = assign_round_robin(tasks, min(len(device_names), len(tasks)), key=lambda t: t.name)
     total = sum(count_records(f.input) for t in tasks for f in t.files)
     log.info(
@@ -400,10 +421,6 @@ def run_pool(job: EmbedJob, plan: list[list[ShardTask]], device_names: list[str]
         raise failure_class(f"{failure}; finished files are kept, rerun the same command to resume")
 
 
-# Signals that end a run: Ctrl-C (KeyboardInterrupt) and SIGTERM/SIGHUP (`Terminated`, see the CLI).
-STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
     """Start workers without a signal cutting a start in half. Ctrl-C reaches the whole process group
@@ -438,228 +455,3 @@ def describe_exit(code: int | None) -> str:
         except ValueError:
             return f"was killed by signal {-code}"
     return f"exited with code {code}"
-
-
-class _WorkerPrefix(logging.Filter):
-    def __init__(self, prefix: str):
-        super().__init__()
-        self.prefix = prefix
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = f"{self.prefix}{record.getMessage()}"
-        record.args = None
-        return True
-
-
-class _Channel:
-    """The sending end of a worker's pipe, with the `put_nowait` that `QueueHandler` calls."""
-
-    def __init__(self, connection):
-        self.connection = connection
-        self.lock = threading.Lock()  # the reader and writer threads log too
-
-    def put(self, message) -> None:
-        with self.lock:
-            try:
-                self.connection.send(message)
-            except (BrokenPipeError, ConnectionResetError):
-                # The parent is gone (killed with -9): nobody reads our results, so stop quietly
-                # instead of printing tracebacks; a file half-written is a `.tmp-*` the next run removes.
-                os._exit(1)
-
-    put_nowait = put
-
-
-@dataclass
-class PreparedFile:
-    """A file of a shard, read and (unless its output is complete) tokenized by the reader thread."""
-
-    task: FileTask
-    ids: list[str]
-    table: object | None  # TokenTable; None when the output is complete
-    source: dict[str, str]  # the shard's own hash (`source_sha256`): a changed shard recomputes
-
-
-class ShardReader:
-    """The reader thread: reads and tokenizes the worker's shards, one ahead of the device. Yields
-    the prepared files in task order; an error is raised in the caller's thread, naming its file."""
-
-    def __init__(self, tasks: list[ShardTask], job: EmbedJob, stop):
-        from virnucpro.embedding.engine import load_tokenizer
-
-        self.tokenizers = {kind: load_tokenizer(kind, m.model_path) for kind, m in job.models.items()}
-        self.tasks, self.job, self.stop = tasks, job, stop
-        self.ready: queue.Queue = queue.Queue(maxsize=2)
-        self.thread = threading.Thread(target=self.run, name="virnucpro-reader", daemon=True)
-        self.thread.start()
-
-    def run(self) -> None:
-        from virnucpro.checksums import file_sha256
-        from virnucpro.embedding_files import is_complete
-        from virnucpro.shards import read_shard
-
-        for shard in self.tasks:
-            for task in shard.files:
-                if self.stop.is_set():
-                    self.ready.put(None)
-                    return
-                try:
-                    ids, sequences = read_shard(task.input)
-                    source = {"source_sha256": file_sha256(task.input)}
-                    compared = {**self.job.models[task.kind].compared, **source}
-                    if is_complete(task.output, compared, len(ids)):
-                        table = None
-                    else:
-                        table = self.tokenizers[task.kind].encode_table(sequences)
-                    self.ready.put(PreparedFile(task, ids, table, source))
-                except BaseException as err:  # handed to the main thread, which fails the worker
-                    self.ready.put((task, err))
-                    return
-        self.ready.put(None)
-
-    def __iter__(self) -> Iterator[PreparedFile]:
-        while (item := self.ready.get()) is not None:
-            if isinstance(item, tuple):
-                task, err = item
-                raise FileFailure(task.input, err)
-            yield item
-
-
-class FileFailure(Exception):
-    """An error while reading or writing `path` (raised in the worker's main thread)."""
-
-    def __init__(self, path: Path, cause: BaseException):
-        super().__init__(str(cause))
-        self.path, self.cause = path, cause
-
-
-class BackgroundWriter:
-    """The writer thread: writes finished tables atomically, in order, while the next shard
-    computes. `submit` and `close` raise the first write error (disk full, ...) as one line."""
-
-    def __init__(self, on_written: Callable[[FileTask, int], None]):
-        self.todo: queue.Queue = queue.Queue(maxsize=2)
-        self.failure: FileFailure | None = None
-        self.on_written = on_written
-        self.thread = threading.Thread(target=self.run, name="virnucpro-writer", daemon=True)
-        self.thread.start()
-
-    def run(self) -> None:
-        from virnucpro.embedding_files import write_embeddings
-
-        while (item := self.todo.get()) is not None:
-            task, ids, vectors, metadata = item
-            if self.failure is not None:
-                continue
-            try:
-                write_embeddings(task.output, ids, vectors, metadata)
-                self.on_written(task, len(ids))
-            except OSError as err:
-                self.failure = FileFailure(task.input, output_error(task.output, err))
-            except BaseException as err:
-                self.failure = FileFailure(task.input, err)
-
-    def submit(self, task: FileTask, ids, vectors, metadata) -> None:
-        self.check()
-        self.todo.put((task, ids, vectors, metadata))
-
-    def check(self) -> None:
-        if self.failure is not None:
-            raise self.failure
-
-    def close(self) -> None:
-        self.todo.put(None)
-        self.thread.join()
-        self.check()
-
-
-def worker_main(index: int, device: str, tasks: list[ShardTask], job: EmbedJob, connection, stop) -> None:
-    """A spawned worker: embed `tasks` in order on `device`, reporting through `connection`."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us (see run_pool)
-    # SIGTERM and SIGHUP keep their default: the parent's terminate(), or a scheduler, ends us at once.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING_SIGNALS)
-    messages = _Channel(connection)
-    handler = logging.handlers.QueueHandler(messages)
-    handler.addFilter(_WorkerPrefix(f"worker {index + 1}: "))
-    log.handlers[:] = [handler]
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    track_all(job.recorded_in)
-    current: Path | None = None
-    writer: BackgroundWriter | None = None
-    try:
-        import torch
-
-        from virnucpro.embedding.engine import HostStaging, embed_table, load_embedder
-
-        # A fixed thread count, whatever the number of workers: the arithmetic (and so every
-        # output byte) must not depend on how the work was split.
-        torch.set_num_threads(job.threads)
-        tf32 = "n/a"
-        if device.startswith("cuda"):
-            torch.cuda.set_device(torch.device(device))
-            if job.precision == "fp32":
-                # fp32 parity with the published classifier needs exact fp32 matmuls.
-                torch.backends.cuda.matmul.allow_tf32 = False
-                torch.backends.cudnn.allow_tf32 = False
-                tf32 = "off"
-        embedders: dict = {}
-        staging = HostStaging(torch.device(device))
-        writer = BackgroundWriter(
-            lambda task, rows: log.info("embedded %s (%d sequences)", task.output.name, rows)
-        )
-        for prepared in ShardReader(tasks, job, stop):
-            if stop.is_set():
-                break
-            task = prepared.task
-            current = task.input
-            messages.put(("start", str(task.input)))
-            if prepared.table is None:
-                log.info("skipped %s (complete)", task.output.name)
-                messages.put(("progress", len(prepared.ids)))
-                continue
-            model = job.models[task.kind]
-            if task.kind not in embedders:
-                embedders[task.kind] = load_embedder(
-                    task.kind,
-                    model.model_path,
-                    device,
-                    job.precision,
-                    model.batch_size,
-                    model.tokens_per_batch,
-                    job.kernels,
-                )
-                log.info(
-                    "loaded %s on %s (%s, attention: %s)",
-                    model.compared["model"],
-                    device,
-                    job.precision,
-                    embedders[task.kind].attention_kernel,
-                )
-            embedder = embedders[task.kind]
-            vectors = embed_table(
-                embedder,
-                prepared.table,
-                on_batch=lambda n: messages.put(("progress", n)),
-                should_stop=stop.is_set,
-                staging=staging,
-            )
-            recorded = {**model.recorded(tf32, embedder.attention_kernel), **prepared.source}
-            writer.submit(task, prepared.ids, vectors, recorded)
-        current = None
-        writer.close()
-        messages.put(("finished",))
-    except BaseException as err:  # reported to the parent, which fails the command
-        if writer is not None and writer.thread.is_alive():
-            with contextlib.suppress(BaseException):
-                writer.close()  # files finished before the failure are still written
-        if isinstance(err, FileFailure):
-            current, err = err.path, err.cause
-        if isinstance(err, VirNucProError):
-            cause, details = str(err), ""
-        else:  # a bug: its traceback goes to the parent, for the command's crash log
-            cause, details = f"{type(err).__name__}: {err}", "".join(traceback.format_exception(err))
-        messages.put(("error", str(current) if current else "", cause, isinstance(err, InputError), details))
-        connection.close()
-        raise SystemExit(1) from None
-    connection.close()

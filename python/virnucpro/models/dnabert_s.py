@@ -8,7 +8,8 @@ real token. Padded positions of the output are set to zero, as the reference's r
 
 Attention, at any length (there is no 512-token cap), one of `ATTENTION_KINDS`:
 - `sdpa`: PyTorch's scaled_dot_product_attention with a dense [batch, heads, L, L] float32
-  ALiBi-plus-padding bias, the reference path (also for bf16 inputs: the bias is not rounded).
+  ALiBi-plus-padding bias, the reference path; attention itself runs in float32 whatever the
+  inputs' dtype (the bias is not rounded, and SDPA wants the mask in the query's dtype).
 - `flex`: FlexAttention with ALiBi and the padding mask computed inside the kernel by a score
   modifier, in float32 whatever the inputs' dtype (no dense bias tensor); compiled into one fused
   kernel where `compile_flex` is set (GPUs), else PyTorch's unfused reference implementation.
@@ -159,9 +160,13 @@ class DnabertSelfAttention(nn.Module):
         qkv = self.Wqkv(hidden).view(batch, length, 3, self.num_heads, self.head_dim)
         q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # each [b, h, s, d]
         if inputs.bias is not None:
-            # Autocast would round the float32 bias to bf16; q, k, v keep their (autocast) dtype.
+            # The bias stays float32 (in bf16, -slope * |i - j| loses whole units within a frame), and
+            # SDPA's kernels take a mask only in the query's dtype: this attention runs in float32 and
+            # its output returns to the query's dtype. A no-op in fp32; a few percent of the FLOPs else.
             with torch.autocast(device_type=q.device.type, enabled=False):
-                attended = F.scaled_dot_product_attention(q, k, v, attn_mask=inputs.bias)
+                attended = F.scaled_dot_product_attention(
+                    q.float(), k.float(), v.float(), attn_mask=inputs.bias
+                ).to(q.dtype)
         else:
             kernel = flex_attention_kernel(inputs.compiled)
             score_mod = alibi_score_mod(inputs.slopes, inputs.lengths)
@@ -245,14 +250,22 @@ class DnabertModel(nn.Module):
         compile_flex: bool = False,
     ):
         super().__init__()
-        if attention not in ATTENTION_KINDS:
-            raise ValueError(f"attention {attention!r}: use one of {', '.join(ATTENTION_KINDS)}")
         self.config = config
-        self.attention = attention
-        self.compile_flex = compile_flex
+        self.use_attention(attention, compile_flex)
         self.embeddings = DnabertEmbeddings(config)
         self.encoder = DnabertEncoder(config)
         self.pooler = DnabertPooler(config) if add_pooling_layer else None
+
+    def use_attention(self, attention: str, compile_flex: bool = False) -> None:
+        """Switch the attention path (the weights stay): one of `ATTENTION_KINDS`."""
+        if attention not in ATTENTION_KINDS:
+            raise ValueError(f"attention {attention!r}: use one of {', '.join(ATTENTION_KINDS)}")
+        self.attention = attention
+        self.compile_flex = compile_flex and attention == "flex"
+
+    @property
+    def head_dim(self) -> int:
+        return self.config.hidden_size // self.config.num_attention_heads
 
     def attention_bias(self, attention_mask: torch.Tensor) -> torch.Tensor:
         """ALiBi plus the key mask, float32: [batch, heads, s, s]; padded keys get -inf."""

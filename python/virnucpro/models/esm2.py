@@ -6,6 +6,8 @@ stops at residue 1024 (`MAX_POOLED_RESIDUES`, applied by the engine's pooling).
 
 Attention is one of `ATTENTION_KINDS`, transformers' own implementations: `sdpa` (the default:
 PyTorch's scaled_dot_product_attention with a boolean padding mask), `flex_attention` or `eager`.
+Two optional speed levers act on a loaded model: `fuse_qkv` (one projection for query, key and
+value) and `compile_layers` (regional torch.compile of the encoder layers).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from virnucpro.embedding.batching import TokenTable
 from virnucpro.embedding.precision import PRECISION_MODES, PrecisionMode, apply_precision
@@ -195,3 +199,55 @@ def parameter_name(key: str) -> str:
         if name.endswith(legacy):
             return name[: -len(legacy)] + current
     return name
+
+
+class FusedQkvSelfAttention(nn.Module):
+    """Drop-in for transformers' `EsmSelfAttention` (SDPA only) with one projection for query, key
+    and value: one matmul instead of three, and under fp8 one quantization of the input. The rest is
+    transformers' arithmetic: the query scaled by head_dim^-0.5 before the rotary positions (applied
+    by transformers' own function, in float32), then SDPA with the boolean padding mask."""
+
+    def __init__(self, original: nn.Module):
+        super().__init__()
+        self.heads = original.num_attention_heads
+        self.head_dim = original.attention_head_size
+        parts = (original.query, original.key, original.value)
+        weight = parts[0].weight
+        self.qkv = nn.Linear(weight.shape[1], 3 * weight.shape[0], device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            self.qkv.weight.copy_(torch.cat([p.weight for p in parts]))
+            self.qkv.bias.copy_(torch.cat([p.bias for p in parts]))
+
+    def forward(self, hidden_states, attention_mask=None, position_embeddings=None, **_):
+        from transformers.models.esm.modeling_esm import apply_rotary_pos_emb
+
+        batch, length, _ = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch, length, 3, self.heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [batch, heads, length, head_dim]
+        query = query * self.head_dim**-0.5
+        cos, sin = position_embeddings
+        query, key = apply_rotary_pos_emb(query, key, cos, sin, unsqueeze_dim=1)
+        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=1.0)
+        return attended.transpose(1, 2).reshape(batch, length, -1), None
+
+
+def fuse_qkv(model) -> int:
+    """Give every layer of an `EsmModel` (SDPA attention, rotary positions) a `FusedQkvSelfAttention`,
+    in place; returns how many layers changed."""
+    config = model.config
+    if config._attn_implementation != "sdpa" or config.position_embedding_type != "rotary":
+        raise ValueError(
+            "fused QKV needs SDPA attention and rotary positions; this model has "
+            f"{config._attn_implementation} and {config.position_embedding_type}"
+        )
+    for layer in model.encoder.layer:
+        layer.attention.self = FusedQkvSelfAttention(layer.attention.self)
+    return len(model.encoder.layer)
+
+
+def compile_layers(model) -> None:
+    """Regional compilation: each encoder layer compiled in place. The layers share their code, so
+    one compiled graph serves all of them (dynamic shapes: other batch sizes and lengths reuse it);
+    inductor fuses the memory-bound steps between the matmuls (GELU, rotary, casts, residual adds)."""
+    for layer in model.encoder.layer:
+        layer.compile(dynamic=True)
