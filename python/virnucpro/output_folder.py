@@ -80,24 +80,38 @@ def usable_folder(folder: Path, option: str = "--outdir") -> None:
 
 
 def refuse_inputs_among_outputs(inputs: Iterable[str | Path], outputs: Iterable[Path]) -> None:
-    """Refuse an input that is, links to, or lies inside one of `outputs` (files or folders)."""
-    resolved_outputs = [(output, output.resolve()) for output in map(Path, outputs)]
+    """Refuse an input that is, links to, or lies inside one of `outputs` (files or folders).
+
+    Linear in inputs + outputs: outputs are indexed by their resolved path and by (device, inode),
+    and each input is looked up with its resolved path and the folders above it (a stage given
+    thousands of shards against thousands of outputs once compared every pair)."""
+    by_path: dict[Path, Path] = {}
+    by_identity: dict[tuple[int, int], Path] = {}
+    for output in map(Path, outputs):
+        by_path.setdefault(output.resolve(), output)
+        identity = _identity(output)
+        if identity is not None:
+            by_identity.setdefault(identity, output)
     for raw in inputs:
         if is_stream(raw):
             continue
         path = Path(raw)
         real = path.resolve()
-        identity = _identity(path)
-        for output, real_output in resolved_outputs:
-            same_file = identity is not None and identity == _identity(output)
-            if real == real_output or real.is_relative_to(real_output) or same_file:
-                how = "is" if path.absolute() == output.absolute() and not path.is_symlink() else "links to"
-                inside = real != real_output and not same_file and real.is_relative_to(real_output)
-                raise InputError(
-                    f"{display_name(raw)}: this input {'lies inside' if inside else how} {output}, which "
-                    "this command writes or replaces; move the input or choose another --outdir "
-                    "(nothing was written)"
-                )
+        output = by_path.get(real)
+        inside = False
+        if output is None:
+            identity = _identity(path)
+            output = by_identity.get(identity) if identity is not None else None
+        if output is None:
+            output = next((by_path[parent] for parent in real.parents if parent in by_path), None)
+            inside = output is not None
+        if output is not None:
+            how = "is" if path.absolute() == output.absolute() and not path.is_symlink() else "links to"
+            raise InputError(
+                f"{display_name(raw)}: this input {'lies inside' if inside else how} {output}, which "
+                "this command writes or replaces; move the input or choose another --outdir "
+                "(nothing was written)"
+            )
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

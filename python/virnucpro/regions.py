@@ -28,13 +28,13 @@ from virnucpro.report_data import NO_KIND, REGION_KIND, VIRAL_KIND, group_means
 class RegionTable:
     """Regions in sequence order, then position."""
 
-    sequence: np.ndarray  # int64: row of the region's sequence
-    number: np.ndarray  # int64: 1, 2, ... within its sequence
+    sequence: np.ndarray  # int32: row of the region's sequence
+    number: np.ndarray  # int32: 1, 2, ... within its sequence
     first_chunk: np.ndarray  # int64: row of its first viral chunk
     last_chunk: np.ndarray  # int64: row of its last viral chunk
     start: np.ndarray  # int64: 1-based, inclusive
     end: np.ndarray  # int64: inclusive
-    viral_chunks: np.ndarray  # int64
+    viral_chunks: np.ndarray  # int32
 
     def __len__(self) -> int:
         return len(self.start)
@@ -74,8 +74,8 @@ def call_regions(
     check_parameters(max_gap, min_chunks)
     rows = np.flatnonzero(viral)
     if not rows.size:
-        empty = np.empty(0, dtype=np.int64)
-        return RegionTable(empty, empty, empty, empty, empty, empty, empty)
+        empty, narrow = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32)
+        return RegionTable(narrow, narrow, empty, empty, empty, empty, narrow)
     owner = sequence[rows]
     # A run starts at the first viral chunk, in a new sequence, or after more than max_gap others.
     starts_run = np.ones(rows.size, dtype=bool)
@@ -94,13 +94,13 @@ def call_regions(
         group_start, np.diff(np.append(group_start, run_owner.size))
     )
     return RegionTable(
-        sequence=run_owner.astype(np.int64),
-        number=number + 1,
+        sequence=run_owner.astype(np.int32),
+        number=(number + 1).astype(np.int32),
         first_chunk=first,
         last_chunk=last,
         start=start[first].astype(np.int64),
         end=end[last].astype(np.int64),
-        viral_chunks=count[kept],
+        viral_chunks=count[kept].astype(np.int32),
     )
 
 
@@ -121,7 +121,7 @@ class RegionSummary:
     """The regions with what their chunks say: every column per region, in RegionTable order."""
 
     table: RegionTable
-    scored_chunks: np.ndarray  # int64: scored chunks from the first to the last viral chunk
+    scored_chunks: np.ndarray  # int32: scored chunks from the first to the last viral chunk
     mean_virus: np.ndarray  # float64: numpy's mean of their best P(virus)
     min_virus: np.ndarray  # float32
     tier_counts: np.ndarray  # int32 (n, 3): low, medium, high chunks among them
@@ -139,7 +139,7 @@ def summarise_regions(
     rows, region = regions.chunk_rows()
     kept = scored[rows]
     rows, region = rows[kept], region[kept]
-    counts = np.bincount(region, minlength=len(regions))  # every region holds a viral, scored chunk
+    counts = np.bincount(region, minlength=len(regions)).astype(np.int32)  # each holds a viral, scored chunk
     values = max_virus[rows]
     tier_counts, tier = summarise_tiers(region, tiers[rows], called_viral[rows], len(regions))
     return RegionSummary(

@@ -77,8 +77,8 @@ class ChunkTable:
 
     sequence: np.ndarray  # int32: row of the chunk's sequence in the SequenceTable
     index: np.ndarray  # int32: 1-based chunk number within its sequence
-    start: np.ndarray  # int64: 1-based, inclusive
-    end: np.ndarray  # int64: inclusive
+    start: np.ndarray  # int32 (int64 past 2^31): 1-based, inclusive
+    end: np.ndarray  # int32 (int64 past 2^31): inclusive
     frame_mask: np.ndarray  # uint8: bit i set when FRAME_LABELS[i] was kept
     best_frame: np.ndarray  # int8: number of the frame with the highest P(virus) (first of equals); -1
     max_others: np.ndarray  # float32: best P(others) over the frames
@@ -116,13 +116,13 @@ class SequenceTable:
     """Every input sequence in input order, with its chunk counts, best scores and call."""
 
     ids: pa.ChunkedArray  # string
-    record: np.ndarray  # int64: 1-based number in the input
-    length: np.ndarray  # int64
+    record: np.ndarray  # int32 (int64 past 2^31): 1-based number in the input
+    length: np.ndarray  # int32 (int64 past 2^31)
     n_chunks: np.ndarray  # int32
     chunks_scored: np.ndarray  # int32
     viral_chunks: np.ndarray  # int32
     max_virus: np.ndarray  # float32, NaN when unscored
-    mean_virus: np.ndarray  # float64 (numpy's mean of the float32 scores), NaN when unscored
+    mean_virus: np.ndarray  # float32: numpy's float64 mean of the float32 scores, rounded; NaN when unscored
     call: np.ndarray  # uint8: position in CALLS
     # Filled by report.annotate:
     viral_regions: np.ndarray | None = None  # int32
@@ -271,18 +271,23 @@ def _read_sequence_table(path: Path) -> SequenceTable:
         length.append(batch.column("length").to_numpy())
         n_chunks.append(batch.column("n_chunks").to_numpy().astype(np.int32))
     n = sum(len(part) for part in record)
-    empty_float = np.full(n, np.nan)
     return SequenceTable(
         ids=pa.chunked_array(ids, type=pa.string()),
-        record=np.concatenate(record) if record else np.zeros(0, np.int64),
-        length=np.concatenate(length) if length else np.zeros(0, np.int64),
+        record=_narrow(record),
+        length=_narrow(length),
         n_chunks=np.concatenate(n_chunks) if n_chunks else np.zeros(0, np.int32),
         chunks_scored=np.zeros(n, dtype=np.int32),
         viral_chunks=np.zeros(n, dtype=np.int32),
-        max_virus=empty_float.astype(np.float32),
-        mean_virus=empty_float,
+        max_virus=np.full(n, np.nan, dtype=np.float32),
+        mean_virus=np.full(n, np.nan, dtype=np.float32),
         call=np.zeros(n, dtype=np.uint8),
     )
+
+
+def _narrow(parts: list[np.ndarray]) -> np.ndarray:
+    """The parts as one array, int32 when every value fits (reads, contigs), else int64."""
+    values = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return values.astype(np.int32) if not values.size or values.max() < 2**31 else values
 
 
 def _table_batches(path: Path, types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
@@ -317,11 +322,12 @@ def _scan(prepared: Path, sequences: SequenceTable, scores) -> tuple[ChunkTable,
     n_chunks = int(sequences.n_chunks.sum(dtype=np.int64))
     chunk_ends = np.cumsum(sequences.n_chunks, dtype=np.int64)
     first_chunk = chunk_ends - sequences.n_chunks
+    positions = sequences.length.dtype  # a chunk's start and end lie within its sequence
     chunks = ChunkTable(
         sequence=np.empty(n_chunks, dtype=np.int32),
         index=np.empty(n_chunks, dtype=np.int32),
-        start=np.empty(n_chunks, dtype=np.int64),
-        end=np.empty(n_chunks, dtype=np.int64),
+        start=np.empty(n_chunks, dtype=positions),
+        end=np.empty(n_chunks, dtype=positions),
         frame_mask=np.zeros(n_chunks, dtype=np.uint8),
         best_frame=np.full(n_chunks, -1, dtype=np.int8),
         max_others=np.full(n_chunks, np.nan, dtype=np.float32),

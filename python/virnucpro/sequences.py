@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 from Bio.SeqIO.QualityIO import FastqGeneralIterator
 
@@ -132,14 +133,11 @@ class SequenceFile:
         except OSError as err:
             raise self.error(f"cannot open ({err.strerror})") from None
 
-    def records(
-        self, seen: dict[str, int] | None = None, files: Sequence[SequenceFile] = ()
-    ) -> Iterator[SequenceRecord]:
-        """Checked records in file order. `seen` maps ids already read to their file's number (ids
-        must be unique across the sample); `files` names those files in messages."""
+    def records(self, seen: SeenIds | None = None) -> Iterator[SequenceRecord]:
+        """Checked records in file order; `seen` (the sample's ids so far) refuses a duplicate id."""
         reader = self._reader = self._open()
         try:
-            yield from self._records(reader, seen, files)
+            yield from self._records(reader, seen)
             self.sha256 = reader.hexdigest()
         except (EOFError, zlib.error, gzip.BadGzipFile) as err:
             raise self.error(f"truncated or corrupt gzip data ({err})") from None
@@ -151,9 +149,7 @@ class SequenceFile:
         finally:
             reader.close()
 
-    def _records(
-        self, reader: HashingReader, seen: dict[str, int] | None, files: Sequence[SequenceFile]
-    ) -> Iterator[SequenceRecord]:
+    def _records(self, reader: HashingReader, seen: SeenIds | None) -> Iterator[SequenceRecord]:
         buffered = io.BufferedReader(reader, buffer_size=_READ_BUFFER)
         head = buffered.peek(_SNIFF_BYTES)
         if not head:
@@ -203,17 +199,7 @@ class SequenceFile:
                 raise self.error("not a text file (binary content)", number)
             self._check_sequence(sequence, number, seq_id)
             if seen is not None:
-                known = len(seen)
-                earlier = seen.setdefault(seq_id, self.file_number)
-                if len(seen) == known:  # the id was read before
-                    if earlier == self.file_number:
-                        raise self.error("duplicate sequence id (ids must be unique)", number, seq_id)
-                    raise self.error(
-                        f"duplicate sequence id: also in {files[earlier - 1].name} "
-                        "(ids must be unique across a sample's files)",
-                        number,
-                        seq_id,
-                    )
+                seen.add(seq_id, self.file_number, number)
             self.records_read = number
             yield SequenceRecord(number, seq_id, title, sequence, self.file_number)
         if number == 0:
@@ -294,9 +280,90 @@ class SequenceInputs:
         return sum(f.bytes_read() for f in self.files)
 
     def records(self, check_duplicates: bool = True) -> Iterator[SequenceRecord]:
-        seen: dict[str, int] | None = {} if check_duplicates else None
+        seen = SeenIds(self.files) if check_duplicates else None
         for file in self.files:
-            yield from file.records(seen, self.files)
+            yield from file.records(seen)
+        if seen is not None:
+            seen.finish()
+
+
+class SeenIds:
+    """The ids of a sample read so far, to refuse a duplicate, in memory that does not hold the ids:
+    the ids of the last `BATCH` records as strings (a duplicate among them is found at once), and
+    of every earlier record a 64-bit hash, in a few sorted numpy runs (8 bytes an id; merged as they
+    grow, like a binary counter). A batch's hashes are looked up together when it is full; a hash
+    found again means a duplicate only if the earlier records hold that very id, which a second
+    read of the files up to the batch then checks (exact: a hash collision, one in some 10^12 at
+    10^7 reads, is not an error). Standard input and pipes cannot be read twice: their ids are kept
+    whole, as strings."""
+
+    BATCH = 1 << 16
+
+    def __init__(self, files: Sequence[SequenceFile]):
+        self.files = files
+        self.exact: dict[str, int] | None = {} if any(is_stream(f.path) for f in files) else None
+        self.batch: dict[str, tuple[int, int]] = {}  # id: (file number, record number)
+        self.runs: list[np.ndarray] = []
+
+    @staticmethod
+    def hash(seq_id: str) -> int:
+        return hash(seq_id)  # 64-bit, and the same within this process
+
+    def add(self, seq_id: str, file_number: int, number: int) -> None:
+        if self.exact is not None:
+            known = len(self.exact)
+            earlier = self.exact.setdefault(seq_id, file_number)
+            if len(self.exact) == known:  # read before
+                self._refuse(seq_id, file_number, number, earlier)
+            return
+        earlier = self.batch.setdefault(seq_id, (file_number, number))
+        if earlier != (file_number, number):
+            self._refuse(seq_id, file_number, number, earlier[0])
+        if len(self.batch) >= self.BATCH:
+            self.flush()
+
+    def finish(self) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        ids = list(self.batch)
+        hashes = np.fromiter(map(self.hash, ids), dtype=np.int64, count=len(ids))
+        found = np.zeros(len(ids), dtype=bool)
+        for run in self.runs:
+            at = np.minimum(np.searchsorted(run, hashes), len(run) - 1)
+            found |= run[at] == hashes
+        if found.any():
+            self._confirm({ids[i] for i in np.flatnonzero(found)})
+        hashes.sort()
+        while self.runs and len(self.runs[-1]) <= len(hashes):
+            hashes = np.sort(np.concatenate([self.runs.pop(), hashes]), kind="mergesort")
+        self.runs.append(hashes)
+        self.batch = {}
+
+    def _confirm(self, candidates: set[str]) -> None:
+        """Read the sample again up to this batch; refuse the batch's first id found there."""
+        first_file, first_number = next(iter(self.batch.values()))
+        for file in self.files[:first_file]:
+            again = SequenceFile(file.path, file.file_number)
+            for record in again.records():
+                if (record.file, record.number) >= (first_file, first_number):
+                    break
+                if record.id in candidates:
+                    file_number, number = self.batch[record.id]
+                    self._refuse(record.id, file_number, number, record.file)
+
+    def _refuse(self, seq_id: str, file_number: int, number: int, earlier_file: int) -> None:
+        file = self.files[file_number - 1]
+        if earlier_file == file_number:
+            raise file.error("duplicate sequence id (ids must be unique)", number, seq_id)
+        raise file.error(
+            f"duplicate sequence id: also in {self.files[earlier_file - 1].name} "
+            "(ids must be unique across a sample's files)",
+            number,
+            seq_id,
+        )
 
 
 def read_sequences(
