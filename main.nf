@@ -138,9 +138,9 @@ def checkParameters(settings, positional) {
     checkInteger(settings, 'shards_per_task', 1)
     checkInteger(settings, 'dnabert_batch_size', 1)
     checkInteger(settings, 'esm_tokens_per_batch', 1)
-    checkInteger(settings, 'gpus', 0)
-    checkInteger(settings, 'cpu_workers', 1)
-    checkInteger(settings, 'max_retries', 0)
+    checkInteger(settings, 'gpus', 0, 1024)
+    checkInteger(settings, 'cpu_workers', 1, 1024)
+    checkInteger(settings, 'max_retries', 0, 100)
     if (settings.precision.toString() == 'fp8' && settings.gpus.toString() == '0') {
         error("--precision fp8 needs GPUs of compute capability 9.0 or later (Hopper); the embedding runs on the CPU with --gpus 0: set --gpus or choose fp32, bf16 or fp16")
     }
@@ -164,11 +164,7 @@ def checkParameters(settings, positional) {
         error("--target_fdr must be between 0 and 1 (exclusive), got '${settings.target_fdr}'")
     }
     if (settings.calibration) {
-        checkShellSafe('calibration', settings.calibration)
-        def calibration = file(settings.calibration.toString())
-        if (!calibration.isFile() || !calibration.canRead()) {
-            error("--calibration '${settings.calibration}': no readable file there (give the calibration.json that `virnucpro calibrate` wrote)")
-        }
+        checkCalibration(settings)
     }
     if (!settings.make_test_models) {
         checkRevision('dnabert_model', settings.dnabert_model, settings.dnabert_revision)
@@ -223,7 +219,14 @@ def samplesheetSamples(path) {
     if (!sheet.exists()) {
         error("--input '${path}': no such samplesheet")
     }
-    def lines = sheet.readLines().findAll { line -> line.trim() }
+    def lines = []
+    try {
+        // A byte-order mark (Excel's "CSV UTF-8" writes one) is not part of the header
+        lines = sheet.getText('UTF-8').replaceFirst(/^\uFEFF/, '').readLines().findAll { line -> line.trim() }
+    }
+    catch (java.io.IOException err) {
+        error("--input '${path}': cannot read the samplesheet as UTF-8 text (${err.class.simpleName}: ${err.message})")
+    }
     def header = lines ? lines[0].split(',', -1).collect { column -> column.trim() } : []
     if (!('sample' in header && 'file' in header)) {
         error("--input '${path}': a samplesheet needs a header line with the columns sample and file (e.g. 'sample,file'), got '${lines ? lines[0] : ''}'")
@@ -247,12 +250,23 @@ def samplesheetSamples(path) {
         if (!input.exists() || input.isDirectory()) {
             error("${where}: ${input}: ${input.exists() ? 'is a folder' : 'no such file'}")
         }
-        if (filesBySample[sample]?.contains(input)) {
-            error("${where}: ${name} is listed twice for sample '${sample}'")
+        // The same file under another name (./a.fa and a.fa, a link) counts as listed twice
+        def earlier = (filesBySample[sample] ?: []).find { listed -> sameFile(listed, input) }
+        if (earlier != null) {
+            error("${where}: ${name} is listed twice for sample '${sample}'${earlier.name == input.name && earlier == input ? '' : " (as ${earlier} too)"}")
         }
         filesBySample[sample] = (filesBySample[sample] ?: []) + [input]
     }
     return filesBySample.collect { sample, inputs -> [[id: sample], inputs] }
+}
+
+def sameFile(a, b) {
+    try {
+        return java.nio.file.Files.isSameFile(a, b)
+    }
+    catch (java.io.IOException _err) {
+        return a.normalize() == b.normalize()
+    }
 }
 
 def sampleName(file) {
@@ -281,10 +295,12 @@ def checkFraction(settings, name) {
     }
 }
 
-def checkInteger(settings, name, minimum) {
+// Whole numbers from `minimum` to `maximum` (by default the largest that every tool in a task
+// takes: 32-bit; a region setting above it is more chunks than a sequence can have)
+def checkInteger(settings, name, minimum, maximum = 2147483647) {
     def value = settings[name].toString()
-    if (!(value ==~ /\d+/) || value.toBigInteger() < minimum) {
-        error("--${name} must be a whole number of at least ${minimum}, got '${value}'")
+    if (!(value ==~ /\d+/) || value.toBigInteger() < minimum || value.toBigInteger() > maximum) {
+        error("--${name} must be a whole number of at least ${minimum} and at most ${maximum}, got '${value}'")
     }
 }
 
@@ -298,6 +314,122 @@ def checkResource(settings, name, format, example) {
 def checkShellSafe(name, value) {
     if (value.toString() =~ /['\n\r]/) {
         error("--${name} '${value}': quotes and line breaks are not allowed in names; rename it")
+    }
+}
+
+// --calibration, before any task: a calibration.json of `virnucpro calibrate` made on chunks of
+// --chunk_size by this classifier (where its weights can be read here: a local file or folder, or
+// a download or hub cache), with thresholds that meet --target_fdr. REPORT checks it again with the
+// package itself; this only moves the refusal before the expensive stages.
+def checkCalibration(settings) {
+    def name = settings.calibration.toString()
+    checkShellSafe('calibration', name)
+    def where = "--calibration '${name}'"
+    def path = file(name)
+    if (!path.isFile() || !path.canRead()) {
+        error("${where}: no readable file there (give the calibration.json that `virnucpro calibrate` wrote)")
+    }
+    def content = null
+    try {
+        content = new groovy.json.JsonSlurper().parseText(path.getText('UTF-8').replaceFirst(/^\uFEFF/, ''))
+    }
+    catch (Exception err) {
+        error("${where}: not a calibration file of `virnucpro calibrate` (not JSON: ${err.message?.readLines()?.first()})")
+    }
+    if (!(content instanceof Map) || content.format != 'virnucpro-calibration' || content.version != 1) {
+        error("${where}: not a calibration file of `virnucpro calibrate` (format ${content instanceof Map ? content.format : 'none'})")
+    }
+    def made = content.provenance instanceof Map ? content.provenance : [:]
+    def identified = made.classifier_sha256 instanceof String && made.classifier_sha256 ==~ /[0-9a-f]{64}/
+    if (!identified || !(made.chunk_size instanceof Integer)) {
+        error("${where}: records no chunk size and classifier (made by an earlier version?); calibrate again")
+    }
+    if (made.chunk_size.toString() != settings.chunk_size.toString()) {
+        error("${where}: calibrated on ${made.chunk_size} bp chunks, but the chunks are ${settings.chunk_size} bp (--chunk_size); calibrate on chunks of this size")
+    }
+    def weights = settings.make_test_models ? null : classifierWeights(settings.classifier ?: publishedClassifier(settings.chunk_size), settings.classifier_revision)
+    if (weights != null) {
+        def digest = fileSha256(weights)
+        if (digest != made.classifier_sha256) {
+            error("${where}: calibrated for another classifier (sha256 ${made.classifier_sha256.take(12)}..., --classifier ${weights.name}: ${digest.take(12)}...); calibrate this classifier's scores")
+        }
+    }
+    def target = settings.target_fdr.toString().toBigDecimal()
+    def meets = false
+    try {
+        meets = meetsTarget(content, target)
+    }
+    catch (Exception err) {
+        error("${where}: not a calibration file of `virnucpro calibrate` (its counts: ${err.class.simpleName})")
+    }
+    if (!meets) {
+        error("${where}: no chunk threshold and share of viral chunks reach an FDR of ${settings.target_fdr} on the calibration set; give a larger --target_fdr")
+    }
+}
+
+// The weights file `virnucpro` identifies a classifier by (its classifier_sha256), where it can be
+// read before any task: a local file or folder, a URL already downloaded, a hub id in the cache.
+def classifierWeights(spec, revision) {
+    def text = spec.toString()
+    def folder = null
+    if (text ==~ /(?i)^(https?|ftp):\/\/.+/) {
+        def environment = System.getenv()
+        def root = environment.VIRNUCPRO_CACHE ?: System.getProperty('user.home') + '/.cache/virnucpro'
+        def digest = java.security.MessageDigest.getInstance('SHA-256').digest(text.getBytes('UTF-8')).encodeHex().toString()
+        def cached = file("${root}/urls/${digest.take(16)}/${text.replaceFirst(/[?#].*$/, '').tokenize('/')[-1]}")
+        return cached.isFile() && !(cached.name ==~ /(?i).*\.(zip|tar|tgz|tar\.gz)$/) ? cached : null
+    }
+    def local = file(text)
+    if (local.exists()) {
+        folder = local.isDirectory() ? local : null
+        if (folder == null) {
+            return local
+        }
+    }
+    else if (text ==~ /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/ && hubCached(text, revision ?: 'main')) {
+        def environment = System.getenv()
+        def home = environment.HF_HOME ?: "${environment.XDG_CACHE_HOME ?: System.getProperty('user.home') + '/.cache'}/huggingface"
+        def repo = file(environment.HF_HUB_CACHE ?: "${home}/hub").resolve('models--' + text.replace('/', '--'))
+        def ref = repo.resolve("refs/${revision ?: 'main'}")
+        folder = repo.resolve("snapshots/${ref.exists() ? ref.text.trim() : revision ?: 'main'}")
+    }
+    if (folder == null) {
+        return null
+    }
+    def candidates = [folder.resolve('model.safetensors')] + (folder.listFiles().findAll { f -> f.name.endsWith('.pth') }.sort { f -> f.name }) + (folder.listFiles().findAll { f -> f.name.endsWith('.pt') }.sort { f -> f.name })
+    return candidates.find { f -> f.isFile() }
+}
+
+def fileSha256(path) {
+    def md = java.security.MessageDigest.getInstance('SHA-256')
+    path.withInputStream { stream ->
+        stream.eachByte(1 << 20) { buffer, count -> md.update(buffer, 0, count) }
+    }
+    return md.digest().encodeHex().toString()
+}
+
+// Whether some chunk margin threshold, and at it some share of viral chunks, have an FDR whose
+// one-sided 95% Wilson upper bound is at most `target` (how `virnucpro calibrate` chooses them)
+def meetsTarget(content, target) {
+    def chunk = lowestMeeting(content.chunk_true_positives, content.chunk_false_positives, target)
+    if (chunk == null) {
+        return false
+    }
+    return lowestMeeting(content.sequence_true_positives[chunk], content.sequence_false_positives[chunk], target) != null
+}
+
+def lowestMeeting(trueCalls, falseCalls, target) {
+    def z = 1.6448536269514722d
+    def z2 = Math.pow(z, 2)
+    return (0..<trueCalls.size()).find { i ->
+        def calls = (trueCalls[i] + falseCalls[i]) as double
+        if (calls <= 0) {
+            return false
+        }
+        def p = (falseCalls[i] as double) / calls
+        def centre = p + z2 / (2 * calls)
+        def spread = z * Math.sqrt(p * (1 - p) / calls + z2 / (4 * calls * calls))
+        return (centre + spread) / (1 + z2 / calls) <= (target as double)
     }
 }
 

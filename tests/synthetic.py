@@ -18,6 +18,13 @@ from virnucpro.shards import read_shard, shard_of
 
 DNABERT_DIM = 24
 ESM_DIM = 40
+# What predict records of its classifier in a score file, for scripted scores: a calibration is
+# checked against the chunk size and the classifier's identity.
+SCRIPTED_CLASSIFIER = {
+    "classifier": "scripted",
+    "classifier_sha256": "5c" * 32,
+    "classifier_chunk_size": "500",
+}
 
 
 def prepared_example(example_fasta: Path, outdir: Path, shard_size: int = 7) -> Path:
@@ -99,6 +106,22 @@ def scripted_sample(
         ids, _ = read_shard(nucleotide)
         virus = np.array([virus_of_chunk[frame_id[:-2]] for frame_id in ids], dtype=np.float32)
         path = folder / "scores" / f"{shard_of(nucleotide)}.scores.parquet"
-        write_scores(path, ids, (1.0 - virus).astype(np.float32), virus, {"classifier": "scripted"})
+        write_scores(path, ids, (1.0 - virus).astype(np.float32), virus, SCRIPTED_CLASSIFIER)
         score_files.append(path)
     return fasta, prepared, score_files
+
+
+def write_calibration_json(folder: Path, chunk_size: int = 500, classifier_sha256: str = "ab" * 32) -> Path:
+    """A calibration.json of `virnucpro calibrate` (written by its own code) for a labelled set of
+    300 sequences whose chunk margins are drawn apart by class: thresholds meet an FDR of 0.05."""
+    from virnucpro.calibration import LabelledChunks, calibrate, write_calibration
+
+    rng = np.random.default_rng(5)
+    truth = np.repeat([True, False], 150)
+    sequence = np.repeat(np.arange(300), 10)
+    margin = np.where(truth[sequence], rng.beta(6, 2, 3000), rng.beta(2, 6, 3000)) * 2 - 1
+    chunks = LabelledChunks(sequence, margin.astype(np.float32), ((margin + 1) / 2).astype(np.float32), truth)
+    made = {"chunk_size": chunk_size, "classifier": "c", "classifier_sha256": classifier_sha256}
+    provenance = {**made, "sources": [{"file": "chunks.tsv", **made}]}
+    write_calibration(chunks, calibrate(chunks, 0.05, provenance), folder)
+    return folder / "calibration.json"

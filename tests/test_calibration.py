@@ -167,13 +167,14 @@ def test_calibration_errors_are_one_line(calibrated, tmp_path):
     bad_labels = tmp_path / "bad.tsv"
     bad_labels.write_text("sequence_id\tlabel\nvirus_1_0\tphage\n")
     unrelated = tmp_path / "unrelated.tsv"
-    unrelated.write_text("sequence_id\tlabel\nsomething_else\tvirus\n")
+    unrelated.write_text("sequence_id\tlabel\nsomething_else\tvirus\nanother_thing\tothers\n")
     not_json = tmp_path / "calibration.json"
     not_json.write_text("{}")
     other_size = tmp_path / "other_size.json"
     content = json.loads((folder / "cal" / "calibration.json").read_text())
     assert content["provenance"]["chunk_size"] == 500  # from the run.json beside chunks.tsv
     content["provenance"]["chunk_size"] = 300
+    content["provenance"]["sources"] = [{**s, "chunk_size": 300} for s in content["provenance"]["sources"]]
     other_size.write_text(json.dumps(content))
     mine = tmp_path / "mine"
     mine.mkdir()

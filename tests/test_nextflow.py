@@ -37,6 +37,7 @@ from nextflow_support import (
     trace_files,
     write_records,
 )
+from synthetic import write_calibration_json
 
 pytestmark = pytest.mark.nextflow
 
@@ -246,6 +247,10 @@ BAD_PARAMETERS = [
         "--shard_size must be a whole number of at least 1",
     ),
     (
+        ["--input", DATA / "example.fa", "--region_min_chunks", "100000000000000000000"],
+        "--region_min_chunks must be a whole number of at least 1 and at most 2147483647",
+    ),
+    (
         ["--input", DATA / "example.fa", "--chunk-size", "300"],
         "Unknown parameter --chunk-size (did you mean --chunk_size?",
     ),
@@ -333,6 +338,8 @@ BAD_SAMPLESHEETS = [
     ("sample,file\nx,a.fa,extra\n", "line 2: 3 values for the 2 columns of the header"),
     ("sample,file\nx,\n", "line 2: both sample and file need a value"),
     ("sample,file\nx,a.fa\nx,a.fa\n", "line 3: a.fa is listed twice for sample 'x'"),
+    # the same file under another path, found before PREPARE
+    ("sample,file\nx,a.fa\nx,./a.fa\n", "line 3: ./a.fa is listed twice for sample 'x'"),
     ("sample,file\nx/y,a.fa\n", "'x/y' cannot be a sample name"),
 ]
 
@@ -346,6 +353,59 @@ def test_bad_samplesheet_fails_with_its_message(tmp_path, content, message):
     result = run_nextflow("run", REPO, "--input", sheet, "-stub-run", cwd=tmp_path)
     assert result.returncode != 0
     assert message.format(folder=sheet.parent) in result.stdout + result.stderr
+    assert not any((tmp_path / "work").glob("*/*"))
+
+
+def test_a_samplesheet_saved_with_a_byte_order_mark_is_read(tmp_path):
+    """Excel's "CSV UTF-8" starts the file with a byte-order mark: the header is still the header.
+    (The run then stops at the first check after the samplesheet: an offline hub model.)"""
+    sheet = tmp_path / "samples.csv"
+    shutil.copy(DATA / "example.fa", tmp_path / "a.fa")
+    sheet.write_bytes("\ufeffsample,file\r\nx,a.fa\r\n".encode())
+    result = run_nextflow(
+        "run", REPO, "--input", sheet, "--dnabert_model", "nobody/not-cached", "-stub-run", cwd=tmp_path
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "needs a header line" not in output
+    assert "--dnabert_model 'nobody/not-cached': the run is offline" in output
+
+
+@pytest.mark.parametrize(
+    "case", ["another chunk size", "another classifier", "not a calibration", "target out of reach"]
+)
+def test_a_calibration_that_cannot_fit_is_refused_before_any_task(tmp_path, test_models, case):
+    """--calibration is checked with the parameters: its chunk size, the classifier it was made for
+    (a local one's weights), whether it reaches --target_fdr, not in REPORT after the embedding."""
+    from virnucpro.checksums import file_sha256
+
+    ours = file_sha256(test_models / "classifier" / "model.safetensors")
+    calibration = write_calibration_json(
+        tmp_path / "cal",
+        chunk_size=300 if case == "another chunk size" else 500,
+        classifier_sha256="ab" * 32 if case == "another classifier" else ours,
+    )
+    if case == "not a calibration":
+        calibration.write_text('{"format": "something else"}')
+    arguments = [
+        "--input",
+        DATA / "example.fa",
+        "--calibration",
+        calibration,
+        "--classifier",
+        test_models / "classifier",
+    ]
+    if case == "target out of reach":
+        arguments += ["--target_fdr", "0.0001"]
+    message = {
+        "another chunk size": "calibrated on 300 bp chunks, but the chunks are 500 bp (--chunk_size)",
+        "another classifier": "calibrated for another classifier (sha256 abababababab...",
+        "not a calibration": "not a calibration file of `virnucpro calibrate`",
+        "target out of reach": "on the calibration set; give a larger --target_fdr",
+    }[case]
+    result = run_nextflow("run", REPO, *arguments, "-stub-run", cwd=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
     assert not any((tmp_path / "work").glob("*/*"))
 
 

@@ -24,6 +24,7 @@ from virnucpro.embedding.engine import embed_sequences, load_embedder
 from virnucpro.embedding.pool import assign_round_robin, embed_files
 from virnucpro.embedding_files import read_embeddings
 from virnucpro.errors import InputError
+from virnucpro.paths import OUTDIR_MARKER
 from virnucpro.shards import read_shard, shard_name
 
 
@@ -99,7 +100,7 @@ def test_outputs_correspond_to_inputs_in_shard_order(shards, test_models, tmp_pa
         "dnabert", order, tmp_path, str(test_models / "dnabert-s"), devices="cpu", workers=2, quiet=True
     )
     assert [p.name.split(".")[0] for p in outputs] == [p.name.split(".")[0] for p in order]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in outputs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([OUTDIR_MARKER, *(p.name for p in outputs)])
     embedder = load_embedder("dnabert", test_models / "dnabert-s")
     for shard, output in zip(order, outputs, strict=True):
         ids, sequences = read_shard(shard)
@@ -128,6 +129,12 @@ def test_resume_recomputes_exactly_the_missing_and_broken_files(shards, referenc
     (outdir / "shard_00002.dnabert.parquet").unlink()
     broken = outdir / "shard_00004.dnabert.parquet"
     broken.write_bytes(broken.read_bytes()[:200])
+    # A file that no longer matches what the command wrote is not replaced (it cannot be told from
+    # a user's): the command names it and touches nothing; removed, it is recomputed.
+    refused = embed_dna(shards, outdir, test_models / "dnabert-s", "--workers", "2")
+    assert refused.returncode == 2 and f"{broken}: was changed since virnucpro wrote it" in refused.stderr
+    assert not (outdir / "shard_00002.dnabert.parquet").exists() and len(broken.read_bytes()) == 200
+    broken.unlink()
     result = embed_dna(shards, outdir, test_models / "dnabert-s", "--workers", "2")
     assert result.returncode == 0, result.stderr
     assert sorted(lines(result.stderr, "embedded")) == ["shard_00002", "shard_00004"]

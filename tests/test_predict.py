@@ -11,6 +11,7 @@ from synthetic import DNABERT_DIM, ESM_DIM, prepared_example, random_classifier,
 from virnucpro.classifier import MLPClassifier, score_features
 from virnucpro.embedding_files import read_embeddings, read_metadata, write_embeddings
 from virnucpro.errors import InputError
+from virnucpro.paths import OUTDIR_MARKER
 from virnucpro.predict import predict_files
 from virnucpro.score_files import read_scores
 
@@ -123,7 +124,8 @@ def test_predict_cli(shards):
     )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == [
-        f"shard_0000{i}.scores.parquet" for i in range(1, 6)
+        OUTDIR_MARKER,
+        *(f"shard_0000{i}.scores.parquet" for i in range(1, 6)),
     ]
     bad = run_cli(
         "predict",

@@ -16,7 +16,7 @@ import pytest
 from conftest import OUTPUTS, golden_or_skip, run_cli
 from synthetic import prepared_example, random_classifier, scripted_sample, write_random_embeddings
 from virnucpro.errors import InputError
-from virnucpro.paths import CHUNK_FRAMES_TSV
+from virnucpro.paths import CHUNK_FRAMES_TSV, OUTDIR_MARKER
 from virnucpro.predict import predict_files
 from virnucpro.report import CHUNK_COLUMNS, SEQUENCE_COLUMNS, float32_text, report
 from virnucpro.report_data import CALLS
@@ -56,7 +56,7 @@ def read_tsv(path: Path) -> list[dict[str, str]]:
 
 
 def test_every_output_is_written(reported):
-    assert sorted(p.name for p in reported.iterdir()) == sorted(OUTPUTS)
+    assert sorted(p.name for p in reported.iterdir()) == sorted([*OUTPUTS, OUTDIR_MARKER])
 
 
 def test_prediction_results_layout_and_values(scored, reported):

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import DATA, OUTPUTS, cli_env, run_cli
 from synthetic import random_classifier
-from virnucpro.paths import WORK_OUTPUTS, RunLayout
+from virnucpro.paths import OUTDIR_MARKER, WORK_OUTPUTS, RunLayout
 from virnucpro.report import CHUNK_COLUMNS, SEQUENCE_COLUMNS
 
 pytestmark = pytest.mark.slow
@@ -77,7 +77,7 @@ def baseline(test_models, tmp_path_factory) -> Path:
 
 
 def test_every_output_with_its_columns(baseline):
-    assert {p.name for p in baseline.iterdir()} == {*OUTPUTS, "work"}
+    assert {p.name for p in baseline.iterdir()} == {*OUTPUTS, "work", OUTDIR_MARKER}
     layout = RunLayout(baseline)
     # Embeddings are scored in the workers and kept only with --keep-embeddings.
     assert sorted(p.name for p in layout.work.iterdir()) == sorted(set(WORK_OUTPUTS) - {"embeddings"})
@@ -143,7 +143,7 @@ def test_consensus_recomputed_from_prediction_results(baseline):
 def test_two_runs_are_byte_identical_and_a_rerun_resumes(test_models, baseline, tmp_path):
     run_ok(test_models, tmp_path / "out", "--workers", "2")
     assert_same_outputs(baseline, tmp_path / "out")
-    for first in sorted((baseline / "work" / "scores").iterdir()):
+    for first in sorted((baseline / "work" / "scores").glob("shard_*")):
         assert first.read_bytes() == (tmp_path / "out" / "work" / "scores" / first.name).read_bytes()
     # The same command again: nothing is recomputed, the outputs stay the same.
     work = tmp_path / "out" / "work"

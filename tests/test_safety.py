@@ -313,7 +313,21 @@ def test_corruption_inside_a_parquet_file_is_detected_and_recomputed(test_models
         ),
         "shard_00003.esm.parquet", "corrupt",
     )  # fmt: skip
-    # The run recomputes them, and the results equal the uncorrupted run's.
+    # A rerun does not replace a file that no longer matches what the run wrote (it cannot tell it
+    # from a user's): it names it and touches nothing. Once it is removed, the run recomputes it,
+    # and the results equal the uncorrupted run's.
+    changed = snapshot(outdir)
+    refused(
+        run_cli(*run_args(test_models, reads, outdir)),
+        "shard_00003.esm.parquet: was changed since virnucpro wrote it",
+    )
+    assert snapshot(outdir) == changed
+    for path in (
+        layout.embeddings / "shard_00003.esm.parquet",
+        layout.scores / "shard_00003.scores.parquet",
+        layout.scores / "shard_00001.scores.parquet",
+    ):
+        path.unlink()
     result = run_cli(*run_args(test_models, reads, outdir))
     assert result.returncode == 0, result.stderr
     after = parquet_mtimes(outdir)
@@ -456,7 +470,7 @@ def test_disk_full_is_one_line_and_leaves_only_whole_files(scored, tmp_path):
         subprocess.run(["mount", "-o", "remount,size=400k", str(mount)], check=True)
         result = run_cli(*args, "--outdir", outdir)
         assert result.returncode == 0, result.stderr
-        assert {p.name for p in outdir.iterdir()} == set(OUTPUTS)
+        assert {p.name for p in outdir.iterdir()} == {*OUTPUTS, OUTDIR_MARKER}
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="mounting a small file system needs root")
@@ -469,14 +483,13 @@ def test_disk_full_during_prepare_is_one_line_and_leaves_nothing(tmp_path):
         assert not outdir.exists()  # the folder it made goes too
 
 
-def test_a_file_size_limit_is_one_line_and_leaves_only_whole_files(scored, tmp_path):
-    """RLIMIT_FSIZE (ulimit -f) makes writes fail for real (EFBIG), root or not.
-
-    The limit lies between the largest other output and report.html (it embeds both figures), so
-    every other file is written whole and report.html is the one refused."""
-    args, reference = scored
-    outdir = tmp_path / "out"
-    others = max(p.stat().st_size for p in reference.iterdir() if p.name != "report.html")
+def run_cli_html_too_large(args: list, reference: Path) -> subprocess.CompletedProcess:
+    """The CLI under a file-size limit (RLIMIT_FSIZE, ulimit -f) between the largest other output
+    of `reference` and report.html (it embeds both figures): every other file can be written whole
+    and report.html cannot."""
+    others = max(
+        p.stat().st_size for p in reference.iterdir() if p.name not in ("report.html", OUTDIR_MARKER)
+    )
     html = (reference / "report.html").stat().st_size
     assert others < html
     size_limit = (others + html) // 2
@@ -484,14 +497,24 @@ def test_a_file_size_limit_is_one_line_and_leaves_only_whole_files(scored, tmp_p
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (size_limit, size_limit))
 
-    result = subprocess.run(
-        [sys.executable, "-m", "virnucpro", *map(str, args), "--outdir", str(outdir)],
+    return subprocess.run(
+        [sys.executable, "-m", "virnucpro", *map(str, args)],
         capture_output=True,
         text=True,
         env=cli_env(),
         preexec_fn=limit,
     )
-    refused(result, os.strerror(errno.EFBIG), "report.html")
+
+
+def test_a_file_size_limit_is_one_line_and_leaves_only_whole_files(scored, tmp_path):
+    """RLIMIT_FSIZE makes writes fail for real (EFBIG), root or not: report.html is the one refused."""
+    args, reference = scored
+    outdir = tmp_path / "out"
+    refused(
+        run_cli_html_too_large([*args, "--outdir", outdir], reference),
+        os.strerror(errno.EFBIG),
+        "report.html",
+    )
     assert_failed_report_left_only_whole_files(outdir, reference)
 
 
@@ -504,15 +527,36 @@ def test_a_read_only_output_folder_is_one_line(scored, tmp_path):
 
 
 def test_a_rerun_removes_run_json_before_rewriting_the_other_outputs(scored, tmp_path):
-    """run.json marks a finished folder: a rerun that fails leaves none."""
+    """run.json marks a finished folder: a rerun that fails while it writes leaves none."""
     args, reference = scored
     outdir = tmp_path / "out"
     shutil.copytree(reference, outdir)
-    # An unreadable scores folder makes the rerun fail after it started.
-    result = run_cli(*args[:-1], tmp_path / "no-such-scores.parquet", "--outdir", outdir)
-    refused(result, "no-such-scores.parquet")
+    refused(run_cli_html_too_large([*args, "--outdir", outdir], reference), "report.html")
     assert not (outdir / RUN_JSON).exists()
     assert_failed_report_left_only_whole_files(outdir, reference)
+
+
+def test_a_report_refused_for_its_inputs_touches_no_earlier_output(scored, tmp_path):
+    """Everything report reads (scores, prepare folder, inputs) is checked before an earlier output
+    goes: a wrong, missing or misordered input into a finished folder is refused and every file
+    stays as it was."""
+    args, _ = scored
+    outdir = tmp_path / "out"
+    assert run_cli(*args, "--outdir", outdir).returncode == 0
+    before = snapshot(outdir)
+    prepared = Path(args[args.index("--prepared") + 1])
+    other = tmp_path / "other.fa"
+    other.write_text(EXAMPLE.read_text().replace("ACGT", "ACGA", 1))
+    cases = [
+        ([*args[:-1], tmp_path / "no-such-scores.parquet"], "no-such-scores.parquet"),
+        ([*args[:2], other, *args[3:]], f"{other}: is not the input the prepare folder was made from"),
+        ([*args[:3], "--input", other, *args[3:]], "2 input file(s), but"),
+        ([*args[:4], tmp_path / "nothing", *args[5:]], "not a finished prepare folder"),
+    ]
+    for arguments, message in cases:
+        refused(run_cli(*arguments, "--outdir", outdir), message)
+        assert snapshot(outdir) == before, message
+    assert prepared.is_dir()
 
 
 def test_a_classifier_for_another_chunk_size_is_refused(test_models, scored, tmp_path):

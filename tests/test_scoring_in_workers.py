@@ -18,6 +18,7 @@ import pytest
 
 from conftest import DATA, cli_env, damage_a_data_page, run_cli
 from virnucpro.embedding_files import is_complete, read_embeddings, read_metadata
+from virnucpro.ownership import Record, entry_of
 from virnucpro.score_files import read_scores
 
 pytestmark = pytest.mark.slow
@@ -126,6 +127,12 @@ def test_a_damaged_page_behind_an_intact_footer_is_found_when_read_for_scoring(
     run_cli("embed", *shards, "--outdir", out, *scoring(test_models), "--keep-embeddings", "-q", check=True)
     damaged = out / "shard_00001.esm.parquet"
     damage_a_data_page(damaged)
+    # Damage after the file was written makes it another file than the record lists: a rerun
+    # refuses to replace it. Damage that the record saw (made as the file was written) is found
+    # by the worker that reads it.
+    refused = run_cli("embed", *shards, "--outdir", out, *scoring(test_models), "--keep-embeddings")
+    assert refused.returncode == 2 and f"{damaged}: was changed since virnucpro wrote it" in refused.stderr
+    Record(out).append({damaged.name: entry_of(damaged)})
     expected = {
         k: v for k, v in read_metadata(damaged).items() if k in ("model", "revision", "precision", "pooling")
     }

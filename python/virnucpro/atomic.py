@@ -6,6 +6,8 @@ was written and flushed. An output path that is a symlink is replaced by the new
 written through. A crash leaves at most a `.tmp-*` file, which readers ignore and the next run
 removes (`remove_stale_temporaries`) once the process that wrote it is gone. A write that fails
 (disk full, read-only folder) raises `OutputError` naming the final file, and leaves nothing.
+A write into a folder a command claimed is listed in that folder's record before the rename
+(`ownership`), so the next command knows the file is the project's.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from pathlib import Path
 from typing import IO
 
 from virnucpro.errors import output_error
+from virnucpro.ownership import note_written
 from virnucpro.paths import TMP_PREFIX
 
 # mkstemp creates files readable by their owner only; finished files get the permissions a plain
 # open() would give (0666 less the umask), so collaborators can read published results.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+UMASK = os.umask(0o022)
+os.umask(UMASK)
 
 
 def process_exists(pid: int) -> bool:
@@ -85,7 +88,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, 0o666 & ~UMASK)
+        note_written(final, tmp)
         os.replace(tmp, final)
     except OSError as err:
         tmp.unlink(missing_ok=True)

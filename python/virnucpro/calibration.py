@@ -32,6 +32,8 @@ import pyarrow.csv as pacsv
 
 from virnucpro.atomic import atomic_open
 from virnucpro.errors import InputError
+from virnucpro.json_files import MAX_COUNT, check_keys, is_count, is_number, parse_json
+from virnucpro.output_folder import begin_outputs
 from virnucpro.paths import CALIBRATION_JSON, CALIBRATION_OUTPUTS, CALIBRATION_TSV, RELIABILITY_PNG
 
 log = logging.getLogger("virnucpro")
@@ -76,11 +78,14 @@ class LabelledChunks:
 
 
 def read_labels(path: str | Path) -> dict[str, bool]:
-    """A TSV with a header `sequence_id<TAB>label` and a label `virus` or `others` per line."""
+    """A TSV with a header `sequence_id<TAB>label` and a label `virus` or `others` per line, both
+    labels present (an FDR needs both classes). A byte-order mark (spreadsheets write one) is
+    skipped."""
     path = Path(path)
     labels: dict[str, bool] = {}
+    number = 1
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
             header = next(reader, None)
             if header is None or [h.strip() for h in header[:2]] != ["sequence_id", "label"]:
@@ -89,7 +94,9 @@ def read_labels(path: str | Path) -> dict[str, bool]:
                 if not row or not "".join(row).strip():
                     continue
                 if len(row) < 2 or row[1].strip() not in LABELS:
-                    raise InputError(f"{path}: line {number}: the label must be virus or others ({row!r})")
+                    raise InputError(
+                        f"{path}: line {number}: the label must be virus or others ({row!r:.200})"
+                    )
                 seq_id, label = row[0].strip(), LABELS[row[1].strip()]
                 if labels.get(seq_id, label) != label:
                     raise InputError(f"{path}: line {number}: {seq_id} is labelled both virus and others")
@@ -97,15 +104,67 @@ def read_labels(path: str | Path) -> dict[str, bool]:
     except OSError as err:
         raise InputError(f"{path}: cannot read the labels ({err.strerror})") from None
     except UnicodeDecodeError:
-        raise InputError(f"{path}: not a text file") from None
+        raise InputError(f"{path}: not a text file (binary or non-UTF-8 content)") from None
+    except csv.Error as err:
+        raise InputError(f"{path}: line {number + 1}: not a labels line ({err})") from None
     if not labels:
         raise InputError(f"{path}: no labelled sequence")
+    for name, value in LABELS.items():
+        if value not in labels.values():
+            raise InputError(
+                f"{path}: no sequence is labelled {name}; an FDR needs labelled sequences of both classes "
+                "(virus and others)"
+            )
     return labels
+
+
+def distinct_files(paths: Sequence[Path], option: str) -> None:
+    """Refuse a file given twice (under any name: ./x and x, a link, a hard link)."""
+    seen: dict[tuple[int, int], Path] = {}
+    for path in paths:
+        try:
+            status = Path(path).stat()
+        except OSError as err:
+            raise InputError(f"{path}: cannot read {option} ({err.strerror})") from None
+        earlier = seen.setdefault((status.st_dev, status.st_ino), path)
+        if earlier is not path:
+            raise InputError(
+                f"{path}: given twice to {option} (as {earlier} too); each file counts once, give it once"
+            )
+
+
+def _refuse_repeated_ids(ids: list[pa.ChunkedArray | pa.Array], paths: Sequence[Path], what: str) -> None:
+    """Refuse an id (of a chunk, or of a frame) that appears twice among the files: it would count
+    twice in the calibration."""
+    table = pa.table(
+        {
+            "id": pa.chunked_array(
+                [c for column in ids for c in getattr(column, "chunks", [column])], pa.string()
+            ),
+            "file": pa.array(np.repeat(np.arange(len(ids)), [len(column) for column in ids]), pa.int64()),
+        }
+    )
+    counts = table.group_by("id", use_threads=False).aggregate(
+        [("file", "count"), ("file", "min"), ("file", "max")]
+    )
+    repeated = counts.filter(pc.greater(counts.column("file_count"), 1))
+    if repeated.num_rows:
+        first = repeated.slice(0, 1).to_pylist()[0]
+        where = (
+            f"twice in {paths[first['file_min']]}"
+            if first["file_min"] == first["file_max"]
+            else f"in {paths[first['file_min']]} and in {paths[first['file_max']]}"
+        )
+        raise InputError(
+            f"{first['id']}: this {what} is given {where} ({repeated.num_rows} {what}s given more than "
+            "once); each counts once in a calibration: give each file once"
+        )
 
 
 def chunks_from_tables(paths: Sequence[Path], labels: dict[str, bool]) -> LabelledChunks:
     """The scored chunks of report `chunks.tsv` files."""
-    ids, others, virus = [], [], []
+    distinct_files(paths, "--chunks")
+    ids, chunk_ids, others, virus = [], [], [], []
     for path in paths:
         try:
             table = pacsv.read_csv(
@@ -114,10 +173,11 @@ def chunks_from_tables(paths: Sequence[Path], labels: dict[str, bool]) -> Labell
                 convert_options=pacsv.ConvertOptions(
                     column_types={
                         "sequence_id": pa.string(),
+                        "chunk_id": pa.string(),
                         "max_score_others": pa.float32(),
                         "max_score_virus": pa.float32(),
                     },
-                    include_columns=["sequence_id", "max_score_others", "max_score_virus"],
+                    include_columns=["sequence_id", "chunk_id", "max_score_others", "max_score_virus"],
                 ),
             )
         except OSError as err:
@@ -125,9 +185,11 @@ def chunks_from_tables(paths: Sequence[Path], labels: dict[str, bool]) -> Labell
         except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as err:
             raise InputError(f"{path}: not a chunks.tsv written by `virnucpro report` ({err})") from None
         scored = table.filter(pc.is_valid(table.column("max_score_virus")))
+        chunk_ids.append(table.column("chunk_id"))
         ids.append(scored.column("sequence_id"))
         others.append(scored.column("max_score_others").to_numpy())
         virus.append(scored.column("max_score_virus").to_numpy())
+    _refuse_repeated_ids(chunk_ids, paths, "chunk")
     return _labelled(pa.chunked_array([c for i in ids for c in i.chunks], pa.string()), others, virus, labels)
 
 
@@ -136,28 +198,28 @@ def chunks_from_scores(paths: Sequence[Path], labels: dict[str, bool]) -> Labell
     `{sequence}_chunk_{k}{frame}`, as prepare names them)."""
     from virnucpro.score_files import read_scores
 
+    if not paths:
+        raise InputError("calibrate: no score file given")
+    distinct_files(paths, "--scores")
     tables = []
     for path in paths:
         try:
             scores = read_scores(path)
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError, KeyError, pa.ArrowException) as err:
             raise InputError(f"{path}: not a readable scores file ({err})") from None
         tables.append(
             pa.table(
                 {
-                    "chunk": pc.utf8_slice_codeunits(pa.array(scores.ids, pa.string()), 0, -2),
+                    "frame": pa.array(scores.ids, pa.string()),
                     "others": scores.score_others,
                     "virus": scores.score_virus,
                 }
             )
         )
-    if not tables:
-        raise InputError("calibrate: no score file given")
-    chunks = (
-        pa.concat_tables(tables)
-        .group_by("chunk", use_threads=False)
-        .aggregate([("others", "max"), ("virus", "max")])
-    )
+    _refuse_repeated_ids([table.column("frame") for table in tables], paths, "frame")
+    frames = pa.concat_tables(tables)
+    frames = frames.append_column("chunk", pc.utf8_slice_codeunits(frames.column("frame"), 0, -2))
+    chunks = frames.group_by("chunk", use_threads=False).aggregate([("others", "max"), ("virus", "max")])
     sequence_ids = pc.replace_substring_regex(
         chunks.column("chunk"), pattern="_chunk_[0-9]+$", replacement=""
     )
@@ -170,41 +232,97 @@ def chunks_from_scores(paths: Sequence[Path], labels: dict[str, bool]) -> Labell
 
 
 def provenance_of_tables(paths: Sequence[Path]) -> dict:
-    """Chunk size and classifier of the runs behind report chunks.tsv files (their run.json)."""
-    seen: dict = {}
+    """Chunk size and classifier of the runs behind report chunks.tsv files (the run.json beside
+    each): every table needs one, and all must agree."""
+    from virnucpro.json_files import read_json_object
+
+    sources = []
     for path in paths:
-        try:
-            run = json.loads((Path(path).parent / "run.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            log.warning(
-                "calibrate: no readable run.json beside %s; its chunk size and classifier are unknown", path
+        record = Path(path).parent / "run.json"
+        if not record.is_file():
+            raise InputError(
+                f"{path}: no run.json beside it, so the chunk size and classifier of these chunks are "
+                "unknown; give the chunks.tsv of a finished `virnucpro run` or `report` folder"
             )
-            continue
-        found = {
-            "chunk_size": (run.get("parameters") or {}).get("chunk_size"),
-            "classifier": (run.get("models") or {}).get("classifier"),
-            "classifier_sha256": (run.get("models") or {}).get("classifier_sha256"),
-        }
-        for key, value in found.items():
-            if value is not None and seen.setdefault(key, value) != value:
-                raise InputError(
-                    f"{path}: made with another {key} ({value}) than the other --chunks ({seen[key]})"
-                )
-    return seen
+        run = read_json_object(record)
+        parameters, models = run.get("parameters"), run.get("models")
+        sources.append(
+            _source(
+                path,
+                parameters.get("chunk_size") if isinstance(parameters, dict) else None,
+                models.get("classifier") if isinstance(models, dict) else None,
+                models.get("classifier_sha256") if isinstance(models, dict) else None,
+                record,
+            )
+        )
+    return _common_provenance(sources, "--chunks")
 
 
 def provenance_of_scores(paths: Sequence[Path]) -> dict:
-    """The classifier behind score files (their metadata); chunk size is not recorded there."""
+    """The chunk size and classifier behind score files (their metadata, as predict writes it)."""
     from virnucpro.embedding_files import read_metadata
 
-    seen: dict = {}
+    sources = []
     for path in paths:
-        metadata = read_metadata(path)
-        for key in ("classifier", "classifier_sha256"):
-            value = metadata.get(key)
-            if value is not None and seen.setdefault(key, value) != value:
-                raise InputError(f"{path}: scored by another classifier than the other --scores files")
-    return seen
+        try:
+            metadata = read_metadata(path)
+        except (OSError, ValueError, pa.ArrowException) as err:
+            raise InputError(f"{path}: not a readable scores file ({err})") from None
+        size = metadata.get("classifier_chunk_size")
+        sources.append(
+            _source(
+                path,
+                int(size) if size is not None and size.isdecimal() and len(size) < 6 else size,
+                metadata.get("classifier"),
+                metadata.get("classifier_sha256"),
+                f"{path} (its metadata)",
+                hint="its classifier does not say which chunk size it was trained on; calibrate from the "
+                "chunks.tsv of `virnucpro run` or `report` (their run.json records it)",
+            )
+        )
+    return _common_provenance(sources, "--scores")
+
+
+def _source(path, chunk_size, classifier, classifier_sha256, where, hint: str = "") -> dict:
+    """One source's provenance, each value checked (one line naming what is missing or wrong)."""
+    from virnucpro.defaults import CHUNK_SIZES
+    from virnucpro.json_files import SHA256, is_count
+
+    if not (is_count(chunk_size) and chunk_size in CHUNK_SIZES):
+        raise InputError(
+            f"{where}: records no chunk size of 300 or 500 ({chunk_size!r:.40})"
+            + (f"; {hint}" if hint and chunk_size is None else "")
+        )
+    if not isinstance(classifier_sha256, str) or not SHA256.match(classifier_sha256):
+        raise InputError(
+            f"{where}: records no classifier_sha256 (the classifier's identity): {classifier_sha256!r:.80}"
+        )
+    if not isinstance(classifier, str):
+        raise InputError(f"{where}: records no classifier name ({classifier!r:.80})")
+    return {
+        "file": str(path),
+        "chunk_size": chunk_size,
+        "classifier": classifier,
+        "classifier_sha256": classifier_sha256,
+    }
+
+
+def _common_provenance(sources: list[dict], option: str) -> dict:
+    """The chunk size and classifier all sources share (one line naming the first that differs)."""
+    first = sources[0]
+    for source in sources[1:]:
+        for key in ("chunk_size", "classifier_sha256"):
+            if source[key] != first[key]:
+                raise InputError(
+                    f"{source['file']}: made with another {key} ({source[key]}) than {first['file']} "
+                    f"({first[key]}); give {option} files of one chunk size and classifier"
+                )
+    return {
+        "chunk_size": first["chunk_size"],
+        "classifier": first["classifier"],
+        "classifier_sha256": first["classifier_sha256"],
+        "sources": sources,
+    }
 
 
 def _labelled(sequence_ids, others: list[np.ndarray], virus: list[np.ndarray], labels) -> LabelledChunks:
@@ -223,6 +341,12 @@ def _labelled(sequence_ids, others: list[np.ndarray], virus: list[np.ndarray], l
         log.warning("calibrate: %d labelled sequences have no scored chunk", missing)
     renumber = np.cumsum(known) - 1
     kept = known[sequence]
+    classes = {labels[seq_id] for seq_id in unique[known].tolist()}
+    if len(classes) < 2:
+        raise InputError(
+            f"calibrate: every scored, labelled sequence is labelled {'virus' if True in classes else 'others'}; "
+            "an FDR needs scored sequences of both classes (virus and others)"
+        )
     return LabelledChunks(
         sequence=renumber[sequence[kept]],
         margin=(virus - others)[kept],
@@ -301,36 +425,141 @@ class Calibration:
         }
 
     @classmethod
-    def from_json(cls, content: dict, source: str) -> Calibration:
-        try:
-            if content.get("format") != FORMAT or content.get("version") != FORMAT_VERSION:
-                raise ValueError(f"format {content.get('format')!r} version {content.get('version')!r}")
-            if content["chunk_thresholds"] != CHUNK_THRESHOLDS.tolist() or (
-                content["sequence_thresholds"] != SEQUENCE_THRESHOLDS.tolist()
-            ):
-                raise ValueError("other thresholds than this version uses")
-            shapes = {
-                "chunk_true_positives": CHUNK_THRESHOLDS.shape,
-                "chunk_false_positives": CHUNK_THRESHOLDS.shape,
-                "sequence_true_positives": (CHUNK_THRESHOLDS.size, SEQUENCE_THRESHOLDS.size),
-                "sequence_false_positives": (CHUNK_THRESHOLDS.size, SEQUENCE_THRESHOLDS.size),
-            }
-            arrays = {key: np.array(content[key], dtype=np.int64) for key in shapes}
-            for key, shape in shapes.items():
-                if arrays[key].shape != shape:
-                    raise ValueError(f"{key} has shape {arrays[key].shape}, not {shape}")
-            return cls(
-                chunk_true=arrays["chunk_true_positives"],
-                chunk_false=arrays["chunk_false_positives"],
-                chunk_positives=int(content["chunk_positives"]),
-                sequence_true=arrays["sequence_true_positives"],
-                sequence_false=arrays["sequence_false_positives"],
-                sequence_positives=int(content["sequence_positives"]),
-                target_fdr=float(content["target_fdr"]),
-                provenance=dict(content.get("provenance") or {}),
+    def from_json(cls, content: object, source: str) -> Calibration:
+        """A calibration from the content of a calibration.json, every field checked: known keys,
+        whole counts within bounds and consistent with each other, finite numbers, the provenance
+        that `--calibration` is checked against."""
+        where = f"{source}: not a calibration file of `virnucpro calibrate`"
+        if not isinstance(content, dict):
+            raise InputError(f"{where} (not a JSON object)")
+        if content.get("format") != FORMAT or content.get("version") != FORMAT_VERSION:
+            raise InputError(
+                f"{where} (format {content.get('format')!r:.40}, version {content.get('version')!r:.20})"
             )
-        except (KeyError, TypeError, ValueError) as err:
-            raise InputError(f"{source}: not a calibration file of `virnucpro calibrate` ({err})") from None
+        check_keys(content, set(_JSON_KEYS), set(), where)
+        if content["chunk_thresholds"] != CHUNK_THRESHOLDS.tolist() or (
+            content["sequence_thresholds"] != SEQUENCE_THRESHOLDS.tolist()
+        ):
+            raise InputError(f"{where} (other thresholds than this version uses)")
+        target = content["target_fdr"]
+        if not is_number(target) or not 0.0 < target < 1.0:
+            raise InputError(f"{where} (target_fdr {target!r:.40} is not a number between 0 and 1)")
+        chunk_positives = _count(content, "chunk_positives", where)
+        sequence_positives = _count(content, "sequence_positives", where)
+        chunk_true = _counts(
+            content, "chunk_true_positives", (CHUNK_THRESHOLDS.size,), where, chunk_positives
+        )
+        chunk_false = _counts(content, "chunk_false_positives", (CHUNK_THRESHOLDS.size,), where)
+        shape = (CHUNK_THRESHOLDS.size, SEQUENCE_THRESHOLDS.size)
+        sequence_true = _counts(content, "sequence_true_positives", shape, where, sequence_positives)
+        sequence_false = _counts(content, "sequence_false_positives", shape, where)
+        provenance = _checked_provenance(content["provenance"], where)
+        if provenance["labelled"]["chunks_virus"] != chunk_positives or (
+            provenance["labelled"]["sequences_virus"] != sequence_positives
+        ):
+            raise InputError(f"{where} (its positives differ from its labelled counts)")
+        chosen = content["chosen"]
+        if (
+            not isinstance(chosen, dict)
+            or set(chosen) != {"chunk_margin_threshold", "min_viral_fraction"}
+            or not all(value is None or is_number(value) for value in chosen.values())
+        ):
+            raise InputError(f"{where} (chosen is not the two thresholds)")
+        return cls(
+            chunk_true=chunk_true,
+            chunk_false=chunk_false,
+            chunk_positives=chunk_positives,
+            sequence_true=sequence_true,
+            sequence_false=sequence_false,
+            sequence_positives=sequence_positives,
+            target_fdr=float(target),
+            provenance=provenance,
+        )
+
+
+# The keys of calibration.json, in the order `to_json` writes them.
+_JSON_KEYS = (
+    "format", "version", "target_fdr", "chosen", "provenance", "chunk_thresholds", "sequence_thresholds",
+    "chunk_positives", "chunk_true_positives", "chunk_false_positives", "sequence_positives",
+    "sequence_true_positives", "sequence_false_positives",
+)  # fmt: skip
+_LABELLED_KEYS = ("sequences_virus", "sequences_others", "chunks_virus", "chunks_others")
+
+
+def _count(content: dict, key: str, where: str) -> int:
+    value = content[key]
+    if not is_count(value):
+        raise InputError(f"{where} ({key} {value!r:.40} is not a whole number from 0 to {MAX_COUNT})")
+    return value
+
+
+def _counts(
+    content: dict, key: str, shape: tuple[int, ...], where: str, positives: int | None = None
+) -> np.ndarray:
+    """A table of counts of calls at rising thresholds: whole numbers, at most `positives`, never
+    rising along a row (a higher threshold makes no more calls)."""
+    rows = content[key] if len(shape) == 2 else [content[key]]
+    if not isinstance(rows, list) or len(rows) != (shape[0] if len(shape) == 2 else 1):
+        raise InputError(f"{where} ({key} is not {shape[0]} lists)")
+    width = shape[-1]
+    for row in rows:
+        if not isinstance(row, list) or len(row) != width or not all(is_count(v) for v in row):
+            raise InputError(f"{where} ({key} is not lists of {width} whole numbers from 0 to {MAX_COUNT})")
+    table = np.array(rows, dtype=np.int64).reshape(shape)
+    if (positives is not None and (table > positives).any()) or (np.diff(table, axis=-1) > 0).any():
+        raise InputError(
+            f"{where} ({key}: counts that cannot be, above the positives or rising with the threshold)"
+        )
+    return table
+
+
+def _checked_provenance(provenance: object, where: str) -> dict:
+    """The provenance of a calibration: chunk size, classifier, its sources and labelled counts."""
+    if not isinstance(provenance, dict):
+        raise InputError(f"{where} (provenance is not an object)")
+    check_keys(
+        provenance,
+        {"chunk_size", "classifier", "classifier_sha256", "sources", "labelled"},
+        set(),
+        f"{where} (provenance)",
+    )
+    _source(
+        "provenance",
+        provenance["chunk_size"],
+        provenance["classifier"],
+        provenance["classifier_sha256"],
+        where,
+    )
+    sources = provenance["sources"]
+    if not isinstance(sources, list) or not sources:
+        raise InputError(f"{where} (provenance: sources is not a list of the files it was made from)")
+    for entry in sources:
+        if not isinstance(entry, dict) or set(entry) != {
+            "file",
+            "chunk_size",
+            "classifier",
+            "classifier_sha256",
+        }:
+            raise InputError(
+                f"{where} (provenance: a source is not file, chunk_size, classifier, classifier_sha256)"
+            )
+        _source(entry["file"], entry["chunk_size"], entry["classifier"], entry["classifier_sha256"], where)
+        if not isinstance(entry["file"], str):
+            raise InputError(f"{where} (provenance: a source's file is not a path)")
+    _common_provenance(sources, "calibrate")
+    if (
+        sources[0]["chunk_size"] != provenance["chunk_size"]
+        or sources[0]["classifier_sha256"] != provenance["classifier_sha256"]
+    ):
+        raise InputError(f"{where} (provenance: its sources were made with another chunk size or classifier)")
+    labelled = provenance["labelled"]
+    if not isinstance(labelled, dict):
+        raise InputError(f"{where} (provenance: labelled is not an object)")
+    check_keys(labelled, set(_LABELLED_KEYS), set(), f"{where} (provenance: labelled)")
+    for key in _LABELLED_KEYS:
+        if not is_count(labelled[key]):
+            raise InputError(f"{where} (provenance: labelled {key} is not a whole number)")
+    return provenance
 
 
 def load_calibration(path: str | Path) -> tuple[Calibration, str]:
@@ -340,12 +569,7 @@ def load_calibration(path: str | Path) -> tuple[Calibration, str]:
         raw = path.read_bytes()
     except OSError as err:
         raise InputError(f"{path}: cannot read --calibration ({err.strerror})") from None
-    try:
-        content = json.loads(raw)
-    except ValueError as err:
-        raise InputError(f"{path}: --calibration is not valid JSON ({err})") from None
-    if not isinstance(content, dict):
-        raise InputError(f"{path}: not a calibration file of `virnucpro calibrate`")
+    content = parse_json(raw, path, "--calibration")
     return Calibration.from_json(content, str(path)), hashlib.sha256(raw).hexdigest()
 
 
@@ -528,15 +752,14 @@ def reliability_png(chunks: LabelledChunks, calibration: Calibration) -> bytes:
     return png_bytes(figure)
 
 
-def write_calibration(chunks: LabelledChunks, calibration: Calibration, outdir: Path) -> None:
+def write_calibration(
+    chunks: LabelledChunks, calibration: Calibration, outdir: Path, inputs: Sequence[Path] = ()
+) -> None:
     """calibration.tsv, the reliability plot, and calibration.json (what `--calibration` reads),
-    written last: its presence means the others are complete."""
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"{outdir}: cannot write the output folder ({err.strerror})") from None
-    _refuse_foreign_outputs(outdir)
+    written last: its presence means the others are complete. Earlier outputs in `outdir` are
+    replaced only when they are ours (the folder's record), calibration.json first."""
     png = reliability_png(chunks, calibration)
+    begin_outputs(outdir, inputs, CALIBRATION_OUTPUTS, CALIBRATION_JSON, "virnucpro calibrate")
     with atomic_open(outdir / CALIBRATION_TSV, "w", encoding="utf-8", newline="\n") as out:
         out.write("\t".join(TABLE_COLUMNS) + "\n")
         out.writelines("\t".join(map(str, row)) + "\n" for row in table_rows(calibration))
@@ -569,19 +792,3 @@ def write_calibration(chunks: LabelledChunks, calibration: Calibration, outdir: 
             chosen["min_viral_fraction"],
             outdir,
         )
-
-
-def _refuse_foreign_outputs(outdir: Path) -> None:
-    """Overwrite earlier calibration outputs only when calibration.json there is ours."""
-    try:
-        ours = json.loads((outdir / CALIBRATION_JSON).read_text(encoding="utf-8")).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        ours = False
-    if ours:
-        return
-    for name in CALIBRATION_OUTPUTS:
-        if (outdir / name).exists():
-            raise InputError(
-                f"{outdir / name}: exists and was not written by virnucpro calibrate; refusing to overwrite "
-                "it: move it or choose another --outdir"
-            )

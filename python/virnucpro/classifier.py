@@ -117,11 +117,62 @@ def save_classifier(model: MLPClassifier, outdir: str | Path, config: Classifier
         tmp.write_text(json.dumps(asdict(config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+# A classifier's widths: far above the published ones (3328 in, 512 hidden), far below a size that
+# could not be built.
+MAX_WIDTH = 1 << 20
+
+
+def read_config(path: Path) -> ClassifierConfig:
+    """A classifier's config.json, every field checked (one line naming the file and the field)."""
+    from virnucpro.defaults import CHUNK_SIZES
+    from virnucpro.json_files import check_keys, is_count, read_json_object
+
+    raw = read_json_object(path)
+    fields = set(ClassifierConfig.__dataclass_fields__)
+    check_keys(raw, {"input_dim"}, fields - {"input_dim"}, f"{path}")
+    config = ClassifierConfig(**raw)
+    for name in ("input_dim", "hidden_dim", "dnabert_dim", "esm_dim"):
+        value = getattr(config, name)
+        if not (value is None and name in ("dnabert_dim", "esm_dim")) and not (
+            is_count(value) and 1 <= value <= MAX_WIDTH
+        ):
+            raise InputError(f"{path}: {name} is {value!r:.40}, not a whole number from 1 to {MAX_WIDTH}")
+    if config.num_classes != 2 or isinstance(config.num_classes, bool):
+        raise InputError(f"{path}: num_classes is {config.num_classes!r:.40}, not 2 (others, virus)")
+    if (
+        None not in (config.dnabert_dim, config.esm_dim)
+        and config.dnabert_dim + config.esm_dim != config.input_dim
+    ):
+        raise InputError(f"{path}: dnabert_dim + esm_dim is not input_dim")
+    if config.chunk_size is not None and not (
+        is_count(config.chunk_size) and config.chunk_size in CHUNK_SIZES
+    ):
+        raise InputError(f"{path}: chunk_size is {config.chunk_size!r:.40}, not 300, 500 or null")
+    if not isinstance(config.source, str):
+        raise InputError(f"{path}: source is not text")
+    return config
+
+
 def load_classifier_folder(folder: str | Path) -> tuple[MLPClassifier, ClassifierConfig]:
     """Load a classifier saved by `save_classifier`, in eval mode on the CPU."""
     folder = Path(folder)
+    config = read_config(folder / CONFIG_FILE)
     try:
-        config = ClassifierConfig(**json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")))
+        # The weights' own shapes first: the layers are built only at the size the file holds.
+        from safetensors import safe_open
+
+        with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as weights:
+            names = set(weights.keys())  # safe_open is not a mapping
+            shape = (
+                weights.get_slice("hidden_layer.weight").get_shape()
+                if "hidden_layer.weight" in names
+                else None
+            )
+        if shape != [config.hidden_dim, config.input_dim]:
+            raise InputError(
+                f"{folder}: {WEIGHTS_FILE} holds a first layer of shape {shape}, but {CONFIG_FILE} makes it "
+                f"{[config.hidden_dim, config.input_dim]} (weights and config of different classifiers?)"
+            )
         model = MLPClassifier(config.input_dim, config.hidden_dim, config.num_classes)
         model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
     except OSError as err:

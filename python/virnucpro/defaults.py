@@ -32,6 +32,12 @@ FP8_MIN_COMPUTE_CAPABILITY = (9, 0)
 DEFAULT_BATCH_SIZE = 256  # DNABERT-S sequences per batch (the seed note's default)
 DEFAULT_TOKENS_PER_BATCH = 16384  # ESM-2 padded tokens per batch
 DEFAULT_THREADS_PER_WORKER = 1  # fixed, so results do not depend on the number of workers
+# Upper bounds of the counting options, so that no value overflows the integers numpy, torch and
+# the operating system take: sizes and batch settings fit 32 bits, and processes and threads stay
+# within what one machine runs.
+MAX_COUNT = 2**31 - 1
+MAX_WORKERS = 1024
+MAX_THREADS_PER_WORKER = 1024
 EMBEDDING_DTYPES = ("float32", "float16")  # how kept embeddings are stored
 DEFAULT_EMBEDDING_DTYPE = "float32"
 
@@ -56,6 +62,9 @@ class TrainSettings:
 
 
 # Viral regions, confidence tiers and calibration (report).
+# The report numbers a sequence's chunks in 32 bits: no sequence has more chunks than this, so a
+# region setting above it is refused.
+MAX_CHUNKS_PER_SEQUENCE = 2**31 - 1
 DEFAULT_REGION_MAX_GAP = 1  # chunks that are not viral bridged inside a region
 DEFAULT_REGION_MIN_CHUNKS = 2  # viral chunks a region needs (1 in sequences of one or two chunks)
 DEFAULT_CONFIDENCE_HIGH = 0.9  # the winning class's best score for a high-confidence chunk

@@ -1,5 +1,5 @@
 """Errors a user can act on. The CLI prints them as one line and exits with their code; anything
-else is a bug and keeps its traceback."""
+else is a bug: one line too ("internal error"), with its traceback in a crash log."""
 
 from __future__ import annotations
 
@@ -18,6 +18,15 @@ class InputError(VirNucProError):
     """Bad input or arguments: the message names the file, the record and the problem."""
 
     exit_code = 2
+
+
+class InternalError(Exception):
+    """A bug met in another process (an embedding worker): its traceback travels as text, for the
+    crash log of the command."""
+
+    def __init__(self, message: str, details: str):
+        super().__init__(message)
+        self.details = details
 
 
 class Terminated(BaseException):
@@ -63,3 +72,18 @@ def describe_os_error(err: OSError, path: str | os.PathLike[str] | None = None) 
 def output_error(path: str | os.PathLike[str], err: OSError) -> OutputError:
     """The `OutputError` for a failed write of `path`."""
     return OutputError(f"cannot write {describe_os_error(err, path)}")
+
+
+# The output folder of the running command, once it was found usable: where its crash log goes.
+_output_folder: list[str] = []
+
+
+def note_output_folder(folder: str | os.PathLike[str]) -> None:
+    """Remember the command's output folder (the first one it checked: nested stages write inside
+    it) for a crash log."""
+    if not _output_folder:
+        _output_folder.append(os.path.abspath(folder))
+
+
+def output_folder() -> str | None:
+    return _output_folder[0] if _output_folder else None

@@ -10,14 +10,24 @@ stale is ever left to clean up. The command then sees only its GPUs through CUDA
 Which GPUs a host has: CUDA_VISIBLE_DEVICES when it is set (what a scheduler, or a Nextflow that
 assigns accelerators itself, allows this task), else the driver's count (`nvidia-smi -L`, or
 /proc/driver/nvidia/gpus). For tests, VIRNUCPRO_SIMULATED_GPUS=N stands for a host with N GPUs.
+A GPU listed twice is refused: its second lock would wait for the first forever.
+
+The lock folder is shared by every claimant on the host, so nothing in it is trusted: the folder
+must be a real folder (not a link) owned by this user or root, and writable by others only with the
+sticky bit (as /tmp: no one can remove or replace another's lock files); lock files are opened
+through the folder's descriptor without following a link or blocking on a FIFO, read-only (a lock
+needs no write), and anything but a regular file of one link is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -51,6 +61,15 @@ def host_gpus(environ: dict[str, str] | None = None) -> tuple[list[str], str]:
         # CUDA stops at the first invalid entry; -1 is the usual way to hide every GPU
         if "-1" in ids:
             ids = ids[: ids.index("-1")]
+        seen: dict[str, str] = {}  # by lock file name: `a/b` and `a_b` would share one
+        for gpu in ids:
+            earlier = seen.get(_lock_name(gpu))
+            if earlier is not None:
+                also = f" (as {earlier} too)" if earlier != gpu else ""
+                raise InputError(
+                    f"CUDA_VISIBLE_DEVICES={visible}: GPU {gpu} is listed twice{also}; list each GPU once"
+                )
+            seen[_lock_name(gpu)] = gpu
         return ids, f"CUDA_VISIBLE_DEVICES={visible}"
     return [str(i) for i in range(driver_gpu_count())], "the NVIDIA driver"
 
@@ -89,43 +108,79 @@ class Claim:
         self.descriptors = []
 
 
-def _open_lock(folder: Path, gpu: str) -> int:
-    path = folder / _lock_name(gpu)
+def _open_lock(folder: int, path: Path, gpu: str) -> int:
+    """The lock file of `gpu` in the folder open as `folder` (a descriptor), read-only."""
+    name = _lock_name(gpu)
+    hint = f"someone else made it: remove it, or set {LOCK_DIR_ENV} to a folder of your own"
+    flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except PermissionError:
-        # Created by another user: a read-only descriptor takes the same flock
-        return os.open(path, os.O_RDONLY)
+        descriptor = os.open(name, flags, 0o644, dir_fd=folder)
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):  # a link, a socket, a folder
+            raise VirNucProError(f"{path / name}: a link or special file, not a lock file; {hint}") from None
+        raise VirNucProError(f"{path / name}: cannot open the GPU lock file ({err.strerror})") from None
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode) or status.st_nlink != 1:
+        os.close(descriptor)
+        what = "a hard link" if stat.S_ISREG(status.st_mode) else "a FIFO or device"
+        raise VirNucProError(f"{path / name}: {what}, not a lock file; {hint}")
+    return descriptor
 
 
-def _prepare_folder(folder: Path) -> None:
+def _open_folder(folder: Path) -> int:
+    """The lock folder, created if missing, opened without following a link, its owner and mode
+    checked; its descriptor."""
+    hint = f"set {LOCK_DIR_ENV} (the pipeline's --gpu_lock_dir) to a folder of your own"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        if folder.stat().st_uid == os.getuid():
-            # Shared by every user's tasks on the host, like /tmp itself
-            folder.chmod(0o1777)
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as err:
+        what = (
+            "is a link or not a folder" if err.errno in (errno.ELOOP, errno.ENOTDIR) else f"({err.strerror})"
+        )
+        raise VirNucProError(f"{folder}: cannot use it as the GPU lock folder: it {what}; {hint}") from None
+    status = os.fstat(descriptor)
+    problem = None
+    if status.st_uid == os.getuid() and stat.S_IMODE(status.st_mode) != 0o1777:
+        with contextlib.suppress(OSError):
+            # Shared by every user's tasks on the host, like /tmp itself
+            os.fchmod(descriptor, 0o1777)
+            status = os.fstat(descriptor)
+    if status.st_uid not in (os.getuid(), 0):
+        problem = f"it belongs to user id {status.st_uid}, who could replace the locks"
+    elif status.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not status.st_mode & stat.S_ISVTX:
+        problem = "others may write it, and without the sticky bit (chmod +t) they could replace the locks"
+    if problem:
+        os.close(descriptor)
         raise VirNucProError(
-            f"{folder}: cannot create the GPU lock folder ({err.strerror}); set {LOCK_DIR_ENV} "
-            "(the pipeline's --gpu_lock_dir) to a folder every task on this host can write"
-        ) from None
+            f"{folder}: not a safe GPU lock folder: {problem}; {hint}, or have root make it with mode 1777"
+        )
+    return descriptor
 
 
 def try_claim(count: int, pool: Sequence[str], folder: Path) -> Claim | None:
     """`count` free GPUs of `pool`, in pool order, or None (holding nothing) when fewer are free."""
     held: list[str] = []
     descriptors: list[int] = []
-    for gpu in pool:
-        fd = _open_lock(folder, gpu)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    directory = _open_folder(folder)
+    try:
+        for gpu in pool:
+            fd = _open_lock(directory, folder, gpu)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            held.append(gpu)
+            descriptors.append(fd)
+            if len(held) == count:
+                return Claim(held, descriptors)
+    except BaseException:
+        for fd in descriptors:
             os.close(fd)
-            continue
-        held.append(gpu)
-        descriptors.append(fd)
-        if len(held) == count:
-            return Claim(held, descriptors)
+        raise
+    finally:
+        os.close(directory)
     for fd in descriptors:
         os.close(fd)
     return None
@@ -143,7 +198,7 @@ def claim(count: int, folder: Path, pool: Sequence[str], source: str, poll_secon
             f"claim-gpus: {count} GPUs requested, but {source} shows {len(pool)} "
             f"({','.join(pool)}); ask for at most {len(pool)} (--gpus) or {NO_GPU_HINT}"
         )
-    _prepare_folder(folder)
+    os.close(_open_folder(folder))  # refused now, not after a wait
     started = time.monotonic()
     next_note = started
     while True:

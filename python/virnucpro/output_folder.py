@@ -3,13 +3,12 @@
 The rules that keep user data safe:
 - an input that is (or links to, or lies inside) one of the outputs is refused;
 - `--outdir` must be a folder we can write to, and not `/` or the home folder itself;
-- a file at an output name that the project did not write is refused, never overwritten; ours are
-  marked by our run.json, or while it is missing (writing, or after a failure) by
-  `paths.OUTDIR_MARKER`; a symlink at an output name is replaced by the new file (its target is
-  untouched);
-- `--force` removes only what the project created: the final outputs when the folder's marker
-  (`paths.OUTDIR_MARKER`) says they are ours, and in `work/` (marked by `parameters.json`) only the
-  files named by `paths`; user files there and the folders they are in stay;
+- a file is the project's only when it matches its folder's record (`ownership`: every file a
+  command wrote there, with its size and SHA-256); a rerun, `--force` and `report` replace or
+  remove only those, and any other file at an output name is refused, named, and left as it is
+  (a symlink at an output name is replaced by the new file; its target is untouched); a record that
+  is not ours makes the whole folder foreign;
+- every check runs before anything is removed;
 - temporary files of interrupted writes (`.tmp-*`, their writer gone) are removed;
 - `run.json`, the completion marker, is removed before any other final output is rewritten;
 - one command at a time writes a folder's final outputs, prepare tables or run work: a second one
@@ -20,23 +19,21 @@ The rules that keep user data safe:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from virnucpro import __version__
 from virnucpro.atomic import (
-    atomic_open,
     is_temporary_name,
     process_exists,
     remove_stale_temporaries,
     temporary_sibling,
 )
-from virnucpro.errors import InputError
+from virnucpro.errors import InputError, note_output_folder
 from virnucpro.folder_lock import hold_folder
+from virnucpro.ownership import Record, track
 from virnucpro.paths import (
     EMBEDDING_SUFFIXES,
     FINAL_OUTPUTS,
@@ -79,6 +76,7 @@ def usable_folder(folder: Path, option: str = "--outdir") -> None:
         temporary_sibling(folder / "write-check").unlink()
     except OSError as err:
         raise InputError(f"{folder}: cannot write the output folder ({err.strerror})") from None
+    note_output_folder(folder)
 
 
 def refuse_inputs_among_outputs(inputs: Iterable[str | Path], outputs: Iterable[Path]) -> None:
@@ -124,62 +122,63 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return status.st_dev, status.st_ino
 
 
-def stage_folder(outdir: Path, inputs: Iterable[str | Path], outputs: Iterable[Path]) -> None:
+def claim_folder(folder: Path, replaced: Iterable[Path], command: str) -> Record:
+    """The checks before a command writes into `folder`: the record there is ours (or none yet),
+    and each of `replaced` that exists is a file of ours (refused, named, otherwise). Then the
+    record is started, the folder's writes are recorded from now on, and temporaries of
+    interrupted writes are removed."""
+    record = Record(folder)
+    record.refuse_foreign(replaced, command)
+    record.create()
+    track(folder)
+    remove_stale_temporaries(folder)
+    return record
+
+
+def stage_folder(outdir: Path, inputs: Iterable[str | Path], outputs: Iterable[Path], command: str) -> None:
     """Before a stage that writes one file per input (embed-*, predict): the folder is usable, no
-    input is among the outputs, and temporaries of interrupted writes there are removed."""
+    input is among the outputs, and every output that exists there is ours (kept when complete,
+    replaced otherwise)."""
+    outputs = list(outputs)
     usable_folder(outdir)
     refuse_inputs_among_outputs(inputs, outputs)
-    remove_stale_temporaries(outdir)
+    claim_folder(outdir, outputs, command)
 
 
-# --- Final outputs (report, run) ---
+# --- Final outputs (report, run, calibrate) ---
 
 
-def final_outputs_are_ours(outdir: Path) -> bool:
-    """Whether the final-output names in `outdir` were written by this project (its marker, or a
-    run.json of ours from a version before the marker)."""
-    if (outdir / OUTDIR_MARKER).is_file():
-        return True
-    try:
-        content = json.loads((outdir / RUN_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(content, dict) and "virnucpro" in (content.get("versions") or {})
-
-
-def refuse_foreign_final_outputs(outdir: Path) -> None:
-    """Refuse when a final-output name in `outdir` holds a file the project did not write."""
-    if final_outputs_are_ours(outdir):
-        return
-    for name in FINAL_OUTPUTS:
-        path = outdir / name
-        if path.exists() and not path.is_symlink():
-            raise InputError(
-                f"{path}: exists and was not written by virnucpro (no {OUTDIR_MARKER} in {outdir}); "
-                "refusing to overwrite it: move it or choose another --outdir"
-            )
-
-
-def begin_final_outputs(outdir: Path, inputs: Sequence[str | Path], command: str) -> None:
-    """Before a command writes the final outputs: check, mark the folder as ours, and remove the
-    completion marker (run.json) first, then the earlier final outputs, so that any final file
-    present after a failure is one this command wrote whole."""
+def check_outputs(outdir: Path, inputs: Sequence[str | Path], names: Sequence[str], command: str) -> None:
+    """Refuse, before any work, what would stop `command` from writing `names` into `outdir`."""
     outdir = Path(outdir)
     usable_folder(outdir)
     hold_folder(outdir)
-    refuse_inputs_among_outputs(inputs, [outdir / name for name in FINAL_OUTPUTS])
-    refuse_foreign_final_outputs(outdir)
-    remove_stale_temporaries(outdir)
-    with atomic_open(outdir / OUTDIR_MARKER, "w", encoding="utf-8") as out:
-        json.dump({"written_by": f"virnucpro {command}", "version": __version__}, out)
-        out.write("\n")
-    for name in (RUN_JSON, *FINAL_OUTPUTS):
-        _remove_file(outdir / name)
+    refuse_inputs_among_outputs(inputs, [outdir / name for name in names])
+    Record(outdir).refuse_foreign([outdir / name for name in names], command)
 
 
-def finish_final_outputs(outdir: Path) -> None:
-    """After run.json was written: it marks the outputs as ours from now on."""
-    _remove_file(Path(outdir) / OUTDIR_MARKER)
+def begin_outputs(
+    outdir: Path, inputs: Sequence[str | Path], names: Sequence[str], completion: str, command: str
+) -> None:
+    """Before `command` writes `names` (`completion`, the file that marks them complete, among
+    them): every check, then the completion marker is removed first and the earlier outputs after
+    it, so that any output present after a failure is one this command wrote whole."""
+    outdir = Path(outdir)
+    check_outputs(outdir, inputs, names, command)
+    record = claim_folder(outdir, [outdir / name for name in names], command)
+    removed = [outdir / name for name in (completion, *names)]
+    for path in removed:
+        _remove_file(path)
+    record.forget(removed)
+
+
+def check_final_outputs(outdir: Path, inputs: Sequence[str | Path], command: str) -> None:
+    check_outputs(outdir, inputs, FINAL_OUTPUTS, command)
+
+
+def begin_final_outputs(outdir: Path, inputs: Sequence[str | Path], command: str) -> None:
+    """Before a command writes the final outputs (run.json, written last, is removed first)."""
+    begin_outputs(outdir, inputs, FINAL_OUTPUTS, RUN_JSON, command)
 
 
 def _remove_file(path: Path) -> None:
@@ -189,29 +188,34 @@ def _remove_file(path: Path) -> None:
             path.unlink()
 
 
-# --- prepare's folder ---
-
-
 @contextlib.contextmanager
 def no_trace_if_refused(folder: str | os.PathLike[str]) -> Iterator[None]:
     """A command refused (or failing) before it wrote a result leaves no trace, not even the output
-    folder it created; a folder holding anything else than our marker stays as it is."""
+    folder it created; a folder holding anything else than our record stays as it is."""
     folder = Path(folder)
     created = not folder.exists()
     try:
         yield
     except BaseException:
         if created:
-            with contextlib.suppress(OSError):
-                if [entry.name for entry in folder.iterdir()] == [OUTDIR_MARKER]:
-                    (folder / OUTDIR_MARKER).unlink()
-                folder.rmdir()  # only when empty
+            remove_if_only_record(folder)
         raise
+
+
+def remove_if_only_record(folder: Path) -> None:
+    """Remove `folder` when it holds nothing but its record (whose files are then all gone)."""
+    with contextlib.suppress(OSError):
+        if [entry.name for entry in folder.iterdir()] == [OUTDIR_MARKER]:
+            (folder / OUTDIR_MARKER).unlink()
+        folder.rmdir()  # only when empty
+
+
+# --- prepare's folder ---
 
 
 def prepare_folder(
     outdir: Path, inputs: Sequence[str | Path], names: Sequence[str] = PREPARE_OUTPUTS
-) -> None:
+) -> Record:
     """Before prepare writes into `outdir`: usable, inputs are not among the outputs, and outputs
     that exist there are ours (prepare replaces its shards/ folder as a whole)."""
     outdir = Path(outdir)
@@ -225,13 +229,25 @@ def prepare_folder(
             f"{foreign[0]}: not a shard file of virnucpro prepare, but {layout.shards} would be replaced; "
             "refusing: move it or choose another --outdir"
         )
-    remove_stale_temporaries(outdir)
+    record = claim_folder(outdir, prepare_files(layout), "virnucpro prepare")
     remove_stale_temporaries(layout.shards)
+    return record
+
+
+def prepare_files(layout: PrepareLayout) -> list[Path]:
+    """The files of a prepare folder that a new prepare replaces: its tables and every shard file."""
+    shards = layout.shards
+    names = sorted(p for p in shards.iterdir() if _SHARD_FILE.match(p.name)) if _is_folder(shards) else []
+    return [layout.chunk_frames, layout.input_sequences, layout.summary, *names]
+
+
+def _is_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
 
 
 def _foreign_files(folder: Path, ours: re.Pattern) -> list[Path]:
     """Entries of `folder` that are not files named like ours (nor our temporaries)."""
-    if not folder.is_dir():
+    if not _is_folder(folder):
         return []
     return sorted(
         p
@@ -243,53 +259,84 @@ def _foreign_files(folder: Path, ours: re.Pattern) -> list[Path]:
 # --- run's folder ---
 
 
+def run_files(layout: RunLayout) -> list[tuple[Path, list[Path]]]:
+    """Per folder of a run that has a record of its own: the files a rerun may replace and
+    --force removes there (what the record lists, and every name a stage writes)."""
+    prepare = layout.prepare
+    named = {
+        layout.outdir: [*layout.final_outputs(), layout.parameters, layout.hashes],
+        prepare.folder: prepare_files(prepare) if _is_folder(prepare.folder) else [],
+        layout.embeddings: _named_like(layout.embeddings, _EMBEDDING_FILE),
+        layout.scores: _named_like(layout.scores, _SCORES_FILE),
+    }
+    found = []
+    for folder, files in named.items():
+        if folder != layout.outdir and not _is_folder(folder):
+            continue
+        recorded = Record(folder).recorded_files()
+        found.append((folder, sorted(set(files) | set(recorded))))
+    return found
+
+
+def _named_like(folder: Path, pattern: re.Pattern) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if pattern.match(p.name)) if _is_folder(folder) else []
+
+
 def run_folder(layout: RunLayout, inputs: Sequence[str | Path]) -> None:
     """Before `virnucpro run` does any work: the folder is usable, no input is among its outputs,
-    and what exists there under our names is ours (work/ holds our parameters.json or nothing)."""
+    and every file at one of its output names (final outputs and work/) is ours."""
     usable_folder(layout.outdir)
     hold_folder(layout.outdir)
     refuse_inputs_among_outputs(inputs, [*layout.final_outputs(), layout.work])
-    refuse_foreign_final_outputs(layout.outdir)
-    if layout.work.exists() and not layout.work.is_dir():
-        raise InputError(f"{layout.work}: is a file, but virnucpro run keeps its work there; move it")
-    if layout.work.is_dir() and not layout.parameters.is_file() and any(layout.work.iterdir()):
+    if layout.work.exists() and not _is_folder(layout.work):
+        raise InputError(f"{layout.work}: is not a folder, but virnucpro run keeps its work there; move it")
+    if _is_folder(layout.work) and not layout.parameters.is_file() and any(layout.work.iterdir()):
         raise InputError(
             f"{layout.work}: exists, holds files, and was not made by virnucpro run (no "
             f"{layout.parameters.name}); refusing to mix with it: move it or choose another --outdir"
         )
+    # What a rerun replaces whatever it finds: the final outputs, and the embedding and score files
+    # (a file there that is not ours is refused, even one complete enough to keep). The prepare
+    # folder is checked when prepare is to run again (`check_prepare_replaceable`).
+    for folder, files in run_files(layout):
+        if folder != layout.prepare.folder:
+            Record(folder).refuse_foreign(files, "virnucpro run")
+
+
+def check_prepare_replaceable(layout: PrepareLayout) -> None:
+    """Refuse when prepare would replace a file in its folder that is not ours."""
+    if _is_folder(layout.folder):
+        Record(layout.folder).refuse_foreign(prepare_files(layout), "virnucpro prepare")
 
 
 def remove_run_outputs(layout: RunLayout) -> None:
-    """`--force`: remove what an earlier `virnucpro run` wrote into the folder, and nothing else."""
-    if final_outputs_are_ours(layout.outdir):
-        for name in (RUN_JSON, *FINAL_OUTPUTS, OUTDIR_MARKER):
-            _remove_file(layout.outdir / name)
-    if not layout.parameters.is_file():
-        return
+    """`--force`: remove what an earlier `virnucpro run` wrote into the folder, and nothing else.
+    Every file is checked before the first one is removed."""
+    folders = run_files(layout)
+    for folder, files in folders:
+        Record(folder).refuse_foreign(files, "virnucpro run --force")
     prepare = layout.prepare
-    _remove_matching(prepare.shards, _SHARD_FILE)
-    for path in (prepare.chunk_frames, prepare.input_sequences, prepare.summary):
-        _remove_file(path)
-    for staging in prepare.folder.glob(f"{PREPARE_STAGING_PREFIX}*-*"):
-        pid = staging.name.removeprefix(PREPARE_STAGING_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not process_exists(int(pid)) and staging.is_dir():
-            shutil.rmtree(staging, ignore_errors=True)
-    _remove_matching(prepare.folder, None)
-    _remove_matching(layout.embeddings, _EMBEDDING_FILE)
-    _remove_matching(layout.scores, _SCORES_FILE)
-    _remove_file(layout.parameters)
-    _remove_matching(layout.work, None)
-
-
-def _remove_matching(folder: Path, ours: re.Pattern | None) -> None:
-    """Remove our files (named like `ours`) and stale temporaries in `folder`, then the folder
-    itself if that left it empty; anything else in it stays."""
-    if not folder.is_dir() or folder.is_symlink():
-        return
-    remove_stale_temporaries(folder)
-    if ours is not None:
-        for path in folder.iterdir():
-            if ours.match(path.name) and path.is_file():
-                _remove_file(path)
+    for folder, files in reversed(folders):  # work/ first, the final outputs last
+        for path in files:
+            _remove_file(path)
+        record = Record(folder)
+        record.forget(files)
+        remove_stale_temporaries(folder)
+        if folder == prepare.folder:
+            remove_dead_staging(folder)
+            remove_stale_temporaries(prepare.shards)
+            with contextlib.suppress(OSError):
+                prepare.shards.rmdir()  # only when empty
+        if folder != layout.outdir:
+            remove_if_only_record(folder)
+    remove_stale_temporaries(layout.work)
     with contextlib.suppress(OSError):
-        os.rmdir(folder)  # only when empty
+        layout.work.rmdir()  # only when empty
+
+
+def remove_dead_staging(folder: Path) -> None:
+    """Delete staging folders left by a prepare that was killed (its process no longer exists)."""
+    for staging in folder.glob(f"{PREPARE_STAGING_PREFIX}*-*"):
+        pid = staging.name.removeprefix(PREPARE_STAGING_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not process_exists(int(pid)) and _is_folder(staging):
+            shutil.rmtree(staging, ignore_errors=True)

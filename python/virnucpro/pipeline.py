@@ -17,7 +17,6 @@ same command finishes the work and writes the same outputs.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -42,15 +41,25 @@ from virnucpro.defaults import (
     DEFAULT_THREADS_PER_WORKER,
     DEFAULT_TOKENS_PER_BATCH,
     DEFAULT_WORKERS,
+    MAX_COUNT,
+    MAX_THREADS_PER_WORKER,
+    MAX_WORKERS,
     PRECISIONS,
     PUBLISHED_CLASSIFIERS,
 )
 from virnucpro.embedding.pool import Scoring
 from virnucpro.errors import InputError
-from virnucpro.output_folder import begin_final_outputs, no_trace_if_refused, remove_run_outputs, run_folder
+from virnucpro.output_folder import (
+    begin_final_outputs,
+    check_prepare_replaceable,
+    no_trace_if_refused,
+    remove_if_only_record,
+    remove_run_outputs,
+    run_folder,
+)
 from virnucpro.paths import PrepareLayout, RunLayout
 from virnucpro.prepare import prepare, read_summary
-from virnucpro.report import ReportData, ReportOptions, report
+from virnucpro.report import ReportData, ReportOptions, check_calibration_made_for, report
 from virnucpro.sequences import SequenceInputs, is_stream
 
 log = logging.getLogger("virnucpro")
@@ -101,15 +110,15 @@ def check_options(options: EmbeddingOptions, shard_size: int = 1, min_viral_frac
         raise InputError(
             f"--chunk-size must be 300 or 500 (the published classifiers), not {options.chunk_size}"
         )
-    for option, value in (
-        ("--shard-size", shard_size),
-        ("--workers", options.workers),
-        ("--batch-size", options.batch_size),
-        ("--tokens-per-batch", options.tokens_per_batch),
-        ("--threads-per-worker", options.threads_per_worker),
+    for option, value, highest in (
+        ("--shard-size", shard_size, MAX_COUNT),
+        ("--workers", options.workers, MAX_WORKERS),
+        ("--batch-size", options.batch_size, MAX_COUNT),
+        ("--tokens-per-batch", options.tokens_per_batch, MAX_COUNT),
+        ("--threads-per-worker", options.threads_per_worker, MAX_THREADS_PER_WORKER),
     ):
-        if value < 1:
-            raise InputError(f"{option} must be at least 1, not {value}")
+        if not 1 <= value <= highest:
+            raise InputError(f"{option} must be from 1 to {highest}, not {value}")
     if not 0.0 <= min_viral_fraction <= 1.0:
         raise InputError(f"--min-viral-fraction must be between 0 and 1, not {min_viral_fraction}")
     if options.precision not in PRECISIONS:
@@ -170,15 +179,22 @@ def ensure_prepared(
 ) -> None:
     """Prepare `inputs` into `prepared`, unless a complete prepare of the same parameters and of
     inputs with the same content (`hashes`, computed here when not given) is there."""
-    summary = read_summary(prepared)
-    if (
-        summary is None
-        or (summary.chunk_size, summary.shard_size) != (chunk_size, shard_size)
-        or summary.input_sha256 != (hashes if hashes is not None else input_hashes(inputs))
-    ):
-        prepare(inputs, prepared, chunk_size=chunk_size, shard_size=shard_size, quiet=quiet)
+    if prepare_is_current(inputs, prepared, chunk_size, shard_size, hashes):
+        log.info("prepare: complete, kept (%d shards)", len(read_summary(prepared).shards))
     else:
-        log.info("prepare: complete, kept (%d shards)", len(summary.shards))
+        prepare(inputs, prepared, chunk_size=chunk_size, shard_size=shard_size, quiet=quiet)
+
+
+def prepare_is_current(
+    inputs: Sequence[Path], prepared: Path, chunk_size: int, shard_size: int, hashes: list[str] | None
+) -> bool:
+    """Whether `prepared` holds a complete prepare of these parameters and of inputs of this content."""
+    summary = read_summary(prepared)
+    return (
+        summary is not None
+        and (summary.chunk_size, summary.shard_size) == (chunk_size, shard_size)
+        and summary.input_sha256 == (hashes if hashes is not None else input_hashes(inputs))
+    )
 
 
 def input_hashes(inputs: Sequence[Path], cache: HashCache | None = None) -> list[str]:
@@ -261,7 +277,7 @@ def run(
     # Everything that can be refused is refused before anything is written.
     with no_trace_if_refused(layout.outdir):
         check_options(options, shard_size, min_viral_fraction)
-        report_options.check()
+        calibration = report_options.check()
         for file in source.files:
             if is_stream(file.path):
                 raise InputError(
@@ -283,6 +299,14 @@ def run(
         check_model_folder("esm", esm.path)
         loaded_classifier = load_classifier(classifier_spec, classifier_revision)
         check_chunk_size(loaded_classifier.config, options.chunk_size, classifier_spec)
+        if calibration is not None:  # now, not after the embedding
+            check_calibration_made_for(
+                calibration[0],
+                options.chunk_size,
+                loaded_classifier.sha256,
+                str(report_options.calibration),
+                True,
+            )
         timings["models_s"] = time.monotonic() - clock
         parameters = {
             "chunk_size": options.chunk_size,
@@ -299,11 +323,20 @@ def run(
         hashes_cache = HashCache(layout.hashes)
         if force:
             remove_run_outputs(layout)
-        elif check_parameters(layout.parameters, parameters):
-            hashes = check_input_content(layout, input_paths, hashes_cache)
+        else:
+            if check_parameters(layout.parameters, parameters):
+                hashes = check_input_content(layout, input_paths, hashes_cache)
+            if hashes is None and read_summary(layout.prepare.folder) is not None:
+                hashes = input_hashes(input_paths, hashes_cache)
+            if not prepare_is_current(
+                input_paths, layout.prepare.folder, options.chunk_size, shard_size, hashes
+            ):
+                # prepare will replace its folder's files: they must be ours (checked now, before
+                # the final outputs are removed)
+                check_prepare_replaceable(layout.prepare)
 
     # From here on the folder changes: the completion marker goes first.
-    begin_final_outputs(layout.outdir, input_paths, "run")
+    begin_final_outputs(layout.outdir, input_paths, "virnucpro run")
     try:
         layout.work.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -319,8 +352,7 @@ def run(
     except InputError:
         if new_folder:  # a record refused while prepare read it: the folder made here holds nothing of use
             remove_run_outputs(layout)
-            with contextlib.suppress(OSError):
-                layout.outdir.rmdir()
+            remove_if_only_record(layout.outdir)
         raise
     timings["prepare_s"] = time.monotonic() - clock
 
@@ -372,6 +404,7 @@ def run(
         run_info=run_info,
         quiet=quiet,
         options=report_options,
+        check_inputs=False,  # prepared from them in this run, or checked against prepare.json above
     )
     counts = data.counts()
     log.info(

@@ -163,7 +163,9 @@ def predict_files(
     pairs = pair_embedding_files(embedding_files)
     loaded = classifier if isinstance(classifier, LoadedClassifier) else load_classifier(classifier, revision)
     outdir = Path(outdir)
-    stage_folder(outdir, embedding_files, [scores_file(outdir, shard) for shard, _, _ in pairs])
+    stage_folder(
+        outdir, embedding_files, [scores_file(outdir, shard) for shard, _, _ in pairs], "virnucpro predict"
+    )
     outputs = []
     with progress_task("predict", total=len(pairs), quiet=quiet, unit="shards") as progress:
         for shard, dnabert_path, esm_path in pairs:

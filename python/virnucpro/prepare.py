@@ -32,11 +32,11 @@ from typing import BinaryIO
 import numpy as np
 
 from virnucpro import __version__
-from virnucpro.atomic import process_exists
 from virnucpro.defaults import CHUNK_SIZES, DEFAULT_SHARD_SIZE
 from virnucpro.errors import InputError, output_error
 from virnucpro.frames import FRAME_LABELS, FRAME_SETS, translate_batch
-from virnucpro.output_folder import no_trace_if_refused, prepare_folder
+from virnucpro.output_folder import no_trace_if_refused, prepare_files, prepare_folder, remove_dead_staging
+from virnucpro.ownership import Record, entry_of
 from virnucpro.paths import PREPARE_OUTPUTS, PREPARE_STAGING_PREFIX, PrepareLayout
 from virnucpro.progress import progress_task
 from virnucpro.sequences import SequenceInputs, SequenceRecord, printable
@@ -141,16 +141,15 @@ def prepare(
     source.check()
     outdir = Path(outdir)
     with no_trace_if_refused(outdir):  # also a record refused while read: nothing is published then
-        prepare_folder(outdir, [f.path for f in source.files], PREPARE_OUTPUTS)
-        _refuse_foreign_tables(PrepareLayout(outdir))
+        record = prepare_folder(outdir, [f.path for f in source.files], PREPARE_OUTPUTS)
         try:
-            _remove_abandoned_staging(outdir)
+            remove_dead_staging(outdir)
             staging = Path(tempfile.mkdtemp(prefix=f"{PREPARE_STAGING_PREFIX}{os.getpid()}-", dir=outdir))
         except OSError as err:
             raise InputError(f"{outdir}: cannot write the output folder ({err.strerror})") from None
         try:
             summary = _prepare_into(source, staging, chunk_size, shard_size, quiet)
-            _publish(staging, outdir)
+            _publish(staging, outdir, record)
         except OSError as err:  # reading errors are InputErrors already: this is a write that failed
             raise output_error(outdir, err) from None
         finally:
@@ -166,37 +165,6 @@ def prepare(
         len(summary.shards),
     )
     return summary
-
-
-def _refuse_foreign_tables(layout: PrepareLayout) -> None:
-    """prepare replaces its tables as a whole: refuse when a file under one of their names is not
-    one prepare wrote (recognised by its first line)."""
-    ours = {
-        layout.chunk_frames: "\t".join(CHUNK_FRAMES_COLUMNS),
-        layout.input_sequences: "\t".join(INPUT_SEQUENCES_COLUMNS[:4]),  # older tables lack `file`
-        layout.summary: "{",
-    }
-    for path, start in ours.items():
-        if path.is_symlink() or not path.exists():
-            continue
-        try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                first = handle.readline()
-        except OSError:
-            first = ""
-        if not first.startswith(start):
-            raise InputError(
-                f"{path}: exists and was not written by virnucpro prepare; refusing to replace it: "
-                "move it or choose another --outdir"
-            )
-
-
-def _remove_abandoned_staging(outdir: Path) -> None:
-    """Delete staging folders left by a prepare that was killed (its process no longer exists)."""
-    for folder in outdir.glob(f"{PREPARE_STAGING_PREFIX}*-*"):
-        pid = folder.name.removeprefix(PREPARE_STAGING_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not process_exists(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _prepare_into(source: SequenceInputs, staging: Path, chunk_size: int, shard_size: int, quiet: bool):
@@ -315,26 +283,69 @@ def _process_batch(batch, chunk_size, writer, chunks_out, sequences_out, summary
                 )
 
 
-def _publish(staging: Path, outdir: Path) -> None:
-    """Move the finished outputs into place, the completion marker (prepare.json) last."""
+def _publish(staging: Path, outdir: Path, record: Record) -> None:
+    """Move the finished outputs into place, the completion marker (prepare.json) last. The new
+    files are recorded before they move (the record lists both versions until they are in place);
+    the earlier shards and tables are ours (checked by `prepare_folder`)."""
     new, old = PrepareLayout(staging), PrepareLayout(outdir)
-    old.summary.unlink(missing_ok=True)
-    if old.shards.exists():
-        shutil.rmtree(old.shards)
-    new.shards.rename(old.shards)
-    for source, target in (
+    moves = [(path, old.shards / path.name) for path in sorted(new.shards.iterdir())]
+    moves += [
         (new.chunk_frames, old.chunk_frames),
         (new.input_sequences, old.input_sequences),
         (new.summary, old.summary),  # the completion marker, last
-    ):
+    ]
+    written = {record.name_of(target): entry_of(source) for source, target in moves}
+    record.append(written)
+    earlier = prepare_files(old)
+    old.summary.unlink(missing_ok=True)
+    for path in earlier:
+        path.unlink(missing_ok=True)
+    if old.shards.is_symlink():
+        old.shards.unlink()
+    elif old.shards.exists():
+        old.shards.rmdir()  # held only shard files (and temporaries, removed when the folder was checked)
+    new.shards.rename(old.shards)
+    for source, target in moves[-3:]:
         source.replace(target)
+    record.settle({**dict.fromkeys(map(record.name_of, earlier)), **written})
 
 
 def read_summary(outdir: str | Path) -> PrepareSummary | None:
-    """The summary of a complete prepare output folder, or None when it is missing or unfinished."""
+    """The summary of a complete prepare output folder, or None when it is missing, unfinished, or
+    not one prepare wrote (a field of another type than prepare writes)."""
+    from virnucpro.json_files import SHA256, is_count, read_json_object
+
     path = PrepareLayout(Path(outdir)).summary
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return PrepareSummary(**data)
-    except (OSError, ValueError, TypeError):
+        data = read_json_object(path)
+        summary = PrepareSummary(**data)
+    except (InputError, TypeError):
         return None
+    counts = (
+        "sequences",
+        "rna_sequences",
+        "empty_sequences",
+        "bases",
+        "chunks",
+        "chunks_without_frames",
+        "frames",
+    )
+    well_formed = (
+        is_count(summary.chunk_size)
+        and summary.chunk_size in CHUNK_SIZES
+        and is_count(summary.shard_size)
+        and all(is_count(getattr(summary, name)) for name in counts)
+        and isinstance(summary.inputs, list)
+        and all(
+            isinstance(e, dict) and isinstance(e.get("sha256"), str) and SHA256.match(e["sha256"])
+            for e in summary.inputs
+        )
+        and isinstance(summary.shards, list)
+        and all(
+            isinstance(e, dict) and isinstance(e.get("name"), str) and is_count(e.get("records"))
+            for e in summary.shards
+        )
+        and isinstance(summary.notes, list)
+        and all(isinstance(note, str) for note in summary.notes)
+    )
+    return summary if well_formed else None

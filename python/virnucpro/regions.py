@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from virnucpro.confidence import summarise_tiers
+from virnucpro.defaults import MAX_CHUNKS_PER_SEQUENCE
 from virnucpro.errors import InputError
 from virnucpro.report_data import NO_KIND, REGION_KIND, VIRAL_KIND, group_means
 
@@ -51,10 +52,12 @@ class RegionTable:
 
 
 def check_parameters(max_gap: int, min_chunks: int) -> None:
-    if max_gap < 0:
-        raise InputError(f"--region-max-gap must be at least 0, not {max_gap}")
-    if min_chunks < 1:
-        raise InputError(f"--region-min-chunks must be at least 1, not {min_chunks}")
+    for option, value, low in (("--region-max-gap", max_gap, 0), ("--region-min-chunks", min_chunks, 1)):
+        if not low <= value <= MAX_CHUNKS_PER_SEQUENCE:
+            raise InputError(
+                f"{option} must be from {low} to {MAX_CHUNKS_PER_SEQUENCE} (more chunks than a sequence "
+                f"can have), not {value}"
+            )
 
 
 def call_regions(

@@ -43,6 +43,7 @@ from virnucpro.calibration import (
     check_target,
     load_calibration,
 )
+from virnucpro.checksums import file_sha256
 from virnucpro.confidence import TIERS, check_thresholds, chunk_tiers, summarise_tiers
 from virnucpro.defaults import (
     DEFAULT_CONFIDENCE_HIGH,
@@ -54,7 +55,7 @@ from virnucpro.defaults import (
 )
 from virnucpro.errors import InputError
 from virnucpro.frames import FRAME_LABELS, FRAME_SETS
-from virnucpro.output_folder import begin_final_outputs, finish_final_outputs
+from virnucpro.output_folder import begin_final_outputs, check_final_outputs
 from virnucpro.paths import (
     CHUNKS_TSV,
     HIGHEST_SCORE,
@@ -81,7 +82,7 @@ from virnucpro.report_data import (
     ReportData,
     collect,
 )
-from virnucpro.sequences import SequenceInputs
+from virnucpro.sequences import SequenceInputs, is_stream
 
 log = logging.getLogger("virnucpro")
 
@@ -201,18 +202,31 @@ def call_thresholds(
     return settings, calibration, chunk_row
 
 
-def check_calibration_fits(calibration: Calibration, data: ReportData, source: str) -> None:
-    """Refuse a calibration made for another chunk size or classifier than these scores'."""
+def check_calibration_made_for(
+    calibration: Calibration,
+    chunk_size: int,
+    classifier_sha256: str | None,
+    source: str,
+    of_run: bool = False,
+) -> None:
+    """Refuse a calibration made for another chunk size or classifier than these scores' (or than
+    the run about to make them, `of_run`)."""
     made = calibration.provenance
-    if made.get("chunk_size") not in (None, data.chunk_size):
+    chunks, scores = ("this run's chunks", "this run's classifier") if of_run else ("these", "these scores")
+    if made["chunk_size"] != chunk_size:
         raise InputError(
-            f"{source}: calibrated on {made['chunk_size']} bp chunks, but these are {data.chunk_size} bp"
+            f"{source}: calibrated on {made['chunk_size']} bp chunks, but {chunks} are {chunk_size} bp; "
+            "calibrate on chunks of this size"
         )
-    ours = data.provenance.get("classifier_sha256")
-    if made.get("classifier_sha256") not in (None, ours) and ours is not None:
+    if classifier_sha256 is None:
+        raise InputError(
+            f"{source}: {scores} do not record their classifier (no classifier_sha256), so this "
+            "calibration cannot be checked against it; score them with `virnucpro predict`"
+        )
+    if made["classifier_sha256"] != classifier_sha256:
         raise InputError(
             f"{source}: calibrated for another classifier (sha256 {made['classifier_sha256'][:12]}..., "
-            f"these scores: {ours[:12]}...); calibrate this classifier's scores"
+            f"{scores}: {classifier_sha256[:12]}...); calibrate this classifier's scores"
         )
 
 
@@ -518,6 +532,30 @@ def write_fastas(data: ReportData, inputs: Sequence[Path], viral_path: Path, reg
             raise InputError(f"{names}: {count} records, but the prepare folder lists {len(data.sequences)}")
 
 
+def check_inputs_prepared(source: SequenceInputs, prepared: str | Path) -> None:
+    """Refuse inputs that are not, in number, order and content, those the prepare folder was made
+    from (a stream cannot be read twice: its records are compared while viral.fa is written)."""
+    summary = read_summary(prepared)
+    recorded = summary.inputs if summary else []
+    if len(recorded) != len(source.files):
+        raise InputError(
+            f"{', '.join(file.name for file in source.files)}: {len(source.files)} input file(s), but "
+            f"{prepared} was made from {len(recorded)}; give the same --input files, in the same order"
+        )
+    for file, entry in zip(source.files, recorded, strict=True):
+        if is_stream(file.path):
+            continue
+        try:
+            digest = file_sha256(file.path)
+        except OSError as err:
+            raise file.error(f"cannot read ({err.strerror})") from None
+        if digest != entry.get("sha256"):
+            raise file.error(
+                f"is not the input the prepare folder was made from ({prepared} was made from "
+                f"{entry.get('path')}, whose content differs); give the same --input files, in the same order"
+            )
+
+
 def torch_version() -> str:
     """torch.__version__ without importing torch (seconds and hundreds of MB the report never uses):
     the installed package's own `version.py`, which only defines constants."""
@@ -558,6 +596,33 @@ def _merge(base: dict, extra: Mapping) -> dict:
     return base
 
 
+# The keys of run.json that report writes itself: --run-info may add others, and timings of other
+# stages, never replace these (a later reader, and calibrate, rely on their shape).
+RUN_JSON_KEYS = ("command", "inputs", "input_notes", "parameters", "calls", "models", "counts", "versions")
+
+
+def read_run_info(path: str | Path) -> dict:
+    """--run-info: a JSON object of keys to add to run.json (workflow metadata), none of them one
+    that report writes itself, and `timings` (seconds per stage) merged with report's own; finite
+    numbers only, nested at most a few dozen levels."""
+    from virnucpro.json_files import is_number, read_json_object
+
+    content = read_json_object(path, "--run-info")
+    taken = [key for key in RUN_JSON_KEYS if key in content]
+    if taken:
+        raise InputError(
+            f"{path}: --run-info sets {taken[0]!r}, which report writes itself; put workflow metadata "
+            "under a key of its own (e.g. nextflow)"
+        )
+    timings = content.get("timings", {})
+    if not isinstance(timings, dict) or not all(is_number(v) and v >= 0 for v in timings.values()):
+        raise InputError(
+            f"{path}: --run-info's timings must be an object of seconds per stage (numbers of at least 0), "
+            f"not {json.dumps(timings)[:80]}"
+        )
+    return content
+
+
 def write_run_json(path: Path, content: dict) -> None:
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
         json.dump(content, out, indent=2, sort_keys=True)
@@ -573,30 +638,40 @@ def report(
     run_info: Mapping | None = None,
     quiet: bool = False,
     options: ReportOptions = ReportOptions(),
+    check_inputs: bool = True,
 ) -> ReportData:
-    """Write every final output into `outdir`; `run_info` keys are merged into run.json."""
+    """Write every final output into `outdir`; `run_info` keys are merged into run.json. Everything
+    is read and checked before the earlier outputs are removed: the prepare folder, the scores, the
+    calibration and (unless `check_inputs` is False: the caller checked them) that the inputs are
+    the files the prepare folder was made from."""
     from virnucpro.report_html import write_html_report
 
     started = time.monotonic()
     if not 0.0 <= min_viral_fraction <= 1.0:
         raise InputError(f"--min-viral-fraction must be between 0 and 1, not {min_viral_fraction}")
     settings, calibration, chunk_row = call_thresholds(options, min_viral_fraction)
-    input_paths = [file.path for file in SequenceInputs(inputs).files]
+    source = SequenceInputs(inputs)
+    input_paths = [file.path for file in source.files]
     outdir = Path(outdir)
-    begin_final_outputs(outdir, input_paths, "report")  # run.json goes first, written last
+    check_final_outputs(outdir, input_paths, "virnucpro report")  # refused now, not after the work
     with progress_task("report", total=4, quiet=quiet, unit="steps") as progress:
         data = collect(
             prepared, score_files, settings["min_viral_fraction"], settings["chunk_margin_threshold"]
         )
         made_for = data.provenance.get("classifier_chunk_size")
-        if made_for is not None and int(made_for) != data.chunk_size:
+        if made_for is not None and made_for != str(data.chunk_size):
             raise InputError(
                 f"{data.provenance.get('classifier', 'the classifier')}: its scores are of a classifier for "
                 f"{made_for} bp chunks, but {prepared} holds {data.chunk_size} bp chunks; predict with the "
                 f"{data.chunk_size} bp classifier"
             )
         if calibration is not None:
-            check_calibration_fits(calibration, data, str(options.calibration))
+            check_calibration_made_for(
+                calibration,
+                data.chunk_size,
+                data.provenance.get("classifier_sha256"),
+                str(options.calibration),
+            )
         data.settings = {
             **settings,
             "region_max_gap": options.region_max_gap,
@@ -605,6 +680,9 @@ def report(
             "confidence_medium": options.confidence_medium,
         }
         annotate(data, options, calibration, chunk_row)
+        if check_inputs:
+            check_inputs_prepared(source, prepared)
+        begin_final_outputs(outdir, input_paths, "virnucpro report")  # run.json goes first, written last
         progress.advance()
         write_prediction_results(data, outdir / PREDICTION_RESULTS)
         write_highest_score(data, outdir / HIGHEST_SCORE)
@@ -634,7 +712,6 @@ def report(
     _merge(content, dict(run_info or {}))
     _merge(content, {"timings": {"report_s": round(time.monotonic() - started, 3)}})
     write_run_json(outdir / RUN_JSON, content)
-    finish_final_outputs(outdir)
     counts = data.counts()
     log.info(
         "report: %d of %d sequences viral, %d more with viral regions; %d of %d scored chunks viral; "

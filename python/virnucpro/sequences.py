@@ -256,10 +256,12 @@ class SequenceInputs:
         self.files = [SequenceFile(path, number) for number, path in enumerate(paths, start=1)]
         if sum(str(f.path) == STDIN for f in self.files) > 1:
             raise InputError("standard input (-) can be given once only")
-        seen: dict[Path, SequenceFile] = {}
+        # One file under two names (./x and x, a symbolic or hard link) is the same file given twice.
+        seen: dict[tuple[int, int], SequenceFile] = {}
         for file in self.files:
             if str(file.path) != STDIN and file.path.exists():
-                earlier = seen.setdefault(file.path.resolve(), file)
+                status = file.path.stat()
+                earlier = seen.setdefault((status.st_dev, status.st_ino), file)
                 if earlier is not file:
                     raise InputError(f"{file.name}: given twice (as {earlier.name} too); give each file once")
 

@@ -83,12 +83,19 @@ def calibrate_command(
         read_labels,
         write_calibration,
     )
+    from virnucpro.output_folder import check_outputs, no_trace_if_refused
+    from virnucpro.paths import CALIBRATION_OUTPUTS
 
     check_target(target_fdr)
-    known = read_labels(labels)
-    if chunks:
-        labelled, provenance = chunks_from_tables(chunks, known), provenance_of_tables(chunks)
-    else:
-        files = score_files(scores)
-        labelled, provenance = chunks_from_scores(files, known), provenance_of_scores(files)
-    write_calibration(labelled, calibrate(labelled, target_fdr, provenance), outdir)
+    files = chunks or score_files(scores)
+    inputs = [labels, *files]
+    with no_trace_if_refused(outdir):
+        check_outputs(outdir, inputs, CALIBRATION_OUTPUTS, "virnucpro calibrate")
+        known = read_labels(labels)
+        if chunks:
+            provenance = provenance_of_tables(files)
+            labelled = chunks_from_tables(files, known)
+        else:
+            provenance = provenance_of_scores(files)
+            labelled = chunks_from_scores(files, known)
+        write_calibration(labelled, calibrate(labelled, target_fdr, provenance), outdir, inputs)

@@ -3,7 +3,6 @@ worker pool over shard files."""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -41,23 +40,10 @@ from virnucpro.defaults import (
     DEFAULT_WORKERS,
 )
 from virnucpro.errors import InputError
-from virnucpro.output_folder import no_trace_if_refused, stage_folder
+from virnucpro.output_folder import no_trace_if_refused
 from virnucpro.progress import configure_logging
 
 OUTDIR_HELP = "Folder for the shard_NNNNN.{kind}.parquet files (created if missing)."
-
-
-def _claim_outdir(outdir: Path, shards: list[Path], kinds: tuple[str, ...], scores: bool = False) -> None:
-    """Refuse an OUTDIR whose files this command did not write (see `output_folder`)."""
-    from virnucpro.paths import embedding_file, scores_file, shard_of
-
-    outputs = set()
-    for shard in shards:
-        with contextlib.suppress(ValueError):  # a badly named input is reported by the pool
-            outputs.update(embedding_file(outdir, shard_of(shard), kind) for kind in kinds)
-            if scores:
-                outputs.add(scores_file(outdir, shard_of(shard)))
-    stage_folder(outdir, shards, sorted(outputs))
 
 
 def _embed(kind: str, shards: list[Path], outdir: Path, model: str, quiet: bool, **options) -> None:
@@ -65,7 +51,6 @@ def _embed(kind: str, shards: list[Path], outdir: Path, model: str, quiet: bool,
     from virnucpro.embedding.pool import embed_files
 
     with no_trace_if_refused(outdir):
-        _claim_outdir(outdir, shards, (kind,))
         embed_files(kind, shards, outdir, model, quiet=quiet, **options)
 
 
@@ -193,8 +178,6 @@ def embed_command(
             scoring = Scoring(
                 load_classifier(classifier, classifier_revision), outdir, keep_embeddings, embedding_dtype
             )
-        kinds = ("dnabert", "esm") if scoring is None or keep_embeddings else ()
-        _claim_outdir(outdir, shards, kinds, scores=scoring is not None)
         embed_shards(
             shards,
             outdir,

@@ -14,7 +14,14 @@ from typing import Annotated
 
 import typer
 
-from virnucpro.defaults import CHUNK_SIZES, EMBEDDING_DTYPES, PRECISIONS
+from virnucpro.defaults import (
+    CHUNK_SIZES,
+    EMBEDDING_DTYPES,
+    MAX_COUNT,
+    MAX_THREADS_PER_WORKER,
+    MAX_WORKERS,
+    PRECISIONS,
+)
 
 
 def _chunk_size(value: int) -> int:
@@ -63,7 +70,10 @@ ChunkSize = Annotated[
 ShardSize = Annotated[
     int,
     typer.Option(
-        "--shard-size", min=1, help="Frame records per shard file (the unit of work and of resume)."
+        "--shard-size",
+        min=1,
+        max=MAX_COUNT,
+        help="Frame records per shard file (the unit of work and of resume).",
     ),
 ]
 
@@ -110,6 +120,7 @@ Workers = Annotated[
     typer.Option(
         "--workers",
         min=1,
+        max=MAX_WORKERS,
         help="Embedding worker processes on CPU (--devices cpu, or auto without a GPU); on GPUs one per GPU.",
     ),
 ]
@@ -129,6 +140,7 @@ BatchSize = Annotated[
         "--batch-size",
         "--dnabert-batch-size",
         min=1,
+        max=MAX_COUNT,
         help="DNABERT-S sequences per model call (length-sorted); halved on CUDA OOM.",
     ),
 ]
@@ -138,6 +150,7 @@ TokensPerBatch = Annotated[
         "--tokens-per-batch",
         "--esm-tokens-per-batch",
         min=1,
+        max=MAX_COUNT,
         help="ESM-2 padded tokens (sequences x longest, <cls>/<eos> included) per model call; halved on "
         "CUDA OOM.",
     ),
@@ -147,6 +160,7 @@ ThreadsPerWorker = Annotated[
     typer.Option(
         "--threads-per-worker",
         min=1,
+        max=MAX_THREADS_PER_WORKER,
         help="CPU threads per worker. Fixed rather than derived from the number of workers, so any "
         "--workers gives byte-identical files; raise it for a single CPU worker on a many-core machine.",
     ),

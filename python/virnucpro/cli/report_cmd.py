@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -29,20 +28,6 @@ from virnucpro.defaults import (
 from virnucpro.errors import InputError
 from virnucpro.output_folder import no_trace_if_refused
 from virnucpro.progress import configure_logging
-
-
-def read_run_info(path: Path | None) -> dict:
-    if path is None:
-        return {}
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise InputError(f"{path}: cannot read --run-info ({err.strerror})") from None
-    except ValueError as err:
-        raise InputError(f"{path}: --run-info is not valid JSON ({err})") from None
-    if not isinstance(content, dict):
-        raise InputError(f"{path}: --run-info must hold a JSON object")
-    return content
 
 
 @app.command("report")
@@ -89,8 +74,9 @@ def report_command(
         region_max_gap, region_min_chunks, confidence_high, confidence_medium, target_fdr, calibration
     )
     files = score_files([*(scores or []), *(more_scores or [])])
-    from virnucpro.report import report
+    from virnucpro.report import read_run_info, report
 
+    extra = read_run_info(run_info) if run_info is not None else {}
     with no_trace_if_refused(outdir):
         report(
             inputs,
@@ -98,7 +84,7 @@ def report_command(
             files,
             outdir,
             min_viral_fraction,
-            read_run_info(run_info),
+            extra,
             quiet=quiet,
             options=options,
         )

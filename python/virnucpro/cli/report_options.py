@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from virnucpro.defaults import MAX_CHUNKS_PER_SEQUENCE
+
 if TYPE_CHECKING:  # the report module loads pyarrow and matplotlib; commands import it when they run
     from virnucpro.report import ReportOptions
 
@@ -17,8 +19,9 @@ RegionMaxGap = Annotated[
     typer.Option(
         "--region-max-gap",
         min=0,
+        max=MAX_CHUNKS_PER_SEQUENCE,
         help="A viral region bridges at most this many consecutive chunks that are not viral (called "
-        "others, or unscored).",
+        "others, or unscored); at most 2147483647, more chunks than a sequence can have.",
     ),
 ]
 RegionMinChunks = Annotated[
@@ -26,7 +29,9 @@ RegionMinChunks = Annotated[
     typer.Option(
         "--region-min-chunks",
         min=1,
-        help="A viral region holds at least this many viral chunks (1 in sequences of one or two chunks).",
+        max=MAX_CHUNKS_PER_SEQUENCE,
+        help="A viral region holds at least this many viral chunks (1 in sequences of one or two chunks); "
+        "at most 2147483647, more chunks than a sequence can have.",
     ),
 ]
 ConfidenceHigh = Annotated[

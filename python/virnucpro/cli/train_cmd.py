@@ -32,6 +32,7 @@ from virnucpro.defaults import (
     DEFAULT_THREADS_PER_WORKER,
     DEFAULT_TOKENS_PER_BATCH,
     DEFAULT_WORKERS,
+    MAX_COUNT,
     TrainSettings,
 )
 from virnucpro.progress import configure_logging
@@ -57,18 +58,28 @@ def train_command(
         help="Folder for model.safetensors, config.json and metrics.json (usable as --classifier).",
     ),
     epochs: int = typer.Option(
-        DEFAULTS.max_epochs, "--epochs", help="Most epochs (early stopping usually ends sooner)."
+        DEFAULTS.max_epochs,
+        "--epochs",
+        min=1,
+        max=MAX_COUNT,
+        help="Most epochs (early stopping usually ends sooner).",
     ),
     patience: int = typer.Option(
-        DEFAULTS.patience, "--patience", help="Stop after this many epochs without a lower validation loss."
+        DEFAULTS.patience,
+        "--patience",
+        min=1,
+        max=MAX_COUNT,
+        help="Stop after this many epochs without a lower validation loss.",
     ),
     learning_rate: float = typer.Option(
         DEFAULTS.learning_rate, "--learning-rate", help="SGD learning rate (momentum 0.9)."
     ),
     train_batch_size: int = typer.Option(
-        DEFAULTS.batch_size, "--train-batch-size", help="Rows per training step."
+        DEFAULTS.batch_size, "--train-batch-size", min=2, max=MAX_COUNT, help="Rows per training step."
     ),
-    hidden_dim: int = typer.Option(DEFAULTS.hidden_dim, "--hidden-dim", help="Width of the hidden layer."),
+    hidden_dim: int = typer.Option(
+        DEFAULTS.hidden_dim, "--hidden-dim", min=1, max=1 << 16, help="Width of the hidden layer."
+    ),
     validation_fraction: float = typer.Option(
         DEFAULTS.validation_fraction,
         "--validation-fraction",
@@ -80,7 +91,11 @@ def train_command(
         help="Share of each class held out for the reported metrics.",
     ),
     seed: int = typer.Option(
-        DEFAULTS.seed, "--seed", help="Seed of the split, initial weights and shuffling."
+        DEFAULTS.seed,
+        "--seed",
+        min=0,
+        max=2**32 - 1,
+        help="Seed of the split, initial weights and shuffling.",
     ),
     chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
     dnabert_model: DnabertModel = DEFAULT_DNABERT_MODEL,

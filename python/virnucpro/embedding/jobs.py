@@ -58,6 +58,8 @@ class EmbedJob:
     threads: int
     kernels: KernelChoice = field(default_factory=KernelChoice)
     scoring: ScoringJob | None = None
+    # The folders whose writes this command records (`ownership`): workers record theirs there.
+    recorded_in: tuple[str, ...] = ()
 
     @property
     def writes_embeddings(self) -> bool:

@@ -34,7 +34,8 @@ from virnucpro.embedding.engine import KINDS, POOLING, KernelChoice, check_model
 from virnucpro.embedding.jobs import EmbedJob, FileTask, ModelJob, ScoringJob, ShardTask
 from virnucpro.embedding.precision import CLI_PRECISIONS
 from virnucpro.embedding.worker import STOPPING_SIGNALS, worker_main
-from virnucpro.errors import InputError, VirNucProError
+from virnucpro.errors import InputError, InternalError, VirNucProError
+from virnucpro.ownership import tracked
 from virnucpro.paths import SCORES_SUFFIX
 from virnucpro.progress import log, progress_task
 from virnucpro.shards import NUCLEOTIDE_SUFFIX, PROTEIN_SUFFIX, shard_of
@@ -85,11 +86,11 @@ def existing_files(inputs: Sequence[str | Path]) -> list[Path]:
     return paths
 
 
-def make_outdir(outdir: Path) -> None:
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"{outdir}: cannot create the output folder ({err.strerror})") from err
+def claim_outdir(outdir: Path, inputs: Sequence[Path], outputs: Sequence[Path]) -> None:
+    """The output folder is usable, no input is among the outputs, and the outputs there are ours."""
+    from virnucpro.output_folder import stage_folder
+
+    stage_folder(outdir, inputs, outputs, "virnucpro embed")
 
 
 def model_job(
@@ -141,10 +142,10 @@ def embed_files(
     outputs = [output_path(kind, p, outdir) for p in paths]
     if len(set(outputs)) != len(outputs):
         raise InputError("two input files are named after the same shard; their outputs would collide")
-    make_outdir(outdir)
+    claim_outdir(outdir, paths, outputs)
     job, described = model_job(kind, model, revision, precision, batch_size, tokens_per_batch)
     tasks = [ShardTask(shard_of(p), (FileTask(kind, p, o),)) for p, o in zip(paths, outputs, strict=True)]
-    embed_job = EmbedJob({kind: job}, precision, threads_per_worker, kernels)
+    embed_job = EmbedJob({kind: job}, precision, threads_per_worker, kernels, recorded_in=tuple(tracked()))
     start_pool(embed_job, tasks, devices, workers, quiet, described)
     return outputs
 
@@ -198,9 +199,14 @@ def embed_shards(
                 f"{path}: its shard's {INPUT_SUFFIX[missing]} file is not among the inputs "
                 f"(`embed` takes both files of each shard; embed-dna/embed-protein take one kind)"
             )
-    make_outdir(scoring.outdir if scoring is not None and not scoring.keep_embeddings else outdir)
-    if scoring is not None and scoring.keep_embeddings:
-        make_outdir(scoring.outdir)
+    if scoring is None or scoring.keep_embeddings:
+        claim_outdir(
+            outdir, paths, [output_path(k, files[k], outdir) for files in pairs.values() for k in files]
+        )
+    if scoring is not None:
+        claim_outdir(
+            scoring.outdir, paths, [scoring.outdir / f"{name}{SCORES_SUFFIX}" for name in sorted(pairs)]
+        )
     jobs, described = {}, []
     for kind, model, revision in (
         ("dnabert", dnabert_model, dnabert_revision),
@@ -221,7 +227,7 @@ def embed_shards(
         for name, files in sorted(pairs.items())
     ]
     start_pool(
-        EmbedJob(jobs, precision, threads_per_worker, kernels, scoring_job),
+        EmbedJob(jobs, precision, threads_per_worker, kernels, scoring_job, recorded_in=tuple(tracked())),
         tasks,
         devices,
         workers,
@@ -329,12 +335,13 @@ def run_pool(job: EmbedJob, plan: list[list[ShardTask]], device_names: list[str]
     finished: set[int] = set()
     failure: str | None = None
     failure_class: type[VirNucProError] = VirNucProError
+    failure_details = ""  # the traceback of a worker's bug
     deadline = float("inf")
     label = f"embedding ({' + '.join(job.models)})"
     with progress_task(label, total=total, quiet=quiet, unit="sequences") as bar:
 
         def handle(index: int, message) -> None:
-            nonlocal failure, failure_class
+            nonlocal failure, failure_class, failure_details
             if isinstance(message, logging.LogRecord):
                 if message.levelno >= log.getEffectiveLevel():  # --quiet applies to workers too
                     log.handle(message)
@@ -350,6 +357,7 @@ def run_pool(job: EmbedJob, plan: list[list[ShardTask]], device_names: list[str]
                 where = f"embedding {rest[0]}" if rest[0] else "starting"
                 failure = f"worker {index + 1} ({device_names[index]}) failed {where}: {rest[1]}"
                 failure_class = InputError if rest[2] else VirNucProError
+                failure_details = rest[3]
 
         try:
             with interrupts_deferred():
@@ -407,6 +415,8 @@ def run_pool(job: EmbedJob, plan: list[list[ShardTask]], device_names: list[str]
                     process.kill()
             for receiver, _ in channels:
                 receiver.close()
+    if failure is not None and failure_details:
+        raise InternalError(f"{failure}; finished files are kept", failure_details)
     if failure is not None:
         raise failure_class(f"{failure}; finished files are kept, rerun the same command to resume")
 

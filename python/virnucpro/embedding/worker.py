@@ -37,6 +37,7 @@ import numpy as np
 
 from virnucpro.embedding.jobs import EmbedJob, FileTask, ShardTask
 from virnucpro.errors import InputError, VirNucProError, output_error
+from virnucpro.ownership import track_all
 from virnucpro.progress import log
 
 # Signals that end a run: Ctrl-C (KeyboardInterrupt) and SIGTERM/SIGHUP (`Terminated`, see the CLI).
@@ -273,6 +274,7 @@ def worker_main(index: int, device: str, tasks: list[ShardTask], job: EmbedJob, 
     log.handlers[:] = [handler]
     log.setLevel(logging.INFO)
     log.propagate = False
+    track_all(job.recorded_in)
     current: Path | None = None
     writer: BackgroundWriter | None = None
     try:
@@ -390,12 +392,10 @@ def worker_main(index: int, device: str, tasks: list[ShardTask], job: EmbedJob, 
         if isinstance(err, FileFailure):
             current, err = err.path, err.cause
         if isinstance(err, VirNucProError):
-            cause = str(err)
-        else:
-            cause = f"{type(err).__name__}: {err}"
-            # A bug: keep the last frames only, so stderr stays short.
-            log.error("%s", "".join(traceback.format_exception(err, limit=-4)).rstrip())
-        messages.put(("error", str(current) if current else "", cause, isinstance(err, InputError)))
+            cause, details = str(err), ""
+        else:  # a bug: its traceback goes to the parent, for the command's crash log
+            cause, details = f"{type(err).__name__}: {err}", "".join(traceback.format_exception(err))
+        messages.put(("error", str(current) if current else "", cause, isinstance(err, InputError), details))
         connection.close()
         raise SystemExit(1) from None
     connection.close()

@@ -4,7 +4,6 @@ unpickler (a file that would run code or build other objects is refused, one lin
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -12,28 +11,61 @@ import torch
 
 from virnucpro.errors import InputError
 
-# Fields of config.json that shape a network: each must be a positive integer.
-SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+# Fields of config.json that shape a network: each must be a positive integer, at most its bound
+# (far above any real model's; a larger one could not be built).
+SHAPE_FIELDS = {
+    "vocab_size": 1 << 20,
+    "hidden_size": 1 << 16,
+    "num_hidden_layers": 1 << 10,
+    "num_attention_heads": 1 << 10,
+    "intermediate_size": 1 << 18,
+}
+# Other fields the models read, when present: (kind, lowest, highest); None allowed where noted.
+SETTING_FIELDS = {
+    "layer_norm_eps": (float, 0.0, 1.0),
+    "hidden_dropout_prob": (float, 0.0, 1.0),
+    "attention_probs_dropout_prob": (float, 0.0, 1.0),
+    "max_position_embeddings": (int, 1, 1 << 24),
+    "type_vocab_size": (int, 1, 1 << 16),
+    "alibi_starting_size": (int, 1, 1 << 24),
+    "hidden_act": (str, None, None),
+    "position_embedding_type": (str, None, None),
+    "token_dropout": (bool, None, None),
+    "emb_layer_norm_before": (bool, None, None),
+}
+TOKEN_FIELDS = ("pad_token_id", "mask_token_id")  # ids in the vocabulary, or null
 
 
 def read_config(path: Path, defaults: Mapping[str, object] | None = None) -> dict:
-    """A model's `config.json` as a dict, its shape fields checked (a missing one takes its value
-    from `defaults`); an `InputError` naming the file says what is wrong with it."""
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: cannot read it ({err})") from None
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: not a model configuration (a JSON object)")
+    """A model's `config.json` as a dict, the fields that decide the network checked (a missing one
+    takes its value from `defaults`); an `InputError` naming the file says what is wrong with it."""
+    from virnucpro.json_files import is_count, is_number, read_json_object
+
+    raw = read_json_object(path)
     merged = {**(defaults or {}), **raw}
-    for name in SHAPE_FIELDS:
+    for name, highest in SHAPE_FIELDS.items():
         value = merged.get(name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InputError(f"{path}: {name} is {value!r}, not a positive integer")
+        if not is_count(value) or not 1 <= value <= highest:
+            raise InputError(f"{path}: {name} is {value!r:.40}, not a positive integer of at most {highest}")
     if merged["hidden_size"] % merged["num_attention_heads"]:
         raise InputError(f"{path}: hidden_size is not a multiple of num_attention_heads")
+    for name, (kind, lowest, highest) in SETTING_FIELDS.items():
+        if name not in merged or (merged[name] is None and name == "emb_layer_norm_before"):
+            continue
+        value = merged[name]
+        if kind is float:
+            fits = is_number(value) and lowest <= value <= highest and (name != "layer_norm_eps" or value > 0)
+        elif kind is int:
+            fits = is_count(value) and lowest <= value <= highest
+        else:
+            fits = isinstance(value, kind)
+        if not fits:
+            bounds = f" from {lowest} to {highest}" if lowest is not None else ""
+            raise InputError(f"{path}: {name} is {value!r:.40}, not a {kind.__name__}{bounds}")
+    for name in TOKEN_FIELDS:
+        value = merged.get(name)
+        if value is not None and not (is_count(value) and value < merged["vocab_size"]):
+            raise InputError(f"{path}: {name} is {value!r:.40}, not a token id below vocab_size")
     return raw
 
 

@@ -98,6 +98,35 @@ def check_folder(folder: Path) -> None:
     read_config(folder / CONFIG_FILE)
 
 
+def esm_config(folder: Path):
+    """The `EsmConfig` of a model folder, checked: its fields (`read_config`), transformers' own
+    checks, and a size the weights files can hold (a config that asks for far more parameters than
+    the checkpoint has would otherwise allocate them all before the weights are compared)."""
+    quiet_transformers()
+    from transformers import EsmConfig
+
+    path = folder / CONFIG_FILE
+    raw = read_config(path)
+    try:
+        config = EsmConfig(**raw)
+    except Exception as err:  # transformers' own checks: their exception types change between releases
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(f"{path}: not an ESM-2 configuration ({first[:200]})") from None
+    hidden, layers = config.hidden_size, config.num_hidden_layers
+    parameters = config.vocab_size * hidden + layers * (
+        4 * hidden * hidden + 2 * hidden * config.intermediate_size
+    )
+    stored = sum(p.stat().st_size for p in weight_files(folder))
+    # A checkpoint holds at least one byte per parameter; a small model is built whatever it says
+    # (its weights are compared then).
+    if parameters > max(stored, 1 << 24):
+        raise InputError(
+            f"{path}: describes a model of {parameters:,} parameters, but its weights files hold "
+            f"{stored:,} bytes (config and weights of different models?)"
+        )
+    return config
+
+
 def weight_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
 
@@ -131,11 +160,10 @@ def load_esm(
     `InputError` naming the file."""
     folder = Path(folder)
     check_folder(folder)
-    quiet_transformers()
-    from transformers import EsmConfig, EsmModel
+    from transformers import EsmModel
 
     device = torch.device(device)
-    config = EsmConfig(**read_config(folder / CONFIG_FILE))
+    config = esm_config(folder)
     config._attn_implementation = attention_implementation(attention)
     with torch.device(device):
         model = EsmModel(config, add_pooling_layer=False)
