@@ -12,8 +12,8 @@ modification time and bytes), so a crash between the two leaves an entry for a f
 appeared, never a file of ours without an entry; earlier versions stay listed until the writer
 that replaced them settles the record. Appends and rewrites take an flock on the record, so the
 workers of one command and commands that share a folder (`embed-*`, `predict`) record side by side.
-The modification time is there for a cache of hashes by size and mtime; today a file is hashed
-when its size matches an entry, once per process.
+A file whose size and modification time match an entry is taken as that entry without being read
+(a cache of hashes by size and mtime); one whose size alone matches is hashed, once per process.
 
 Writes are recorded in the folders a command has claimed with `track` (absolute paths; the
 deepest one that holds a file gets its entry); workers of a command get the same list.
@@ -145,7 +145,9 @@ class Record:
         return found
 
     def owns(self, path: Path, entries: dict[str, list[Entry]] | None = None) -> bool:
-        """Whether `path` is a regular file that matches a recorded version (size, then SHA-256)."""
+        """Whether `path` is a regular file that matches a recorded version: the same size and
+        modification time (trusted without reading the file, as a hash cache would: a rerun over
+        thousands of shards and score files reads none of them), else the same size and SHA-256."""
         entries = self.entries() if entries is None else entries
         versions = entries.get(self.name_of(path), [])
         try:
@@ -154,6 +156,8 @@ class Record:
             return False
         if not stat.S_ISREG(status.st_mode) or not any(v.size == status.st_size for v in versions):
             return False
+        if any(v.size == status.st_size and v.mtime_ns == status.st_mtime_ns for v in versions):
+            return True
         try:
             now = entry_of(path)
         except OSError:

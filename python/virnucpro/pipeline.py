@@ -246,6 +246,63 @@ def check_input_content(layout: RunLayout, inputs: Sequence[Path], cache: HashCa
     return hashes
 
 
+def request_fingerprint(
+    layout: RunLayout, request: dict, options: EmbeddingOptions, input_sha256: Sequence[str]
+) -> str | None:
+    """SHA-256 of everything a run's final outputs follow from: `request` (the parameters, report
+    settings and calibration), the inputs' content, this version, and the size and modification time
+    of prepare's tables and of every score file (and kept embedding file) they were made from.
+    None while any of those files is missing. Recorded in run.json: a rerun that computes the same
+    fingerprint, with the final outputs as written, has nothing to do."""
+    import hashlib
+
+    from virnucpro import __version__
+    from virnucpro.paths import embedding_file, scores_file
+
+    summary = read_summary(layout.prepare.folder)
+    if summary is None:
+        return None
+    prepared = layout.prepare
+    files = [prepared.summary, prepared.chunk_frames, prepared.input_sequences]
+    for shard in summary.shards:
+        files.append(scores_file(layout.scores, shard["name"]))
+        if options.keep_embeddings:
+            files += [embedding_file(layout.embeddings, shard["name"], kind) for kind in ("dnabert", "esm")]
+    stats = []
+    for path in files:
+        try:
+            status = path.stat()
+        except OSError:
+            return None
+        stats.append([str(path.relative_to(layout.outdir)), status.st_size, status.st_mtime_ns])
+    content = {
+        "request": request,
+        "inputs": list(input_sha256),
+        "version": __version__,
+        "files": stats,
+        "kept": [options.keep_embeddings, options.embedding_dtype],
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def is_current(layout: RunLayout, fingerprint: str | None) -> bool:
+    """Whether run.json records `fingerprint` and every final output is as the run wrote it (its
+    size and modification time in the folder's record)."""
+    from virnucpro.ownership import Record
+
+    if fingerprint is None:
+        return False
+    try:
+        recorded = json.loads(layout.run_json.read_text(encoding="utf-8")).get("request_sha256")
+    except (OSError, ValueError, AttributeError):
+        return False
+    if recorded != fingerprint:
+        return False
+    record = Record(layout.outdir)
+    entries = record.entries()
+    return all(record.owns(path, entries) for path in layout.final_outputs())
+
+
 def write_parameters(record: Path, parameters: dict, inputs: Sequence[Path]) -> None:
     content = {**parameters, "inputs": [str(path.resolve()) for path in inputs]}
     with atomic_open(record, "w", encoding="utf-8", newline="\n") as out:
@@ -264,8 +321,9 @@ def run(
     force: bool = False,
     quiet: bool = False,
     report_options: ReportOptions = ReportOptions(),
-) -> ReportData:
-    """Run prepare, both embeddings, predict and report on one sample (one or several files)."""
+) -> ReportData | None:
+    """Run prepare, both embeddings and the scores, and report on one sample (one or several
+    files); None when the folder already held this very run's results (nothing was done)."""
     from virnucpro.models.sources import resolve_model
 
     started = time.monotonic()
@@ -334,6 +392,19 @@ def run(
                 # prepare will replace its folder's files: they must be ours (checked now, before
                 # the final outputs are removed)
                 check_prepare_replaceable(layout.prepare)
+        request = {
+            "parameters": parameters,
+            "min_viral_fraction": min_viral_fraction,
+            "report": report_options.parameters(),
+            "calibration_sha256": calibration[1] if calibration is not None else None,
+        }
+        if hashes is not None and is_current(layout, request_fingerprint(layout, request, options, hashes)):
+            from virnucpro.ownership import track
+
+            track(layout.outdir)  # the hash table's new version goes into the folder's record
+            hashes_cache.save()
+            log.info("virnucpro run: %s is complete and current (run.json); nothing to do", layout.outdir)
+            return None
 
     # From here on the folder changes: the completion marker goes first.
     begin_final_outputs(layout.outdir, input_paths, "virnucpro run")
@@ -394,6 +465,10 @@ def run(
         },
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
+    summary = read_summary(layout.prepare.folder)  # prepare recorded the inputs' hashes as it read them
+    fingerprint = request_fingerprint(layout, request, options, summary.input_sha256) if summary else None
+    if fingerprint is not None:
+        run_info["request_sha256"] = fingerprint
     log.info("report: from %d score file(s)", len(scores))
     data = report(
         input_paths,
