@@ -5,10 +5,11 @@
  *   nextflow run . --input 'reads/*.fa.gz' --outdir results -profile gpu,docker
  *
  * Per sample (one input file, or the files of one samplesheet sample): PREPARE chunks and
- * translates into shards; shards go in groups of --shards_per_task to EMBED (both models, one
- * worker per GPU of the task) and then PREDICT (the group's scores); REPORT writes the sample's
- * outputs to <outdir>/<sample>/, the same files as `virnucpro run`, as soon as that sample's groups
- * are scored. A failed task stops only its own sample; the run ends with a line per sample. Every
+ * translates into shards; shards go in groups of --shards_per_task to EMBED (both models and the
+ * classifier, one worker per GPU of the task: each shard is scored where its embeddings are made,
+ * and the embeddings are kept only with --keep_embeddings); REPORT writes the sample's outputs to
+ * <outdir>/<sample>/, the same files as `virnucpro run`, as soon as that sample's groups are
+ * scored. A failed task stops only its own sample; the run ends with a line per sample. Every
  * step is one call of the `virnucpro` command; this file only checks parameters and wires channels.
  */
 
@@ -16,7 +17,6 @@ include { MAKE_TEST_MODELS } from './modules/make_test_models'
 include { MODEL_IDENTITY } from './modules/model_identity'
 include { PREPARE } from './modules/prepare'
 include { EMBED } from './modules/embed'
-include { PREDICT } from './modules/predict'
 include { REPORT } from './modules/report'
 
 workflow {
@@ -66,12 +66,12 @@ workflow {
         PREPARE(reads)
 
         def shard_groups = PREPARE.out.shards.flatMap { meta, shards -> shardGroups(meta, shards, params.shards_per_task) }
-        EMBED(shard_groups, dnabert_model, esm_model)
-        PREDICT(EMBED.out.embeddings, classifier)
+        EMBED(shard_groups, dnabert_model, esm_model, classifier)
+        def group_scores = EMBED.out.scores
 
         // A sample's scores go to REPORT as soon as all its groups are scored (groupKey knows how
         // many), sorted so that a resumed run sees the same inputs and reuses the finished report
-        def scored = PREDICT.out.scores
+        def scored = group_scores
             .map { meta, files -> [groupKey(meta.id, meta.groups), files] }
             .groupTuple()
             .map { id, files -> [id.toString(), files.flatten().sort(false) { f -> f.name }] }
@@ -80,14 +80,15 @@ workflow {
             .map { meta, _shards -> [meta.id, []] }
         def report_inputs = reads
             .map { meta, files -> [meta.id, meta, files] }
-            .join(PREPARE.out.prepared.map { meta, prepared -> [meta.id, prepared] })
+            .join(PREPARE.out.tables.map { meta, tables -> [meta.id, tables] })
             .join(scored.mix(unscored))
-            .map { _id, meta, files, prepared, scores -> [meta, files, prepared, scores] }
+            // REPORT's memory follows the sample's size, read off prepare's counts
+            .map { _id, meta, files, tables, scores -> [meta + sampleCounts(tables), files, tables, scores] }
         def calibration = params.calibration ? channel.value(file(params.calibration)) : channel.value([])
         REPORT(report_inputs, runInfo(params), calibration)
 
         versions
-            .mix(PREPARE.out.versions, EMBED.out.versions, PREDICT.out.versions, REPORT.out.versions)
+            .mix(PREPARE.out.versions, EMBED.out.versions, REPORT.out.versions)
             .map { file -> file.text }
             .unique()
             .collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true, newLine: false)
@@ -95,8 +96,7 @@ workflow {
         // What each sample got to, for the summary at the end
         def reached = java.util.Collections.synchronizedList([])
         PREPARE.out.shards.subscribe { meta, shards -> reached << [meta.id, 'prepared', shardGroups(meta, shards, params.shards_per_task).size()] }
-        EMBED.out.embeddings.subscribe { meta, _files -> reached << [meta.id, 'embedded', 1] }
-        PREDICT.out.scores.subscribe { meta, _files -> reached << [meta.id, 'scored', 1] }
+        group_scores.subscribe { meta, _files -> reached << [meta.id, 'embedded', 1] }
         REPORT.out.results.subscribe { meta, _files -> reached << [meta.id, 'reported', 1] }
         def outdir = params.outdir // `params` is not in scope when the handler runs
         workflow.onComplete {
@@ -547,6 +547,19 @@ def kebabCase(name) {
 
 // The sample's shards (both files of each) in name order, `perTask` shards per group:
 // [meta + [group: number, groups: how many, shards: in this group], files]
+// The sample's sequences and chunks, from prepare.json (for REPORT's memory request, conf/base.config)
+def sampleCounts(tables) {
+    def summary = tables.find { f -> f.name == 'prepare.json' }
+    def counts = [:]
+    try {
+        counts = summary ? new groovy.json.JsonSlurper().parse(summary.toFile()) : [:]
+    }
+    catch (Exception _error) {
+        counts = [:] // a stub run's empty file: REPORT gets the least memory
+    }
+    return [sequences: (counts.sequences ?: 0) as long, chunks: (counts.chunks ?: 0) as long]
+}
+
 def shardGroups(meta, shards, perTask) {
     def byShard = shards.groupBy { f -> f.name.replaceFirst(/\..*$/, '') }
     def groups = byShard.keySet().sort().collate(perTask as int)
@@ -562,7 +575,7 @@ def shardGroups(meta, shards, perTask) {
 // were made with, and run.json's models entry carries it.
 def runInfo(settings) {
     def speedOrPlace = [
-        'help', 'outdir', 'publish_dir_mode', 'publish_embeddings', 'trace_report_suffix',
+        'help', 'outdir', 'publish_dir_mode', 'publish_embeddings', 'keep_embeddings', 'embedding_dtype', 'trace_report_suffix',
         'dnabert_batch_size', 'esm_tokens_per_batch', 'gpus', 'cpu_workers', 'accelerator_type', 'gpu_lock_dir',
         'max_cpus', 'max_memory', 'max_time', 'max_retries', 'slurm_queue', 'slurm_gpu_queue', 'slurm_options',
     ]
@@ -587,11 +600,9 @@ def completionSummary(samples, reached, outdir) {
         def mine = events.findAll { event -> event[0] == id }
         def groups = mine.find { event -> event[1] == 'prepared' }?.getAt(2)
         def embedded = stageCount(mine, 'embedded')
-        def scored = stageCount(mine, 'scored')
         def state = stageCount(mine, 'reported') ? "finished: ${outdir}/${id}/"
             : groups == null ? 'FAILED in PREPARE'
-            : embedded < groups ? "FAILED in EMBED (${embedded} of ${groups} shard groups embedded)"
-            : scored < groups ? "FAILED in PREDICT (${scored} of ${groups} shard groups scored)"
+            : embedded < groups ? "FAILED in EMBED (${embedded} of ${groups} shard groups embedded and scored)"
             : 'FAILED in REPORT'
         lines << "  ${id}: ${state}"
     }

@@ -13,6 +13,9 @@ process PREPARE {
 
     output:
     tuple val(meta), path('prepared'), emit: prepared
+    // What REPORT reads (prepare.json, chunk_frames.tsv, input_sequences.tsv): not the shards,
+    // which would be staged for nothing on executors without a shared file system
+    tuple val(meta), path('prepared/*.{json,tsv}', arity: '3'), emit: tables
     tuple val(meta), path('prepared/shards/*', arity: '0..*'), emit: shards
     path 'versions.yml', emit: versions
 

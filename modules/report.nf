@@ -1,5 +1,5 @@
 /*
- * One sample's final outputs from all its shard scores: the tables in the original tool's layout,
+ * One sample's final outputs from all its shard scores and prepare's tables (not its shards): the tables in the original tool's layout,
  * chunks.tsv, sequences.tsv, viral_regions.tsv/.bed/.fa, viral.fa, report.html with its figures,
  * and run.json (with the pipeline's parameters merged in). Written to results/, published to
  * <outdir>/<sample>/.
@@ -9,7 +9,7 @@ process REPORT {
     label 'process_low'
 
     input:
-    tuple val(meta), path(reads, stageAs: 'reads/?/*', arity: '1..*'), path(prepared), path(scores, stageAs: 'scores/*', arity: '0..*')
+    tuple val(meta), path(reads, stageAs: 'reads/?/*', arity: '1..*'), path(tables, stageAs: 'prepared/*', arity: '3'), path(scores, stageAs: 'scores/*', arity: '0..*')
     val(run_info_base64)
     path(calibration, stageAs: 'calibration/*')
 
@@ -25,7 +25,7 @@ process REPORT {
     """
     printf '%s' '${run_info_base64}' | base64 -d > run_info.json
     mkdir -p scores
-    virnucpro report ${inputs} --prepared '${prepared}' --scores scores --outdir results --run-info run_info.json ${calibration_option} ${task.ext.args}
+    virnucpro report ${inputs} --prepared prepared --scores scores --outdir results --run-info run_info.json ${calibration_option} ${task.ext.args}
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":

@@ -79,6 +79,21 @@ def example_reference(test_models, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def inductor_cache(tmp_path_factory) -> Path:
+    """One torch.compile cache for every in-process compilation of the session: inductor keeps the
+    folder it first used, so a test's own folder (removed once it passes) would be gone for the next
+    test's compilation."""
+    folder = tmp_path_factory.mktemp("inductor")
+    previous = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    else:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
 def test_models(tmp_path_factory) -> Path:
     """The small random models of `virnucpro make-test-models`, built once per test session."""
     from virnucpro.test_models import make_test_models

@@ -6,7 +6,6 @@ reference path."""
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 
@@ -150,9 +149,8 @@ def test_no_compiler_means_sdpa_before_any_compilation(wide_heads, tmp_path):
 
 
 @pytest.mark.slow
-def test_compiled_flex_on_cpu_matches_the_reference(wide_heads, tmp_path):
+def test_compiled_flex_on_cpu_matches_the_reference(wide_heads, inductor_cache):
     """The compiled kernel itself, built by inductor for the CPU (the GPU run is in test_gpu_paths)."""
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     data = random_dna(12, 4)
     compiled = load_embedder(
         "dnabert",
@@ -214,8 +212,7 @@ def test_quantizing_bf16_directly_gives_the_float32_path_numbers():
 
 
 @pytest.mark.slow
-def test_compiled_quantization_gives_the_eager_numbers(tmp_path):
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+def test_compiled_quantization_gives_the_eager_numbers(inductor_cache):
     x = torch.randn(70, 256, generator=torch.Generator().manual_seed(4)).to(torch.bfloat16)
     q, scale = compiled_quantize_rows()(x)
     eager_q, eager_scale = quantize_rows(x)
@@ -227,9 +224,8 @@ def test_compiled_quantization_gives_the_eager_numbers(tmp_path):
 
 
 @pytest.mark.slow
-def test_compiled_esm_layers_agree_with_eager(test_models, tmp_path):
+def test_compiled_esm_layers_agree_with_eager(test_models, inductor_cache):
     """Regional compilation: the layers compiled by inductor (CPU here), fused QKV included."""
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     data = random_proteins(20, 7)
     reference = embed_sequences(load_embedder("esm", test_models / "esm2"), data)
     kernels = KernelChoice(esm_fused_qkv=True, compile_esm=True)

@@ -41,7 +41,7 @@ from synthetic import write_calibration_json
 
 pytestmark = pytest.mark.nextflow
 
-PROCESSES = ("MAKE_TEST_MODELS", "MODEL_IDENTITY", "PREPARE", "EMBED", "PREDICT", "REPORT")
+PROCESSES = ("MAKE_TEST_MODELS", "MODEL_IDENTITY", "PREPARE", "EMBED", "REPORT")
 
 
 def schema_parameters() -> dict[str, dict]:
@@ -468,8 +468,6 @@ TEST_PROFILE_TASKS = [
     "MAKE_TEST_MODELS (test models)",
     "MODEL_IDENTITY (dnabert)",
     "MODEL_IDENTITY (esm)",
-    "PREDICT (example:1)",
-    "PREDICT (example:2)",
     "PREPARE (example)",
     "REPORT (example)",
 ]
@@ -485,18 +483,26 @@ def test_test_profile_outputs_equal_virnucpro_run(test_profile_run, example_refe
     trace = read_trace(outdir)
     assert {row["status"] for row in trace} == {"COMPLETED"}
     assert sorted(row["name"] for row in trace) == TEST_PROFILE_TASKS
-    # the test profile caps every task at one CPU and 6 GB, and embeds on the CPU
+    # the test profile caps every task at one CPU and 6 GB, and embeds on the CPU; REPORT asks for
+    # what the sample's counts need (2 GB and 300 bytes a sequence, 100 a chunk: about 2 GB here)
     for row in trace:
-        assert (row["cpus"], row["memory"]) == ("1", "6 GB"), row["name"]
-    scripts = [
-        (test_profile_run / "work").glob(f"{row['hash']}*/.command.sh")
-        for row in trace
-        if row["process"] == "EMBED"
-    ]
-    for found in scripts:
-        script = next(found).read_text()
-        assert "--devices cpu --workers 1" in script
-        assert "claim-gpus" not in script
+        expected = "2 GB" if row["process"] == "REPORT" else "6 GB"
+        assert (row["cpus"], row["memory"]) == ("1", expected), row["name"]
+
+    def task_folder(row) -> Path:
+        return next((test_profile_run / "work").glob(f"{row['hash']}*"))
+
+    for row in trace:
+        if row["process"] == "EMBED":
+            script = (task_folder(row) / ".command.sh").read_text()
+            assert "--devices cpu --workers 1" in script and "claim-gpus" not in script
+            assert "--classifier" in script  # scored where embedded: no PREDICT task
+            assert "import torch" not in script  # versions.yml reads the package metadata
+            assert not list((task_folder(row) / "embeddings").glob("*.dnabert.parquet"))  # not kept
+        if row["process"] == "REPORT":
+            # prepare's tables are staged, not its shards
+            staged = sorted(p.name for p in (task_folder(row) / "prepared").iterdir())
+            assert staged == ["chunk_frames.tsv", "input_sequences.tsv", "prepare.json"]
 
 
 @pytest.mark.slow
@@ -529,6 +535,27 @@ def test_resume_reruns_nothing_then_only_what_a_new_precision_touches(test_profi
         assert row["status"] == expected, row["name"]
     run_info = json.loads((launch / "out" / "example" / "run.json").read_text())["nextflow"]
     assert run_info["params"]["precision"] == "bf16"
+
+
+@pytest.mark.slow
+def test_keep_embeddings_publishes_the_files_embed_writes(test_profile_run, example_reference, tmp_path):
+    """--keep_embeddings: the embedding files are written beside the scores and published; the
+    outputs stay those of `virnucpro run`, and the files those of `virnucpro embed`."""
+    launch = test_profile_run
+    run_pipeline("-profile", "test", "--outdir", "kept", "--keep_embeddings", cwd=launch)
+    sample = launch / "kept" / "example"
+    assert_same_outputs(sample, example_reference)
+    published = sorted((sample / "embeddings").glob("shard_*.parquet"))
+    assert [p.name for p in published] == [
+        f"shard_0000{i}.{kind}.parquet" for i in (1, 2, 3) for kind in ("dnabert", "esm")
+    ]
+    models = launch / "out" / "example" / "embeddings"  # not published by the first run
+    assert not models.exists()
+    from virnucpro.embedding_files import read_embeddings
+
+    for path in published:
+        table = read_embeddings(path)
+        assert table.vectors.shape[0] == int(table.metadata["rows"]) and "dtype" not in table.metadata
 
 
 @pytest.mark.slow
@@ -568,7 +595,7 @@ def test_two_inputs_give_two_samples_and_touching_one_reruns_only_it(tmp_path, e
     os.utime(inputs / "subset.fa")  # touched: same content, newer time
     run_pipeline(*options, "-resume", cwd=tmp_path)
     trace = read_trace(outdir)
-    assert len(trace) == 11
+    assert len(trace) == 9  # models 3, then per sample PREPARE, EMBED (scored there), REPORT
     for row in trace:
         sample = row["tag"].split(":")[0]
         assert row["status"] == ("COMPLETED" if sample == "subset" else "CACHED"), row["name"]
