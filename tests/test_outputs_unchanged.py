@@ -1,0 +1,110 @@
+"""Every output of `virnucpro run`, byte for byte, against a reference recorded before the package was
+reorganised by stage (tests/data/reference_outputs.json): the bundled example, and a second input of
+longer random sequences cut into many shards. A change of any output digit fails here.
+
+To record the reference again (only for an intended change of outputs, said in CHANGELOG.md):
+    python tests/test_outputs_unchanged.py /path/to/test-models
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+REFERENCE = TESTS / "data" / "reference_outputs.json"
+# Records of when and where, not of what: they hold paths, sizes and mtimes.
+VARYING = {"run.json", ".virnucpro-outputs", "hashes.tsv"}
+CASES = {
+    "example": ("example.fa", []),
+    "long-random": ("long-random.fa", ["--shard-size", "7"]),
+}
+
+
+def write_second_input(path: Path) -> Path:
+    sys.path.insert(0, str(TESTS))
+    from random_sequences import random_dna
+
+    records = random_dna(24, seed=18, low=120, high=2400)
+    path.write_text("".join(f">long{i} random {len(s)} bp\n{s}\n" for i, s in enumerate(records)))
+    return path
+
+
+def run_case(name: str, models: Path, folder: Path) -> dict[str, str]:
+    source, options = CASES[name]
+    inputs = TESTS / "data" / source if name == "example" else write_second_input(folder / source)
+    outdir = folder / f"out-{name}"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "virnucpro",
+            "run",
+            str(inputs),
+            "--outdir",
+            str(outdir),
+            "--dnabert-model",
+            str(models / "dnabert-s"),
+            "--esm-model",
+            str(models / "esm2"),
+            "--classifier",
+            str(models / "classifier"),
+            "--workers",
+            "1",
+            *options,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    places = {models: "<models>", inputs.parent: "<inputs>"}
+    return {
+        str(p.relative_to(outdir)): digest(p, places)
+        for p in sorted(outdir.rglob("*"))
+        if p.is_file() and p.name not in VARYING
+    }
+
+
+def digest(path: Path, places: dict[Path, str]) -> str:
+    """sha256 of the file with the test's own folders named by placeholders; of a Parquet file, its
+    columns in Arrow's IPC form and its metadata (whose checksum covers those folders, so it is left out)."""
+
+    def placed(data: bytes) -> bytes:
+        for folder, name in places.items():
+            for spelling in {str(folder), str(folder.resolve())}:
+                data = data.replace(spelling.encode(), name.encode())
+        return data
+
+    if path.suffix != ".parquet":
+        return hashlib.sha256(placed(path.read_bytes())).hexdigest()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    metadata = {k: v for k, v in (table.schema.metadata or {}).items() if k != b"virnucpro.metadata_sha256"}
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema.remove_metadata()) as stream:
+        stream.write_table(table.replace_schema_metadata(None))
+    content = sink.getvalue().to_pybytes() + b"".join(
+        placed(k + b"=" + v + b"\n") for k, v in sorted(metadata.items())
+    )
+    return hashlib.sha256(content).hexdigest()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_outputs_equal_the_recorded_reference(name, test_models, tmp_path):
+    recorded = json.loads(REFERENCE.read_text())[name]
+    assert run_case(name, test_models, tmp_path) == recorded
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        reference = {name: run_case(name, Path(sys.argv[1]), Path(tmp)) for name in sorted(CASES)}
+    REFERENCE.write_text(json.dumps(reference, indent=1, sort_keys=True) + "\n")
+    print(f"recorded {sum(map(len, reference.values()))} files in {REFERENCE}")
