@@ -1,6 +1,6 @@
 """Every output of `virnucpro run`, byte for byte, against a reference recorded before the package was
 reorganised by stage (tests/data/reference_outputs.json): the bundled example, and a second input of
-longer random sequences cut into many shards. A change of any output digit fails here.
+longer coding-like sequences cut into many shards. A change of any output digit fails here.
 
 To record the reference again (only for an intended change of outputs, said in CHANGELOG.md):
     python tests/test_outputs_unchanged.py /path/to/test-models
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -22,16 +23,28 @@ REFERENCE = TESTS / "data" / "reference_outputs.json"
 VARYING = {"run.json", ".virnucpro-outputs", "hashes.tsv"}
 CASES = {
     "example": ("example.fa", []),
-    "long-random": ("long-random.fa", ["--shard-size", "7"]),
+    "long-coding": ("long-coding.fa", ["--shard-size", "7"]),
 }
 
 
 def write_second_input(path: Path) -> Path:
-    sys.path.insert(0, str(TESTS))
-    from random_sequences import random_dna
-
-    records = random_dna(24, seed=18, low=120, high=2400)
-    path.write_text("".join(f">long{i} random {len(s)} bp\n{s}\n" for i, s in enumerate(records)))
+    """24 sequences of 120 to 2,400 bp: most of sense codons (stop-free frames, so chunks are scored),
+    every third reverse-complemented, every fourth plain random DNA."""
+    rng = random.Random(18)
+    sense = [a + b + c for a in "ACGT" for b in "ACGT" for c in "ACGT"]
+    sense = [c for c in sense if c not in ("TAA", "TAG", "TGA")]
+    complement = str.maketrans("ACGT", "TGCA")
+    lines = []
+    for i in range(24):
+        length = rng.randint(40, 800)
+        if i % 4 == 3:
+            bases = "".join(rng.choice("ACGT") for _ in range(3 * length))
+        else:
+            bases = "".join(rng.choice(sense) for _ in range(length))
+        if i % 3 == 2:
+            bases = bases.translate(complement)[::-1]
+        lines.append(f">long{i} made {len(bases)} bp\n{bases}\n")
+    path.write_text("".join(lines))
     return path
 
 
