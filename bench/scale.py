@@ -1,5 +1,6 @@
 """Scale benchmark: synthetic 150 bp reads through `virnucpro run` with the test models, and a no-op
-rerun, at 10^5, 10^6 (and, optional, 10^7) reads; then one input cut into 33 to 10,000 shards.
+rerun, at 10^5, 10^6 (and, optional, 10^7) reads; then one input cut into 33 to 10,000 shards
+(the smallest size's input).
 
 For each size it prints, per stage (prepare, embedding and scoring in the workers, report) and for
 the no-op rerun: seconds, peak RSS, and the files and bytes the run leaves on disk per million
@@ -36,7 +37,7 @@ sys.path.insert(0, str(REPO / "python"))
 
 READ_LENGTH = 150
 REAL_WIDTH = 768 + 2560  # DNABERT-S + ESM-2 3B values per frame
-SHARD_SERIES = (10_000, 3_300, 330, 300, 33)  # frames per shard: about 33, 100, 1,000, 1,100, 10,000 shards
+SHARD_COUNTS = (33, 100, 1_000, 1_100, 10_000)  # the shard series: one input cut into about this many shards
 
 
 def write_reads(path: Path, count: int, seed: int = 5) -> None:
@@ -235,17 +236,29 @@ def sizes(reads: list[int], workdir: Path, models: Path, workers: int) -> list[d
     return rows
 
 
+def count_frames(inputs: Path, workdir: Path) -> int:
+    """Frames `prepare` keeps from `inputs` (prepare alone, no models: a few seconds a million reads)."""
+    outdir = workdir / f"frames-of-{inputs.stem}"
+    if not (outdir / "prepare.json").exists():
+        env = {**os.environ, "PYTHONPATH": str(REPO / "python")}
+        command = [sys.executable, "-m", "virnucpro", "prepare", str(inputs), "--outdir", str(outdir)]
+        subprocess.run(command, env=env, check=True, capture_output=True)
+    return json.loads((outdir / "prepare.json").read_text())["frames"]
+
+
 def shard_series(workdir: Path, models: Path, workers: int, count: int) -> list[dict]:
     inputs = workdir / f"reads-{count}.fa"
     if not inputs.exists():
         write_reads(inputs, count)
+    frames = count_frames(inputs, workdir)
     rows = []
-    print(f"\n## One input ({count:,} reads) in more and more shards: the no-op rerun")
+    print(f"\n## One input ({count:,} reads, {frames:,} frames) in more and more shards: the no-op rerun")
     print(
         "| shards | frames per shard | first run s | no-op rerun s | rerun ms per shard | rerun vs the fewest shards |"
     )
     print("|---|---|---|---|---|---|")
-    for shard_size in SHARD_SERIES:
+    for target in SHARD_COUNTS:
+        shard_size = -(-frames // target)
         outdir = workdir / f"shards-{shard_size}"
         args = [
             str(inputs),
