@@ -542,8 +542,9 @@ def test_keep_embeddings_publishes_the_files_embed_writes(test_profile_run, exam
     """--keep_embeddings: the embedding files are written beside the scores and published; the
     outputs stay those of `virnucpro run`, and the files those of `virnucpro embed`."""
     launch = test_profile_run
-    run_pipeline("-profile", "test", "--outdir", "kept", "--keep_embeddings", cwd=launch)
-    sample = launch / "kept" / "example"
+    # Its own launch folder: a run in the shared one would be what the next test's -resume resumes.
+    run_pipeline("-profile", "test", "--outdir", "kept", "--keep_embeddings", cwd=tmp_path)
+    sample = tmp_path / "kept" / "example"
     assert_same_outputs(sample, example_reference, besides="embeddings")
     published = sorted((sample / "embeddings").glob("shard_*.parquet"))
     assert [p.name for p in published] == [
