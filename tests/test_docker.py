@@ -116,7 +116,7 @@ def test_torch_compile_works_inside_the_image(docker_image):
     result = docker("run", "--rm", "-u", "4321:4321", *env, docker_image, "python", "-c", check, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[-3:] == ["compiled", "True", "True"]
-    # What the compilers add to the image (the README states it): their own layer's size.
+    # What the compilers add to the image (docs/usage.md states it): their own layer's size.
     history = docker("history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", docker_image).stdout
     layer = next(line for line in history.splitlines() if "python3-dev" in line)
     print(f"compiler layer: {layer.split(chr(9))[0]}")

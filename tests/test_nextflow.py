@@ -175,9 +175,8 @@ def test_nextflow_files_pass_the_language_server():
 
 
 def test_readme_documents_every_parameter():
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Running with Nextflow") :]
-    table = section[section.index("### Parameters") : section.index("### Published files")]
+    usage = (REPO / "docs" / "usage.md").read_text()
+    table = usage[usage.index("## Parameters") : usage.index("## Options without a parameter")]
     for name, spec in schema_parameters().items():
         if not spec.get("hidden"):
             assert f"`--{name}`" in table, name
@@ -194,7 +193,7 @@ def test_container_files_agree_with_the_config_and_the_lock():
     assert f"-t {image} ." in dockerfile
     assert f'org.opencontainers.image.version="{__version__}"' in dockerfile
     assert "pip install --quiet --no-deps --requirement /src/requirements.lock" in dockerfile
-    assert f"docker build -f containers/Dockerfile -t {image} ." in (REPO / "README.md").read_text()
+    assert f"docker build -f containers/Dockerfile -t {image} ." in (REPO / "docs" / "usage.md").read_text()
 
     lock = dict(
         line.strip().lower().split("==")
