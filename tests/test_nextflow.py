@@ -392,6 +392,46 @@ def test_the_parameter_checker_enforces_every_schema_constraint(tmp_path):
         assert f"got '{given}'" in message or (value is True and "needs a value" in message), message
 
 
+def test_each_sample_ends_with_its_outcome(tmp_path):
+    """What each sample reached gives its outcome, [meta, status, failed stage, result folder] (the
+    channel VIRNUCPRO emits as `outcomes` for steps after all samples), and the run's closing lines."""
+    events = [
+        *(["done", "listed", 1], ["prepare fails", "listed", 1], ["one group short", "listed", 1]),
+        *(["nothing to embed", "listed", 1], ["report fails", "listed", 1]),
+        *(["done", "prepared", 2], ["done", "embedded", 1], ["done", "embedded", 1], ["done", "reported", 1]),
+        *(["one group short", "prepared", 3], ["one group short", "embedded", 1]),
+        *(["nothing to embed", "prepared", 0], ["nothing to embed", "reported", 1]),
+        *(["report fails", "prepared", 1], ["report fails", "embedded", 1]),
+    ]
+    (tmp_path / "events.json").write_text(json.dumps(events))
+    result = run_nextflow(
+        "run", REPO / "tests" / "nextflow" / "outcomes.nf", "--events", tmp_path / "events.json",
+        "--outdir", "out", "--results", tmp_path / "results.json", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [[meta["id"], status, stage] for meta, status, stage, _ in results["outcomes"]] == [
+        ["done", "finished", None],
+        ["prepare fails", "failed", "PREPARE"],
+        ["one group short", "failed", "EMBED"],
+        ["nothing to embed", "finished", None],
+        ["report fails", "failed", "REPORT"],
+    ]
+    folders = {meta["id"]: folder for meta, _, _, folder in results["outcomes"]}
+    assert folders["done"] == str(tmp_path / "out" / "done") and folders["prepare fails"] is None
+    assert results["summary"].splitlines() == [
+        "VirNucPro, the pipeline: 5 sample(s)",
+        "  done: finished: out/done/",
+        "  prepare fails: FAILED in PREPARE",
+        "  one group short: FAILED in EMBED (1 of 3 shard groups embedded and scored)",
+        "  nothing to embed: finished: out/nothing to embed/",
+        "  report fails: FAILED in REPORT",
+        "3 sample(s) failed (the other samples are complete); the failed tasks are marked FAILED in "
+        "out/pipeline_info/execution_trace_*.txt, with their error in the work folder's .command.err. "
+        "Fix the cause and run again with -resume.",
+    ]
+
+
 @pytest.mark.parametrize("form", ["published file name", "converted folder"])
 def test_a_classifier_for_another_chunk_size_is_refused(tmp_path, form):
     """Before any task: a classifier whose file name (300_model.pth) or config.json says it was
