@@ -88,14 +88,15 @@ workflow VIRNUCPRO {
             group_scores.map { meta, _files -> [meta.id, 'embedded', 1] },
             REPORT.out.results.map { meta, _files -> [meta.id, 'reported', 1] },
         )
+    // Once every sample has ended, one per sample in --input's order: [meta, status, failed stage,
+    // result folder] (sampleOutcomes in subworkflows/local/utils_virnucpro_pipeline). Steps that
+    // summarise the run across samples start from it.
     def outdir = settings.outdir
+    sample_outcomes = reached.toList().flatMap { events -> sampleOutcomes(events, outdir) }
 
     emit:
-    // Once every sample has ended, one per sample in --input's order: [meta, status, failed stage,
-    // result folder] (sampleOutcomes in subworkflows/local/utils_virnucpro_pipeline), for steps
-    // that summarise the run across samples
-    outcomes = reached.toList().flatMap { events -> sampleOutcomes(events, outdir) }
-    progress = reached // [id, stage, count], as it happens
+    outcomes = sample_outcomes // [meta, status, failed stage, result folder] per sample, after all
+    progress = reached // [id, stage, count], as each sample reaches a stage
 }
 
 // The sample's shards (both files of each) in name order, `perTask` shards per group:

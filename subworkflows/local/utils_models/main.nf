@@ -180,7 +180,7 @@ def checkClassifier(spec, chunkSize) {
 }
 
 // Offline (NXF_OFFLINE or HF_HUB_OFFLINE set), a hub model or URL that no cache holds would only
-// fail inside the first embedding or predict task, after the rest of the run has started: say so now.
+// fail inside the first embedding task, after the rest of the run has started: say so now.
 def checkOfflineModels(settings) {
     def environment = System.getenv()
     def switches = ['NXF_OFFLINE', 'HF_HUB_OFFLINE'].findAll { name -> environment[name]?.toLowerCase() in ['1', 'true', 'yes', 'on'] }
