@@ -226,8 +226,12 @@ def test_concurrent_embedding_tasks_get_disjoint_gpus(tmp_path, example_referenc
         env=env,
     )
     trace = read_trace(tmp_path / "out")
-    embeds = {row["name"]: row for row in trace if row["process"] == "EMBED"}
-    assert sorted(embeds) == ["EMBED (example:1)", "EMBED (example:2)", "EMBED (example:3)"]
+    embeds = {row["name"]: row for row in trace if row["process"] == "VIRNUCPRO:EMBED"}
+    assert sorted(embeds) == [
+        "VIRNUCPRO:EMBED (example:1)",
+        "VIRNUCPRO:EMBED (example:2)",
+        "VIRNUCPRO:EMBED (example:3)",
+    ]
     claims = {}
     for name, row in embeds.items():
         folder = next((tmp_path / "work").glob(f"{row['hash']}*"))
@@ -235,8 +239,11 @@ def test_concurrent_embedding_tasks_get_disjoint_gpus(tmp_path, example_referenc
         assert "virnucpro claim-gpus" in script and "--devices cpu" in script
         claims[name] = intervals((folder / ".command.err").read_text())
         assert len(claims[name]) == 1  # one `virnucpro embed` per task
-    assert {len(gpus) for _, _, gpus in claims["EMBED (example:3)"]} == {1}  # one shard, one GPU
-    assert {len(gpus) for _, _, gpus in claims["EMBED (example:1)"] + claims["EMBED (example:2)"]} == {2}
+    assert {len(gpus) for _, _, gpus in claims["VIRNUCPRO:EMBED (example:3)"]} == {1}  # one shard, one GPU
+    assert {
+        len(gpus)
+        for _, _, gpus in claims["VIRNUCPRO:EMBED (example:1)"] + claims["VIRNUCPRO:EMBED (example:2)"]
+    } == {2}
     every = [(name, *claim) for name, task in claims.items() for claim in task]
     for i, (name, start, end, gpus) in enumerate(every):
         for other, other_start, other_end, other_gpus in every[i + 1 :]:

@@ -42,6 +42,8 @@ from synthetic import write_calibration_json
 pytestmark = pytest.mark.nextflow
 
 PROCESSES = ("MAKE_TEST_MODELS", "MODEL_IDENTITY", "PREPARE", "EMBED", "REPORT")
+# Tasks are named after the workflow that runs them (VIRNUCPRO:EMBED); versions.yml by the short name
+TASK_PROCESSES = tuple(f"VIRNUCPRO:{process}" for process in PROCESSES)
 
 
 def schema_parameters() -> dict[str, dict]:
@@ -167,6 +169,8 @@ def test_nextflow_files_pass_the_language_server():
     assert result.returncode == 0, result.stdout + result.stderr
     files = [
         REPO / "main.nf",
+        *REPO.glob("workflows/*.nf"),
+        *REPO.glob("subworkflows/**/*.nf"),
         *REPO.glob("modules/*.nf"),
         REPO / "nextflow.config",
         *REPO.glob("conf/*.config"),
@@ -243,11 +247,11 @@ BAD_PARAMETERS = [
     ),
     (
         ["--input", DATA / "example.fa", "--shard_size", "0"],
-        "--shard_size must be a whole number of at least 1",
+        "--shard_size must be a whole number from 1 to 2147483647, got '0'",
     ),
     (
         ["--input", DATA / "example.fa", "--region_min_chunks", "100000000000000000000"],
-        "--region_min_chunks must be a whole number of at least 1 and at most 2147483647",
+        "--region_min_chunks must be a whole number from 1 to 2147483647",
     ),
     (
         ["--input", DATA / "example.fa", "--chunk-size", "300"],
@@ -264,7 +268,10 @@ BAD_PARAMETERS = [
         "--confidence_medium (0.95) must not be above --confidence_high (0.9)",
     ),
     (["--input", DATA / "example.fa", "--region_max_gap", "-1"], "--region_max_gap must be a whole number"),
-    (["--input", DATA / "example.fa", "--target_fdr", "1"], "--target_fdr must be between 0 and 1"),
+    (
+        ["--input", DATA / "example.fa", "--target_fdr", "1"],
+        "--target_fdr must be a number between 0 and 1 (exclusive)",
+    ),
     (
         ["--input", DATA / "example.fa", "--calibration", "missing.json"],
         "--calibration 'missing.json': no readable",
@@ -297,6 +304,131 @@ def test_bad_parameter_fails_with_its_message(tmp_path, arguments, message):
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
     assert not any((tmp_path / "work").glob("*/*"))  # stopped before any task
+
+
+# What the parameter checker (subworkflows/local/utils_params_schema) reads from the schema, and the
+# entries that only describe: a schema entry with any other key is a constraint nobody checks
+CHECKED = {"type", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern"}
+DESCRIBING = {"default", "description", "hidden", "fa_icon", "help_text", "errorMessage", "format", "exists"}
+INT_LIMIT = 2147483647  # the implicit maximum of an integer parameter
+
+
+def constraint_cases(name: str, spec: dict) -> list[tuple[object, bool]]:
+    """(value, accepted) pairs that probe every constraint of one schema entry."""
+    cases: list[tuple[object, bool]] = []
+    kind = spec["type"]
+    if "enum" in spec:
+        cases += [(choice, True) for choice in spec["enum"]] + [("not-a-choice", False)]
+        if kind == "integer":
+            cases.append((max(spec["enum"]) + 1, False))
+        return cases
+    if kind == "string":
+        cases.append((True, False))  # a bare flag
+    if kind == "integer":
+        cases += [(1.5, False), ("ten", False)]
+        if "maximum" not in spec:
+            cases += [(INT_LIMIT, True), (INT_LIMIT + 1, False)]
+    if kind == "number":
+        cases.append(("abc", False))
+    for key, accepted in (
+        ("minimum", True),
+        ("maximum", True),
+        ("exclusiveMinimum", False),
+        ("exclusiveMaximum", False),
+    ):
+        if key in spec:
+            cases.append((spec[key], accepted))
+    if "minimum" in spec:
+        cases.append((spec["minimum"] - 1, False))
+    if "maximum" in spec:
+        cases.append((spec["maximum"] + 1, False))
+    if "pattern" in spec:
+        wrong = next(value for value in ("@", "x", "/") if not re.search(spec["pattern"], value))
+        cases += [(spec["default"], True), (wrong, False)]
+    return cases
+
+
+def test_the_parameter_checker_enforces_every_schema_constraint(tmp_path):
+    """For every parameter with a type, choices, bounds or a pattern in nextflow_schema.json, values
+    on both sides of each constraint, given one at a time with every other parameter at its default,
+    checked by the pipeline's checker itself (all cases in one Nextflow start): what breaks the
+    schema is refused with one line that names the parameter and the value, the rest accepted."""
+    schema = schema_parameters()
+    for name, spec in schema.items():
+        assert set(spec) <= CHECKED | DESCRIBING, f"{name}: {set(spec) - CHECKED - DESCRIBING} is not checked"
+    defaults = {name: spec.get("default") for name, spec in schema.items()}
+    probes = [
+        (name, value, accepted)
+        for name, spec in schema.items()
+        for value, accepted in constraint_cases(name, spec)
+    ]
+    probed = {name for name, _, accepted in probes if not accepted}
+    assert probed == {name for name, spec in schema.items() if spec["type"] != "boolean"}
+    cases = [defaults] + [defaults | {name: value} for name, value, _ in probes]
+    cases.append(defaults | {"chunk-size": 300, "chunkSize": 300})
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    result = run_nextflow(
+        "run", REPO / "tests" / "nextflow" / "parameter_checks.nf", "--cases", tmp_path / "cases.json",
+        "--schema", REPO / "nextflow_schema.json", "--results", tmp_path / "results.json", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert len(results) == len(cases)
+    assert results[0] is None  # the defaults pass
+    assert results[-1] == (
+        "nextflow.exception.WorkflowScriptErrorException\tUnknown parameter --chunk-size (did you mean "
+        "--chunk_size? parameters use underscores); see --help"
+    )
+    for (name, value, accepted), outcome in zip(probes, results[1:-1], strict=True):
+        if accepted:
+            assert outcome is None, (name, value, outcome)
+            continue
+        assert outcome is not None, f"--{name} {value!r} was accepted"
+        kind, message = outcome.split("\t", 1)
+        assert kind == "nextflow.exception.WorkflowScriptErrorException", outcome
+        assert "\n" not in message and message.startswith(f"--{name} "), message
+        given = "true" if value is True else str(value)
+        assert f"got '{given}'" in message or (value is True and "needs a value" in message), message
+
+
+def test_each_sample_ends_with_its_outcome(tmp_path):
+    """What each sample reached gives its outcome, [meta, status, failed stage, result folder] (the
+    channel VIRNUCPRO emits as `outcomes` for steps after all samples), and the run's closing lines."""
+    events = [
+        *(["done", "listed", 1], ["prepare fails", "listed", 1], ["one group short", "listed", 1]),
+        *(["nothing to embed", "listed", 1], ["report fails", "listed", 1]),
+        *(["done", "prepared", 2], ["done", "embedded", 1], ["done", "embedded", 1], ["done", "reported", 1]),
+        *(["one group short", "prepared", 3], ["one group short", "embedded", 1]),
+        *(["nothing to embed", "prepared", 0], ["nothing to embed", "reported", 1]),
+        *(["report fails", "prepared", 1], ["report fails", "embedded", 1]),
+    ]
+    (tmp_path / "events.json").write_text(json.dumps(events))
+    result = run_nextflow(
+        "run", REPO / "tests" / "nextflow" / "outcomes.nf", "--events", tmp_path / "events.json",
+        "--outdir", "out", "--results", tmp_path / "results.json", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [[meta["id"], status, stage] for meta, status, stage, _ in results["outcomes"]] == [
+        ["done", "finished", None],
+        ["prepare fails", "failed", "PREPARE"],
+        ["one group short", "failed", "EMBED"],
+        ["nothing to embed", "finished", None],
+        ["report fails", "failed", "REPORT"],
+    ]
+    folders = {meta["id"]: folder for meta, _, _, folder in results["outcomes"]}
+    assert folders["done"] == str(tmp_path / "out" / "done") and folders["prepare fails"] is None
+    assert results["summary"].splitlines() == [
+        "VirNucPro, the pipeline: 5 sample(s)",
+        "  done: finished: out/done/",
+        "  prepare fails: FAILED in PREPARE",
+        "  one group short: FAILED in EMBED (1 of 3 shard groups embedded and scored)",
+        "  nothing to embed: finished: out/nothing to embed/",
+        "  report fails: FAILED in REPORT",
+        "3 sample(s) failed (the other samples are complete); the failed tasks are marked FAILED in "
+        "out/pipeline_info/execution_trace_*.txt, with their error in the work folder's .command.err. "
+        "Fix the cause and run again with -resume.",
+    ]
 
 
 @pytest.mark.parametrize("form", ["published file name", "converted folder"])
@@ -415,7 +547,7 @@ def test_a_calibration_that_cannot_fit_is_refused_before_any_task(tmp_path, test
 def test_stub_run_completes_every_process(tmp_path):
     result = run_pipeline("-profile", "test", "-stub-run", "--outdir", "out", cwd=tmp_path)
     trace = read_trace(tmp_path / "out")
-    assert {row["process"] for row in trace} == set(PROCESSES)
+    assert {row["process"] for row in trace} == set(TASK_PROCESSES)
     assert {row["status"] for row in trace} == {"COMPLETED"}
     sample = tmp_path / "out" / "example"
     assert sorted(p.name for p in sample.iterdir()) == sorted(SAMPLE_FILES)
@@ -442,7 +574,7 @@ def test_file_names_with_spaces_and_leading_dashes_become_samples(tmp_path):
     assert sorted(p.name for p in outdir.iterdir()) == ["-dash", "Sample 1", "pipeline_info", "plain"]
     for sample in ("-dash", "Sample 1", "plain"):
         assert f"  {sample}: finished: out/{sample}/" in result.stdout
-    prepare = {row["tag"]: row["hash"] for row in read_trace(outdir) if row["process"] == "PREPARE"}
+    prepare = {row["tag"]: row["hash"] for row in read_trace(outdir) if row["process"] == "VIRNUCPRO:PREPARE"}
     staged = next((tmp_path / "work").glob(f"{prepare['-dash']}*/reads/1/-dash.fasta.gz"))
     assert staged.resolve() == reads / "-dash.fasta.gz"
 
@@ -462,13 +594,13 @@ def test_profile_run(tmp_path_factory) -> Path:
 # 30 frames in shards of 12: 3 shards in groups of 2, each group embedded (both models) and scored
 # by one task; the two local test models' identities computed once
 TEST_PROFILE_TASKS = [
-    "EMBED (example:1)",
-    "EMBED (example:2)",
-    "MAKE_TEST_MODELS (test models)",
-    "MODEL_IDENTITY (dnabert)",
-    "MODEL_IDENTITY (esm)",
-    "PREPARE (example)",
-    "REPORT (example)",
+    "VIRNUCPRO:EMBED (example:1)",
+    "VIRNUCPRO:EMBED (example:2)",
+    "VIRNUCPRO:MAKE_TEST_MODELS (test models)",
+    "VIRNUCPRO:MODEL_IDENTITY (dnabert)",
+    "VIRNUCPRO:MODEL_IDENTITY (esm)",
+    "VIRNUCPRO:PREPARE (example)",
+    "VIRNUCPRO:REPORT (example)",
 ]
 
 
@@ -485,20 +617,20 @@ def test_test_profile_outputs_equal_virnucpro_run(test_profile_run, example_refe
     # the test profile caps every task at one CPU and 6 GB, and embeds on the CPU; REPORT asks for
     # what the sample's counts need (2 GB and 300 bytes a sequence, 100 a chunk: about 2 GB here)
     for row in trace:
-        expected = "2 GB" if row["process"] == "REPORT" else "6 GB"
+        expected = "2 GB" if row["process"] == "VIRNUCPRO:REPORT" else "6 GB"
         assert (row["cpus"], row["memory"]) == ("1", expected), row["name"]
 
     def task_folder(row) -> Path:
         return next((test_profile_run / "work").glob(f"{row['hash']}*"))
 
     for row in trace:
-        if row["process"] == "EMBED":
+        if row["process"] == "VIRNUCPRO:EMBED":
             script = (task_folder(row) / ".command.sh").read_text()
             assert "--devices cpu --workers 1" in script and "claim-gpus" not in script
             assert "--classifier" in script  # scored where embedded: no PREDICT task
             assert "import torch" not in script  # versions.yml reads the package metadata
             assert not list((task_folder(row) / "embeddings").glob("*.dnabert.parquet"))  # not kept
-        if row["process"] == "REPORT":
+        if row["process"] == "VIRNUCPRO:REPORT":
             # prepare's tables are staged, not its shards
             staged = sorted(p.name for p in (task_folder(row) / "prepared").iterdir())
             assert staged == ["chunk_frames.tsv", "input_sequences.tsv", "prepare.json"]
@@ -528,9 +660,7 @@ def test_resume_reruns_nothing_then_only_what_a_new_precision_touches(test_profi
     run_pipeline("-profile", "test", "--outdir", "out", "--precision", "bf16", "-resume", cwd=launch)
     trace = read_trace(launch / "out")
     for row in trace:
-        expected = (
-            "CACHED" if row["process"] in ("MAKE_TEST_MODELS", "MODEL_IDENTITY", "PREPARE") else "COMPLETED"
-        )
+        expected = "CACHED" if row["process"] in TASK_PROCESSES[:3] else "COMPLETED"
         assert row["status"] == expected, row["name"]
     run_info = json.loads((launch / "out" / "example" / "run.json").read_text())["nextflow"]
     assert run_info["params"]["precision"] == "bf16"
@@ -641,8 +771,8 @@ def test_samplesheet_awkward_names_and_a_failing_sample(tmp_path, example_refere
     assert "  broken: FAILED in PREPARE" in result.stdout
     assert "1 sample(s) failed (the other samples are complete)" in result.stdout
     statuses = {row["name"]: row["status"] for row in read_trace(outdir)}
-    assert statuses["PREPARE (broken)"] == "FAILED"
-    assert statuses["REPORT (Sample 1)"] == statuses["REPORT (-dash)"] == "COMPLETED"
+    assert statuses["VIRNUCPRO:PREPARE (broken)"] == "FAILED"
+    assert statuses["VIRNUCPRO:REPORT (Sample 1)"] == statuses["VIRNUCPRO:REPORT (-dash)"] == "COMPLETED"
 
 
 @pytest.mark.slow
@@ -709,7 +839,7 @@ def test_a_calibration_is_staged_into_the_report(tmp_path, example_reference, te
     assert_same_outputs(tmp_path / "out" / "example", expected)
     # the calibration changed the calls
     assert (expected / "sequences.tsv").read_text() != (example_reference / "sequences.tsv").read_text()
-    report = next(row for row in read_trace(tmp_path / "out") if row["process"] == "REPORT")
+    report = next(row for row in read_trace(tmp_path / "out") if row["process"] == "VIRNUCPRO:REPORT")
     script = next((tmp_path / "work").glob(f"{report['hash']}*/.command.sh")).read_text()
     assert "--calibration calibration/calibration.json" in script
 

@@ -74,16 +74,16 @@ def test_gpu_tasks_get_their_resources_and_gpu_options_under_every_engine(tmp_pa
         assert row["status"] == "COMPLETED", row["name"]
         (used, arguments), *_ = calls[row["name"]]
         assert used == engine
-        if row["process"] == "EMBED":
+        if row["process"] == "VIRNUCPRO:EMBED":
             requested[row["name"]] = (row["cpus"], row["memory"], row["time"])
             assert gpu_options in arguments, arguments
         else:
             assert int(row["cpus"]) >= 1 and gigabytes(row["memory"]) >= 2, row["name"]
             assert not has_gpu_options(arguments, tmp_path / "locks"), row["name"]
     assert requested == {
-        "EMBED (example:1)": ("12", "72 GB", "1d"),
-        "EMBED (example:2)": ("12", "72 GB", "1d"),
-        "EMBED (example:3)": ("8", "48 GB", "1d"),
+        "VIRNUCPRO:EMBED (example:1)": ("12", "72 GB", "1d"),
+        "VIRNUCPRO:EMBED (example:2)": ("12", "72 GB", "1d"),
+        "VIRNUCPRO:EMBED (example:3)": ("8", "48 GB", "1d"),
     }
 
 
@@ -98,24 +98,24 @@ def test_no_gpu_options_without_gpus(tmp_path, profiles, engine):
         (used, arguments), *_ = calls[row["name"]]
         assert used == engine
         assert not has_gpu_options(arguments, tmp_path / "locks"), row["name"]
-        if row["process"] == "EMBED":
+        if row["process"] == "VIRNUCPRO:EMBED":
             assert (row["cpus"], row["memory"]) == ("3", "48 GB"), row["name"]
 
 
 def test_a_task_killed_for_memory_is_retried_with_more_memory_up_to_the_cap(tmp_path):
-    """EMBED (example:1), 2 GPUs, is killed once (exit 137): its second attempt asks for twice the
+    """VIRNUCPRO:EMBED (example:1), 2 GPUs, is killed once (exit 137): its second attempt asks for twice the
     memory and time, capped by --max_memory, with the same CPUs and GPUs."""
     run_with_fake_engine(
         tmp_path,
         "gpu,docker",
         *("--gpus", "2", "--max_memory", "80.GB"),
-        kill_once="EMBED (example:1)",
+        kill_once="VIRNUCPRO:EMBED (example:1)",
     )
     attempts = [
         (row["attempt"], row["status"], row["cpus"], row["memory"], row["time"])
         for row in read_trace(tmp_path / "out")
-        if row["name"] == "EMBED (example:1)"
+        if row["name"] == "VIRNUCPRO:EMBED (example:1)"
     ]
     assert sorted(attempts) == [("1", "FAILED", "8", "48 GB", "1d"), ("2", "COMPLETED", "8", "80 GB", "2d")]
-    runs = engine_calls(tmp_path / "engine.log")["EMBED (example:1)"]
+    runs = engine_calls(tmp_path / "engine.log")["VIRNUCPRO:EMBED (example:1)"]
     assert len(runs) == 2 and all("--gpus all" in arguments for _, arguments in runs)

@@ -1,5 +1,5 @@
 """Property-based tests of every parser of a user's file: random and mutated FASTA/FASTQ, labels,
-samplesheets (main.nf's own reader), calibration.json, --run-info and the config.json of model
+samplesheets (the pipeline's own reader), calibration.json, --run-info and the config.json of model
 folders give a result or a one-line `InputError` (for samplesheets: the pipeline's own error),
 never any other exception; and what they accept can be used (a model config builds its model,
 a calibration gives thresholds). Hypothesis runs with a fixed seed (derandomize) and a bounded
@@ -261,7 +261,7 @@ def test_model_configs_are_read_or_refused(model_folders, data, kind):
             build()
 
 
-# --- samplesheets: main.nf's reader, many sheets in one Nextflow run ---
+# --- samplesheets: the pipeline's reader, many sheets in one Nextflow run ---
 
 SHEET = b"sample,file\nfirst,a.fa\nfirst,b.fa\nsecond,sub/c.fa\n"
 SHEET_TEXT = st.text(alphabet=string.ascii_letters[:6] + ",./_- \t\r\n\ufeff\u00e9", max_size=60)

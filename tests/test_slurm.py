@@ -66,7 +66,8 @@ def test_slurm_profile_runs_every_task_as_a_job(slurm_cluster, tmp_path, request
         job = jobs.get(row["native_id"])
         assert job is not None, f"{row['name']}: job {row['native_id']} is not in SLURM's records"
         assert job["JobState"] == "COMPLETED"
-        assert job["Name"].startswith(f"nf-{row['process']}_")
+        # SLURM job names have "_" for the ":" and spaces of task names (nf-VIRNUCPRO_EMBED_(...))
+        assert job["Name"].startswith(f"nf-{row['process'].replace(':', '_')}_")
         # the job ran in the task's own folder, work/<hash>
         task_folder = Path(job["WorkDir"]).resolve().relative_to((launch / "work").resolve())
         assert task_folder.as_posix().startswith(row["hash"]), row["name"]
@@ -113,14 +114,15 @@ def test_slurm_records_the_resources_and_gpus_of_every_job(slurm_cluster, tmp_pa
     trace = read_trace(launch / "out")
     jobs = slurm_cluster.completed_jobs()
     assert {row["process"] for row in trace} == {
-        *("MAKE_TEST_MODELS", "MODEL_IDENTITY", "PREPARE", "EMBED", "REPORT")
+        f"VIRNUCPRO:{process}"
+        for process in ("MAKE_TEST_MODELS", "MODEL_IDENTITY", "PREPARE", "EMBED", "REPORT")
     }
     for row in trace:
         job = jobs[row["native_id"]]
         assert job["JobState"] == "COMPLETED", row["name"]
         tres = dict(item.split("=", 1) for item in job["Tres"].split(","))
         gres = slurm_cluster.job(row["native_id"]).get("TresPerNode", "")
-        if row["process"] == "EMBED":
+        if row["process"] == "VIRNUCPRO:EMBED":
             assert (tres["cpu"], tres["mem"], gres) == ("32", "192G", "gres:gpu:8"), job
             assert job["TimeLimit"] == "1440", job  # minutes
         else:
