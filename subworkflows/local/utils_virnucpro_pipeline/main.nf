@@ -137,7 +137,7 @@ def helpMessage() {
         }
         lines << ''
     }
-    lines << 'Profiles: test, docker, podman, singularity, apptainer, conda, gpu, slurm. See README.md, "Running with Nextflow".'
+    lines << 'Profiles: test, docker, podman, singularity, apptainer, conda, gpu, slurm. See docs/usage.md.'
     return lines.join('\n')
 }
 
