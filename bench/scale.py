@@ -1,6 +1,5 @@
 """Scale benchmark: synthetic 150 bp reads through `virnucpro run` with the test models, and a no-op
-rerun, at 10^5, 10^6 (and, optional, 10^7) reads; then one input cut into 33 to 10,000 shards
-(the smallest size's input).
+rerun, at 10^5, 10^6 (and, optional, 10^7) reads; then one input (20,000 reads) cut into 33 to 10,000 shards.
 
 For each size it prints, per stage (prepare, embedding and scoring in the workers, report) and for
 the no-op rerun: seconds, peak RSS, and the files and bytes the run leaves on disk per million
@@ -290,6 +289,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--shards-only", action="store_true", help="only the shard series")
     parser.add_argument("--no-shards", action="store_true", help="no shard series")
+    parser.add_argument(
+        "--shard-reads", type=int, default=20_000, help="reads of the shard series' input (default 20,000)"
+    )
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
     from virnucpro.test_models import make_test_models
@@ -304,7 +306,7 @@ def main() -> None:
         if not args.shards_only:
             result["sizes"] = sizes(args.reads, workdir, models, args.workers)
         if not args.no_shards:
-            result["shards"] = shard_series(workdir, models, args.workers, min(args.reads))
+            result["shards"] = shard_series(workdir, models, args.workers, args.shard_reads)
         if args.json:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
 
