@@ -33,10 +33,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from virnucpro.frames import FRAME_LABELS, FRAME_SETS, chunk_table
-from virnucpro.paths import PREPARE_JSON, PrepareLayout
-from virnucpro.prepare import CHUNK_FRAMES_COLUMNS, INPUT_SEQUENCES_COLUMNS, PrepareSummary
-from virnucpro.score_files import write_scores
+from virnucpro.files.layout import PREPARE_JSON, PrepareLayout
+from virnucpro.files.score_files import write_scores
+from virnucpro.method.frames import FRAME_LABELS, FRAME_SETS, chunk_table
+from virnucpro.stages.prepare import CHUNK_FRAMES_COLUMNS, INPUT_SEQUENCES_COLUMNS, PrepareSummary
 
 CHUNK_SIZE = 500
 SHARD_SIZE = 10_000
@@ -53,8 +53,8 @@ import json, resource, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-import virnucpro.report as r
-import virnucpro.report_html
+import virnucpro.stages.report as r
+import virnucpro.report.html
 def rss_kb():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
@@ -66,7 +66,7 @@ data = r.report(sys.argv[2], sys.argv[3], sorted(__import__("glob").glob(sys.arg
 result = {"seconds": time.perf_counter() - started, "start_kb": start_kb,
           "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 if hasattr(r, "annotate"):
-    from virnucpro.regions import call_regions, summarise_regions
+    from virnucpro.method.regions import call_regions, summarise_regions
     tmp, parts = Path(tempfile.mkdtemp(dir=sys.argv[5])), {}
     def timed(name, work):
         clock = time.perf_counter()

@@ -22,7 +22,7 @@ from nextflow_support import (
     read_trace,
     run_pipeline,
 )
-from virnucpro.gpu_slots import host_gpus
+from virnucpro.embedding.gpu_slots import host_gpus
 
 CLAIM = re.compile(r"gpu-slots (\d+\.\d+): claimed GPUs ([\w,-]+) \((\d+) of (\d+)")
 RELEASE = re.compile(r"gpu-slots (\d+\.\d+): released GPUs ([\w,-]+)")

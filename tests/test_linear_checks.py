@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import virnucpro.output_folder as output_folder
+import virnucpro.files.outdir as output_folder
 from virnucpro.errors import InputError
 
 

@@ -22,10 +22,10 @@ from conftest import cli_env, run_cli
 from virnucpro.embedding.devices import resolve_devices
 from virnucpro.embedding.engine import embed_sequences, load_embedder
 from virnucpro.embedding.pool import assign_round_robin, embed_files
-from virnucpro.embedding_files import read_embeddings
 from virnucpro.errors import InputError
-from virnucpro.paths import OUTDIR_MARKER
-from virnucpro.shards import read_shard, shard_name
+from virnucpro.files.embedding_files import read_embeddings
+from virnucpro.files.layout import OUTDIR_MARKER
+from virnucpro.files.shards import read_shard, shard_name
 
 
 def write_shards(folder: Path, sizes: list[int], seed: int) -> list[Path]:

@@ -16,12 +16,12 @@ import pytest
 from conftest import OUTPUTS, golden_or_skip, run_cli
 from synthetic import prepared_example, random_classifier, scripted_sample, write_random_embeddings
 from virnucpro.errors import InputError
-from virnucpro.paths import CHUNK_FRAMES_TSV, OUTDIR_MARKER
-from virnucpro.predict import predict_files
-from virnucpro.report import CHUNK_COLUMNS, SEQUENCE_COLUMNS, float32_text, report
-from virnucpro.report_data import CALLS
-from virnucpro.score_files import read_scores, write_scores
-from virnucpro.sequences import read_sequences
+from virnucpro.files.layout import CHUNK_FRAMES_TSV, OUTDIR_MARKER
+from virnucpro.files.score_files import read_scores, write_scores
+from virnucpro.files.sequences import read_sequences
+from virnucpro.report.data import CALLS
+from virnucpro.stages.predict import predict_files
+from virnucpro.stages.report import CHUNK_COLUMNS, SEQUENCE_COLUMNS, float32_text, report
 
 FLOAT32_TEXT = r"\d\.\d+(e-\d\d)?|0\.0|1\.0"
 
@@ -337,12 +337,12 @@ def test_duplicated_and_foreign_scores_are_named(scored, tmp_path):
 
 def test_chunk_table_read_in_small_blocks_gives_the_same_outputs(scored, reported, tmp_path, monkeypatch):
     """Blocks that end inside a line (97 bytes) are stitched back together."""
-    import virnucpro.report_data
+    import virnucpro.report.data
 
     example, prepared, scores = scored
-    monkeypatch.setattr(virnucpro.report_data, "_BLOCK_BYTES", 97)
-    monkeypatch.setattr(virnucpro.report_data, "ROWS_PER_BATCH", 3)
-    monkeypatch.setattr(virnucpro.report, "ROWS_PER_BATCH", 3)
+    monkeypatch.setattr(virnucpro.report.data, "_BLOCK_BYTES", 97)
+    monkeypatch.setattr(virnucpro.report.data, "ROWS_PER_BATCH", 3)
+    monkeypatch.setattr(virnucpro.stages.report, "ROWS_PER_BATCH", 3)
     report(example, prepared, scores, tmp_path / "out", quiet=True)
     assert_same_outputs(reported, tmp_path / "out")
 
@@ -375,7 +375,7 @@ def test_highest_score_rows_sorted_as_text_like_python(names, tmp_path):
 def test_sequence_means_are_numpys_mean_exactly():
     """Per-sequence means in one reduceat equal numpy's pairwise mean after rounding to float32,
     also where the float64 mean sits on a float32 rounding boundary (summed again there)."""
-    from virnucpro.report_data import group_means
+    from virnucpro.report.data import group_means
 
     rng = np.random.default_rng(3)
     counts = rng.integers(1, 3000, 400)

@@ -13,21 +13,21 @@ import typer
 
 from virnucpro import __version__
 from virnucpro.errors import InternalError, Terminated, VirNucProError, describe_os_error, output_folder
-from virnucpro.folder_lock import folder_locks
+from virnucpro.files.lock import folder_locks
 
 # Importing a command module registers its commands on the app, in the order `--help` lists them.
 from virnucpro.cli import (  # noqa: F401  isort: skip
-    run_cmd,
-    prepare_cmd,
-    embed_cmd,
-    predict_cmd,
-    report_cmd,
-    calibrate_cmd,
-    train_cmd,
-    models_cmd,
-    download_cmd,
-    classifier_cmd,
-    gpu_slots_cmd,
+    run,
+    prepare,
+    embed,
+    predict,
+    report,
+    calibrate,
+    train,
+    test_models,
+    download_models,
+    convert_classifier,
+    claim_gpus,
 )
 from virnucpro.cli.app import app
 

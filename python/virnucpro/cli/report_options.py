@@ -12,7 +12,7 @@ import typer
 from virnucpro.defaults import MAX_CHUNKS_PER_SEQUENCE
 
 if TYPE_CHECKING:  # the report module loads pyarrow and matplotlib; commands import it when they run
-    from virnucpro.report import ReportOptions
+    from virnucpro.stages.report import ReportOptions
 
 RegionMaxGap = Annotated[
     int,
@@ -82,7 +82,7 @@ def report_options(
     calibration: Path | None,
 ) -> ReportOptions:
     """The options checked now (one line on a bad value), before any work starts."""
-    from virnucpro.report import ReportOptions
+    from virnucpro.stages.report import ReportOptions
 
     options = ReportOptions(
         region_max_gap, region_min_chunks, confidence_high, confidence_medium, target_fdr, calibration

@@ -32,13 +32,13 @@ from virnucpro.defaults import DEFAULT_BATCH_SIZE, DEFAULT_THREADS_PER_WORKER, D
 from virnucpro.embedding.devices import check_precision, resolve_devices
 from virnucpro.embedding.engine import KINDS, POOLING, KernelChoice, check_model_folder
 from virnucpro.embedding.jobs import EmbedJob, FileTask, ModelJob, ScoringJob, ShardTask
-from virnucpro.embedding.precision import CLI_PRECISIONS
 from virnucpro.embedding.worker import STOPPING_SIGNALS, worker_main
 from virnucpro.errors import InputError, InternalError, VirNucProError
-from virnucpro.ownership import tracked
-from virnucpro.paths import SCORES_SUFFIX
+from virnucpro.files.layout import SCORES_SUFFIX
+from virnucpro.files.ownership import tracked
+from virnucpro.files.shards import NUCLEOTIDE_SUFFIX, PROTEIN_SUFFIX, shard_of
+from virnucpro.models.precision import CLI_PRECISIONS
 from virnucpro.progress import log, progress_task
-from virnucpro.shards import NUCLEOTIDE_SUFFIX, PROTEIN_SUFFIX, shard_of
 
 STOP_GRACE_SECONDS = 30.0  # for the other workers to reach a batch boundary after a failure
 INTERRUPT_GRACE_SECONDS = 5.0  # the same after Ctrl-C or SIGTERM, where the user waits for the prompt
@@ -88,7 +88,7 @@ def existing_files(inputs: Sequence[str | Path]) -> list[Path]:
 
 def claim_outdir(outdir: Path, inputs: Sequence[Path], outputs: Sequence[Path]) -> None:
     """The output folder is usable, no input is among the outputs, and the outputs there are ours."""
-    from virnucpro.output_folder import stage_folder
+    from virnucpro.files.outdir import stage_folder
 
     stage_folder(outdir, inputs, outputs, "virnucpro embed")
 
@@ -252,7 +252,7 @@ class Scoring:
     outputs: list[Path] | None = None  # the scores files, in shard order (set by `embed_shards`)
 
     def job(self) -> ScoringJob:
-        from virnucpro.classifier import classifier_fields
+        from virnucpro.method.classifier import classifier_fields
 
         if self.embedding_dtype not in ("float32", "float16"):
             raise InputError(f"--embedding-dtype {self.embedding_dtype}: use float32 or float16")
@@ -268,7 +268,7 @@ class Scoring:
 def unfinished(tasks: list[ShardTask], job: EmbedJob, hashes) -> list[ShardTask]:
     """The shards with an output to make (footers only; shard hashes from `hashes` when given, so a
     finished shard that did not change is not read at all). The hashes found go with the tasks."""
-    from virnucpro.checksums import HashCache
+    from virnucpro.files.checksums import HashCache
 
     hashes = hashes or HashCache()
     todo = []

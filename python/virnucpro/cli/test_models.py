@@ -1,0 +1,42 @@
+"""`virnucpro make-test-models`: small random models with the real architectures; `virnucpro
+model-identity`: what the outputs record as a local model's revision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from virnucpro.cli.app import app
+from virnucpro.progress import configure_logging, log
+
+
+@app.command("make-test-models")
+def make_test_models_command(
+    outdir: Path = typer.Argument(..., help="Folder to write dnabert-s/, esm2/ and classifier/ into."),
+) -> None:
+    """Write small random DNABERT-S, ESM-2 and classifier models for tests and the test profile.
+
+    They have the real architectures and tokenizer types, so the pipeline runs for real, but their
+    calls mean nothing. The same library versions give identical bytes on every run.
+    """
+    from virnucpro.models.tiny import make_test_models
+
+    configure_logging()
+    make_test_models(outdir)
+    log.info("test models written to %s (dnabert-s/, esm2/, classifier/)", outdir)
+
+
+@app.command("model-identity")
+def model_identity_command(
+    model: Path = typer.Argument(..., exists=True, help="A local model folder (or file)."),
+) -> None:
+    """Print a local model's identity, `local:sha256=<hash of its files>`: the revision that
+    embedding and score files record for it.
+
+    Passing it as the model's --revision spares the command from hashing the files again (the
+    Nextflow pipeline computes it once per run); it is trusted as given.
+    """
+    from virnucpro.models.sources import resolve_model
+
+    typer.echo(resolve_model(model).provenance)
