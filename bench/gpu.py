@@ -372,7 +372,7 @@ class Bench:
         if not hasattr(self, "_classifier"):
             base = np.concatenate([self.references["dnabert"], self.references["esm"]], axis=1)
             if self.classifier_spec:
-                from virnucpro.method.classifier import load_classifier
+                from virnucpro.models.classifier_weights import load_classifier
 
                 self._classifier = load_classifier(self.classifier_spec).model
             else:

@@ -34,9 +34,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 from virnucpro.files.layout import PREPARE_JSON, PrepareLayout
+from virnucpro.files.prepared import CHUNK_FRAMES_COLUMNS, INPUT_SEQUENCES_COLUMNS, PrepareSummary
 from virnucpro.files.score_files import write_scores
 from virnucpro.method.frames import FRAME_LABELS, FRAME_SETS, chunk_table
-from virnucpro.stages.prepare import CHUNK_FRAMES_COLUMNS, INPUT_SEQUENCES_COLUMNS, PrepareSummary
 
 CHUNK_SIZE = 500
 SHARD_SIZE = 10_000

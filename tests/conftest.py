@@ -96,7 +96,7 @@ def inductor_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def test_models(tmp_path_factory) -> Path:
     """The small random models of `virnucpro make-test-models`, built once per test session."""
-    from virnucpro.models.tiny import make_test_models
+    from virnucpro.stages.make_test_models import make_test_models
 
     folder = tmp_path_factory.mktemp("test-models")
     make_test_models(folder)

@@ -114,7 +114,8 @@ def scripted_sample(
 def write_calibration_json(folder: Path, chunk_size: int = 500, classifier_sha256: str = "ab" * 32) -> Path:
     """A calibration.json of `virnucpro calibrate` (written by its own code) for a labelled set of
     300 sequences whose chunk margins are drawn apart by class: thresholds meet an FDR of 0.05."""
-    from virnucpro.method.calibration import LabelledChunks, calibrate, write_calibration
+    from virnucpro.method.calibration import LabelledChunks, calibrate
+    from virnucpro.stages.calibrate import write_calibration
 
     rng = np.random.default_rng(5)
     truth = np.repeat([True, False], 150)

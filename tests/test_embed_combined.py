@@ -19,7 +19,7 @@ from virnucpro.embedding.engine import embed_sequences, load_embedder
 from virnucpro.errors import output_error
 from virnucpro.files.embedding_files import read_embeddings, read_metadata
 from virnucpro.files.shards import read_shard
-from virnucpro.method.classifier import load_classifier
+from virnucpro.models.classifier_weights import load_classifier
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from virnucpro.errors import InputError
 from virnucpro.files.layout import CHUNK_FRAMES_TSV, OUTDIR_MARKER
 from virnucpro.files.score_files import read_scores, write_scores
 from virnucpro.files.sequences import read_sequences
-from virnucpro.report.data import CALLS
+from virnucpro.method.calls import CALLS
 from virnucpro.stages.predict import predict_files
 from virnucpro.stages.report import CHUNK_COLUMNS, SEQUENCE_COLUMNS, float32_text, report
 
@@ -375,7 +375,7 @@ def test_highest_score_rows_sorted_as_text_like_python(names, tmp_path):
 def test_sequence_means_are_numpys_mean_exactly():
     """Per-sequence means in one reduceat equal numpy's pairwise mean after rounding to float32,
     also where the float64 mean sits on a float32 rounding boundary (summed again there)."""
-    from virnucpro.report.data import group_means
+    from virnucpro.method.calls import group_means
 
     rng = np.random.default_rng(3)
     counts = rng.integers(1, 3000, 400)

@@ -13,7 +13,7 @@ import torch
 from conftest import run_cli
 from virnucpro.errors import InputError
 from virnucpro.files.embedding_files import write_embeddings
-from virnucpro.method.classifier import load_classifier
+from virnucpro.models.classifier_weights import load_classifier
 from virnucpro.stages.train import TrainSettings, binary_metrics, split_indices
 
 DNABERT_DIM, ESM_DIM = 8, 12

@@ -9,7 +9,6 @@ import typer
 
 from virnucpro.cli.app import app
 from virnucpro.cli.options import Quiet
-from virnucpro.cli.report import score_files
 from virnucpro.cli.report_options import TargetFdr
 from virnucpro.defaults import DEFAULT_TARGET_FDR
 from virnucpro.errors import InputError
@@ -73,29 +72,6 @@ def calibrate_command(
         chunks = [*chunks, *(more_files or [])]
     else:
         scores = [*scores, *(more_files or [])]
-    from virnucpro.files.layout import CALIBRATION_OUTPUTS
-    from virnucpro.files.outdir import check_outputs, no_trace_if_refused
-    from virnucpro.method.calibration import (
-        calibrate,
-        check_target,
-        chunks_from_scores,
-        chunks_from_tables,
-        provenance_of_scores,
-        provenance_of_tables,
-        read_labels,
-        write_calibration,
-    )
+    from virnucpro.stages.calibrate import calibrate_labelled_set
 
-    check_target(target_fdr)
-    files = chunks or score_files(scores)
-    inputs = [labels, *files]
-    with no_trace_if_refused(outdir):
-        check_outputs(outdir, inputs, CALIBRATION_OUTPUTS, "virnucpro calibrate")
-        known = read_labels(labels)
-        if chunks:
-            provenance = provenance_of_tables(files)
-            labelled = chunks_from_tables(files, known)
-        else:
-            provenance = provenance_of_scores(files)
-            labelled = chunks_from_scores(files, known)
-        write_calibration(labelled, calibrate(labelled, target_fdr, provenance), outdir, inputs)
+    calibrate_labelled_set(labels, chunks, scores, outdir, target_fdr)

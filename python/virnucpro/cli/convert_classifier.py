@@ -27,7 +27,7 @@ def convert_classifier_command(
     Later runs then read plain tensors (model.safetensors) and a JSON config (input width, hidden
     width, classes, source) instead of a pickle."""
     configure_logging(quiet=quiet)
-    from virnucpro.method.classifier import convert_classifier
+    from virnucpro.models.classifier_weights import convert_classifier
 
     config = convert_classifier(source, outdir, revision)
     log.info(

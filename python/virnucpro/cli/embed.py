@@ -173,7 +173,7 @@ def embed_command(
             )
         scoring = None
         if classifier is not None:
-            from virnucpro.method.classifier import load_classifier
+            from virnucpro.models.classifier_weights import load_classifier
 
             scoring = Scoring(
                 load_classifier(classifier, classifier_revision), outdir, keep_embeddings, embedding_dtype

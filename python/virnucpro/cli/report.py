@@ -25,7 +25,6 @@ from virnucpro.defaults import (
     DEFAULT_REGION_MIN_CHUNKS,
     DEFAULT_TARGET_FDR,
 )
-from virnucpro.errors import InputError
 from virnucpro.files.outdir import no_trace_if_refused
 from virnucpro.progress import configure_logging
 
@@ -73,7 +72,9 @@ def report_command(
     options = report_options(
         region_max_gap, region_min_chunks, confidence_high, confidence_medium, target_fdr, calibration
     )
-    files = score_files([*(scores or []), *(more_scores or [])])
+    from virnucpro.files.score_files import score_files_in
+
+    files = score_files_in([*(scores or []), *(more_scores or [])])
     from virnucpro.stages.report import read_run_info, report
 
     extra = read_run_info(run_info) if run_info is not None else {}
@@ -88,16 +89,3 @@ def report_command(
             quiet=quiet,
             options=options,
         )
-
-
-def score_files(paths: list[Path]) -> list[Path]:
-    """The given files, with each folder replaced by the score files it holds."""
-    from virnucpro.files.layout import SCORES_SUFFIX
-
-    if not paths:
-        raise InputError(f"--scores: give the shard_NNNNN{SCORES_SUFFIX} files, or the folder holding them")
-    files = []
-    for path in paths:
-        # A folder may hold none: an input without any stop-free frame has nothing to score.
-        files.extend(sorted(path.glob(f"shard_*{SCORES_SUFFIX}")) if path.is_dir() else [path])
-    return files

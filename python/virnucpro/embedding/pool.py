@@ -252,7 +252,7 @@ class Scoring:
     outputs: list[Path] | None = None  # the scores files, in shard order (set by `embed_shards`)
 
     def job(self) -> ScoringJob:
-        from virnucpro.method.classifier import classifier_fields
+        from virnucpro.models.classifier_weights import classifier_fields
 
         if self.embedding_dtype not in ("float32", "float16"):
             raise InputError(f"--embedding-dtype {self.embedding_dtype}: use float32 or float16")
@@ -268,7 +268,7 @@ class Scoring:
 def unfinished(tasks: list[ShardTask], job: EmbedJob, hashes) -> list[ShardTask]:
     """The shards with an output to make (footers only; shard hashes from `hashes` when given, so a
     finished shard that did not change is not read at all). The hashes found go with the tasks."""
-    from virnucpro.files.checksums import HashCache
+    from virnucpro.files.hash_cache import HashCache
 
     hashes = hashes or HashCache()
     todo = []

@@ -21,12 +21,7 @@ from typing import IO
 
 from virnucpro.errors import output_error
 from virnucpro.files.layout import TMP_PREFIX
-from virnucpro.files.ownership import note_written
-
-# mkstemp creates files readable by their owner only; finished files get the permissions a plain
-# open() would give (0666 less the umask), so collaborators can read published results.
-UMASK = os.umask(0o022)
-os.umask(UMASK)
+from virnucpro.files.ownership import UMASK, note_written
 
 
 def process_exists(pid: int) -> bool:

@@ -34,7 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from virnucpro.errors import InputError
+from virnucpro.files.checksums import file_sha256
 from virnucpro.files.layout import OUTDIR_MARKER, TMP_PREFIX
+
+# mkstemp creates files readable by their owner only; finished files get the permissions a plain
+# open() would give (0666 less the umask), so collaborators can read published results.
+UMASK = os.umask(0o022)
+os.umask(UMASK)
 
 SIGNATURE = {"format": "virnucpro-output-record", "version": 1}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -81,8 +87,6 @@ def _root_of(path: Path) -> str | None:
 
 def entry_of(path: str | os.PathLike[str]) -> Entry:
     """Size, modification time and SHA-256 of a file as it is now (hashed once per process)."""
-    from virnucpro.files.checksums import file_sha256  # here: checksums writes through atomic, which records
-
     status = os.stat(path)
     key = (os.path.abspath(path), status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
     digest = _hashed.get(key)
@@ -218,7 +222,7 @@ class Record:
             raise output_error(self.path, err) from None
         try:
             tmp.write_text(json.dumps(SIGNATURE) + "\n", encoding="utf-8")
-            os.chmod(tmp, 0o666 & ~_umask())
+            os.chmod(tmp, 0o666 & ~UMASK)
             with contextlib.suppress(FileExistsError):  # a concurrent command made it first
                 os.link(tmp, self.path)
         finally:
@@ -253,7 +257,7 @@ class Record:
                     out.writelines(lines)
                     out.flush()
                     os.fsync(out.fileno())
-                os.chmod(name, 0o666 & ~_umask())
+                os.chmod(name, 0o666 & ~UMASK)
                 os.replace(name, self.path)
             except BaseException:
                 Path(name).unlink(missing_ok=True)
@@ -325,9 +329,3 @@ def _read_all(descriptor: int) -> bytes:
     while chunk := os.read(descriptor, 1 << 20):
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _umask() -> int:
-    from virnucpro.files.atomic import UMASK
-
-    return UMASK

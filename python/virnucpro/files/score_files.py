@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from virnucpro.errors import InputError
 from virnucpro.files.embedding_files import read_metadata, read_parquet, write_parquet
 from virnucpro.files.layout import SCORES_SUFFIX
 
@@ -83,3 +84,14 @@ def read_scores(path: str | Path) -> ScoreTable:
         score_virus=table.column("score_virus").to_numpy().astype(np.float32, copy=False),
         metadata=read_metadata(path),
     )
+
+
+def score_files_in(paths: list[Path]) -> list[Path]:
+    """The given files, with each folder replaced by the score files it holds."""
+    if not paths:
+        raise InputError(f"--scores: give the shard_NNNNN{SCORES_SUFFIX} files, or the folder holding them")
+    files = []
+    for path in paths:
+        # A folder may hold none: an input without any stop-free frame has nothing to score.
+        files.extend(sorted(path.glob(f"shard_*{SCORES_SUFFIX}")) if path.is_dir() else [path])
+    return files

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,16 +30,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from virnucpro.errors import InputError
-from virnucpro.files.atomic import atomic_open
 from virnucpro.files.json_files import MAX_COUNT, check_keys, is_count, is_number, parse_json
-from virnucpro.files.layout import CALIBRATION_JSON, CALIBRATION_OUTPUTS, CALIBRATION_TSV, RELIABILITY_PNG
-from virnucpro.files.outdir import begin_outputs
+from virnucpro.method.calls import PUBLISHED_CHUNK_THRESHOLD, margin_calls
 
 log = logging.getLogger("virnucpro")
 
 CHUNK_THRESHOLDS = np.round(np.linspace(-1.0, 1.0, 201), 2)  # on the chunk margin
 SEQUENCE_THRESHOLDS = np.round(np.linspace(0.0, 1.0, 101), 2)  # on the share of viral chunks
-PUBLISHED_CHUNK_THRESHOLD = 0.0
 PUBLISHED_CHUNK_ROW = int(np.flatnonzero(CHUNK_THRESHOLDS == PUBLISHED_CHUNK_THRESHOLD)[0])
 FORMAT = "virnucpro-calibration"
 FORMAT_VERSION = 1
@@ -59,12 +55,6 @@ TABLE_COLUMNS = (
     "fdr_upper95",
     "chosen",
 )
-
-
-def margin_calls(margins: np.ndarray, threshold: float) -> np.ndarray:
-    """Chunks called virus: margin (float32) >= the threshold rounded to float32, so that a margin
-    written as 0.9 meets a threshold of 0.9; NaN margins (unscored chunks) are never called."""
-    return margins >= np.float32(threshold)
 
 
 @dataclass
@@ -380,7 +370,7 @@ class Calibration:
         """(chunk index, sequence index) for the target; a clear error when none meets it."""
         chunk = self.chunk_index(target_fdr)
         if chunk is None:
-            best = _fdr(self.chunk_true, self.chunk_false)
+            best = false_discovery_rate(self.chunk_true, self.chunk_false)
             raise InputError(
                 f"{source}: no chunk threshold reaches an FDR of {target_fdr} on the calibration set "
                 f"(lowest: {np.nanmin(best, initial=1.0):.4f}); give a larger --target-fdr"
@@ -622,7 +612,7 @@ def _at_least(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     )
 
 
-def _fdr(true: np.ndarray, false: np.ndarray) -> np.ndarray:
+def false_discovery_rate(true: np.ndarray, false: np.ndarray) -> np.ndarray:
     calls = true + false
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(calls > 0, false / calls, np.nan)
@@ -646,7 +636,7 @@ def _lowest_meeting(true: np.ndarray, false: np.ndarray, target: float) -> int |
 
 def _q_values(true, false, thresholds, values) -> np.ndarray:
     """For each value, the lowest FDR over the thresholds at or below it (NaN below the first)."""
-    fdr = _fdr(true, false)
+    fdr = false_discovery_rate(true, false)
     running = np.fmin.accumulate(fdr)
     values = np.asarray(values)
     position = np.searchsorted(thresholds.astype(values.dtype), values, side="right") - 1
@@ -679,7 +669,7 @@ def table_rows(calibration: Calibration) -> list[tuple]:
 
 def _level_rows(level, chunk_thresholds, thresholds, true, false, positives, chosen) -> list[tuple]:
     calls = true + false
-    fdr, upper = _fdr(true, false), fdr_upper(true, false)
+    fdr, upper = false_discovery_rate(true, false), fdr_upper(true, false)
     rows = []
     for i in range(thresholds.size):
         rows.append(
@@ -698,97 +688,3 @@ def _level_rows(level, chunk_thresholds, thresholds, true, false, positives, cho
             )
         )
     return rows
-
-
-def reliability_png(chunks: LabelledChunks, calibration: Calibration) -> bytes:
-    """Left: observed share of truly viral chunks per P(virus) bin against the diagonal.
-    Right: chunk FDR (with its upper bound), precision and recall against the margin threshold."""
-    from virnucpro.report.html import plt, png_bytes
-
-    truth = chunks.truth[chunks.sequence]
-    bins = np.linspace(0.0, 1.0, 11)
-    which = np.clip(np.digitize(chunks.max_virus, bins) - 1, 0, bins.size - 2)
-    count = np.bincount(which, minlength=bins.size - 1)
-    viral = np.bincount(which, weights=truth, minlength=bins.size - 1)
-    predicted = np.bincount(which, weights=chunks.max_virus, minlength=bins.size - 1)
-    shown = count > 0
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    left.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="perfectly calibrated")
-    left.plot(
-        predicted[shown] / count[shown], viral[shown] / count[shown], marker="o", color="#3b6ea5",
-        label="labelled chunks",
-    )  # fmt: skip
-    for x, y, n in zip(
-        predicted[shown] / count[shown], viral[shown] / count[shown], count[shown], strict=True
-    ):
-        left.annotate(str(int(n)), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
-    left.set_xlim(0, 1)
-    left.set_ylim(0, 1)
-    left.set_xlabel("mean best P(virus) of the chunks in the bin")
-    left.set_ylabel("share labelled virus")
-    left.set_title(f"reliability ({int(count.sum())} chunks)")
-    left.legend(loc="upper left", fontsize=8)
-
-    fdr = _fdr(calibration.chunk_true, calibration.chunk_false)
-    positives = max(calibration.chunk_positives, 1)
-    right.plot(CHUNK_THRESHOLDS, fdr, color="#b33", label="FDR")
-    right.plot(
-        CHUNK_THRESHOLDS, fdr_upper(calibration.chunk_true, calibration.chunk_false), color="#b33",
-        linestyle=":", label="FDR, 95% upper bound",
-    )  # fmt: skip
-    right.plot(CHUNK_THRESHOLDS, calibration.chunk_true / positives, color="#3b6ea5", label="recall")
-    right.axhline(calibration.target_fdr, color="#555555", linewidth=0.8, linestyle="--")
-    chosen = calibration.chunk_index(calibration.target_fdr)
-    if chosen is not None:
-        right.axvline(CHUNK_THRESHOLDS[chosen], color="#2a2", linewidth=1, label="chosen threshold")
-    right.axvline(
-        PUBLISHED_CHUNK_THRESHOLD, color="#999999", linewidth=0.8, linestyle="--", label="published rule"
-    )
-    right.set_xlim(-1, 1)
-    right.set_ylim(0, 1)
-    right.set_xlabel("chunk margin threshold (max P(virus) - max P(others))")
-    right.set_title(f"chunk calls, target FDR {calibration.target_fdr}")
-    right.legend(loc="center left", fontsize=8)
-    return png_bytes(figure)
-
-
-def write_calibration(
-    chunks: LabelledChunks, calibration: Calibration, outdir: Path, inputs: Sequence[Path] = ()
-) -> None:
-    """calibration.tsv, the reliability plot, and calibration.json (what `--calibration` reads),
-    written last: its presence means the others are complete. Earlier outputs in `outdir` are
-    replaced only when they are ours (the folder's record), calibration.json first."""
-    png = reliability_png(chunks, calibration)
-    begin_outputs(outdir, inputs, CALIBRATION_OUTPUTS, CALIBRATION_JSON, "virnucpro calibrate")
-    with atomic_open(outdir / CALIBRATION_TSV, "w", encoding="utf-8", newline="\n") as out:
-        out.write("\t".join(TABLE_COLUMNS) + "\n")
-        out.writelines("\t".join(map(str, row)) + "\n" for row in table_rows(calibration))
-    with atomic_open(outdir / RELIABILITY_PNG, "wb") as out:
-        out.write(png)
-    with atomic_open(outdir / CALIBRATION_JSON, "w", encoding="utf-8", newline="\n") as out:
-        # One key per line, each value on its line: readable at the top, compact in the tables.
-        content = calibration.to_json()
-        out.write("{\n")
-        out.write(
-            ",\n".join(
-                f" {json.dumps(k)}: {json.dumps(v, separators=(', ', ': '))}" for k, v in content.items()
-            )
-        )
-        out.write("\n}\n")
-    chosen = calibration.to_json()["chosen"]
-    if chosen["chunk_margin_threshold"] is None or chosen["min_viral_fraction"] is None:
-        log.warning(
-            "calibrate: no threshold meets an FDR of %s on this set (see %s); --calibration with this "
-            "file needs a larger --target-fdr",
-            calibration.target_fdr,
-            outdir / CALIBRATION_TSV,
-        )
-    else:
-        log.info(
-            "calibrate: for an FDR of at most %s, chunks need a margin >= %s and sequences >= %s of their "
-            "chunks viral; outputs in %s",
-            calibration.target_fdr,
-            chosen["chunk_margin_threshold"],
-            chosen["min_viral_fraction"],
-            outdir,
-        )

@@ -20,8 +20,8 @@ import numpy as np
 
 from virnucpro.defaults import MAX_CHUNKS_PER_SEQUENCE
 from virnucpro.errors import InputError
+from virnucpro.method.calls import NO_KIND, REGION_KIND, VIRAL_KIND, group_means
 from virnucpro.method.confidence import summarise_tiers
-from virnucpro.report.data import NO_KIND, REGION_KIND, VIRAL_KIND, group_means
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Small random models with the real architectures, for tests, the Nextflow `test` profile and
-`make example`: `make_test_models(folder)` writes
+`make example`; `virnucpro.stages.make_test_models.make_test_models(folder)` writes
 
 - `dnabert-s/`: config.json (the real config's fields, small sizes, 12 heads, ALiBi built for 64
   positions so that 500 bp chunks exceed it), model.safetensors (the hub checkpoint's key names,
@@ -8,8 +8,8 @@
 - `esm2/`: a transformers `EsmForMaskedLM` folder with the real ESM-2 quirks (token dropout,
   rotary positions, no embedding LayerNorm) and the standard 33-token vocabulary;
 - `classifier/`: an `MLPClassifier` over the two widths, its BatchNorm statistics measured on
-  synthetic frames embedded by the two models above, and a zero output bias, so that some chunks
-  are called viral and some not.
+  synthetic frames embedded by the two models above (`virnucpro.stages.make_test_models`, which
+  embeds them), and a zero output bias, so that some chunks are called viral and some not.
 
 The same library versions give the same bytes on every run: weights come from seeded generators,
 the tokenizer from a fixed corpus, and the classifier's statistics are rounded.
@@ -185,25 +185,6 @@ def make_esm(folder: Path, **sizes) -> None:
     EsmTokenizer(vocab_file=str(folder / "vocab.txt")).save_pretrained(str(folder))
 
 
-def calibration_features(folder: Path) -> torch.Tensor:
-    """Concatenated DNABERT-S + ESM-2 means of the stop-free frames of fixed synthetic DNA."""
-    from virnucpro.embedding.engine import embed_sequences, load_embedder
-    from virnucpro.method.frames import translate_chunks
-
-    dna = open_reading_frames(random.Random(SEED + 3), 24, 300, 1500)
-    frames = [frame for chunk in translate_chunks(dna, 500) for frame in chunk.frames]
-    nucleotides = [f.nucleotides.decode() for f in frames]
-    proteins = [f.protein.decode() for f in frames]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the statistics must not depend on this machine's core count
-    try:
-        dna_vectors = embed_sequences(load_embedder("dnabert", folder / "dnabert-s"), nucleotides)
-        protein_vectors = embed_sequences(load_embedder("esm", folder / "esm2"), proteins)
-    finally:
-        torch.set_num_threads(threads)
-    return torch.from_numpy(np.concatenate([dna_vectors, protein_vectors], axis=1))
-
-
 def calibrated_classifier(features: torch.Tensor, hidden_dim: int = CLASSIFIER_HIDDEN):
     """A random `MLPClassifier` over `features`' width whose BatchNorm statistics are measured on
     `features` and whose output is centred on them, so that its calls split both ways (a random
@@ -232,11 +213,13 @@ def calibrated_classifier(features: torch.Tensor, hidden_dim: int = CLASSIFIER_H
     return model
 
 
-def make_classifier(folder: Path) -> None:
+def make_classifier(folder: Path, features: torch.Tensor) -> None:
+    """`classifier/` under `folder`: `calibrated_classifier` over `features` (`calibration_features`
+    of `virnucpro.stages.make_test_models`: the frames of CALIBRATION_DNA embedded by the two models)."""
     from virnucpro.method.classifier import ClassifierConfig, save_classifier
 
     dnabert_dim, esm_dim = DNABERT_CONFIG["hidden_size"], ESM_CONFIG["hidden_size"]
-    model = calibrated_classifier(calibration_features(folder))
+    model = calibrated_classifier(features)
     config = ClassifierConfig(
         input_dim=dnabert_dim + esm_dim,
         hidden_dim=CLASSIFIER_HIDDEN,
@@ -245,13 +228,3 @@ def make_classifier(folder: Path) -> None:
         source="virnucpro make-test-models (random weights, for tests only)",
     )
     save_classifier(model, folder / "classifier", config)
-
-
-def make_test_models(folder: str | Path) -> Path:
-    """Write `dnabert-s/`, `esm2/` and `classifier/` under `folder`; returns `folder`."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    make_dnabert(folder / "dnabert-s")
-    make_esm(folder / "esm2")
-    make_classifier(folder)
-    return folder

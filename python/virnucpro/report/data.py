@@ -30,27 +30,29 @@ import pyarrow.csv as pacsv
 
 from virnucpro.errors import InputError
 from virnucpro.files.layout import INPUT_SEQUENCES_TSV, PrepareLayout
+from virnucpro.files.prepared import read_summary
 from virnucpro.files.score_files import read_scores
-from virnucpro.method.calibration import PUBLISHED_CHUNK_THRESHOLD, margin_calls
+from virnucpro.method.calls import (
+    CALLS,
+    OTHERS,
+    PUBLISHED_CHUNK_THRESHOLD,
+    REGION_KIND,
+    UNSCORED,
+    VIRUS,
+    group_means,
+    margin_calls,
+)
 from virnucpro.method.frames import FRAME_LABELS, FRAME_SETS
-from virnucpro.stages.prepare import read_summary
 
 if TYPE_CHECKING:
     from virnucpro.method.regions import RegionSummary
 
 log = logging.getLogger("virnucpro")
 
-# Sequence calls, stored as their number in this tuple.
-CALLS = ("unscored", "others", "virus")
-UNSCORED, OTHERS, VIRUS = range(3)
-# What a sequence holds (see regions.py), stored as their number in this tuple.
-KINDS = ("none", "region", "viral")
-NO_KIND, REGION_KIND, VIRAL_KIND = range(3)
 FRAME_COUNTS = np.array([mask.bit_count() for mask in range(64)], dtype=np.int64)
 # The score histogram's bins (report_html draws them), counted while the frames stream past.
 SCORE_BINS = np.linspace(0.0, 1.0, 21)
 ROWS_PER_BATCH = 65_536  # rows formatted or compared at a time: bounds the memory of text
-GROUPS_PER_CHECK = 1 << 18  # groups whose float32-rounded mean is checked at a time (group_means)
 _BLOCK_BYTES = 1 << 23  # prepare's chunk table is parsed in blocks of this size
 _NAMES_SHOWN = 5
 _FRAME_SET_VALUES = pa.array(FRAME_SETS, type=pa.string())
@@ -127,7 +129,7 @@ class SequenceTable:
     call: np.ndarray  # uint8: position in CALLS
     # Filled by report.annotate:
     viral_regions: np.ndarray | None = None  # int32
-    kind: np.ndarray | None = None  # uint8: position in regions.KINDS
+    kind: np.ndarray | None = None  # uint8: position in calls.KINDS
     tier_counts: np.ndarray | None = None  # int32 (n, 3): low, medium, high scored chunks
     tier: np.ndarray | None = None  # uint8: the sequence's confidence tier for its call
     estimated_fdr: np.ndarray | None = None  # float64, NaN where not called virus; None uncalibrated
@@ -417,34 +419,6 @@ def _summarise_sequences(sequences: SequenceTable, chunks: ChunkTable, min_viral
     sequences.call[:] = OTHERS
     sequences.call[sequences.viral_fraction >= min_viral_fraction] = VIRUS  # NaN compares false
     sequences.call[sequences.chunks_scored == 0] = UNSCORED
-
-
-def group_means(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """numpy's `mean(dtype=float64)` of each consecutive group of `counts` (all > 0) float32 values.
-
-    One np.add.reduceat adds in another order than numpy's pairwise mean, so the last bits of a
-    float64 mean may differ; what is written is that mean rounded to float32. Where the float64
-    mean lies so close to a float32 rounding boundary that the order could matter, the group is
-    averaged again with numpy's own mean (about one group in 10^7).
-    """
-    starts = np.cumsum(counts, dtype=np.int64) - counts
-    means = np.add.reduceat(values, starts, dtype=np.float64) / counts
-    # The check below holds several float64 arrays per group: done GROUPS_PER_CHECK at a time.
-    for low in range(0, len(means), GROUPS_PER_CHECK):
-        part = slice(low, low + GROUPS_PER_CHECK)
-        block = means[part]
-        rounded = block.astype(np.float32)
-        below = np.nextafter(rounded, np.float32(-np.inf)).astype(np.float64)
-        above = np.nextafter(rounded, np.float32(np.inf)).astype(np.float64)
-        boundary_distance = np.minimum(
-            np.abs(block - (rounded + below) / 2), np.abs(block - (rounded + above) / 2)
-        )
-        # Either order of adding stays within (count + 1) float64 rounding errors of the exact mean
-        # of these non-negative values; the margin below is several times that.
-        uncertain = np.flatnonzero(boundary_distance <= 2.0**-49 * (counts[part] + 1) * np.abs(block))
-        for group in (uncertain + low).tolist():
-            means[group] = values[starts[group] : starts[group] + counts[group]].mean(dtype=np.float64)
-    return means
 
 
 class _NotInOrder(Exception):

@@ -19,7 +19,8 @@ from pathlib import Path
 from virnucpro.defaults import DEFAULT_DNABERT_MODEL, DEFAULT_ESM_MODEL, PUBLISHED_CLASSIFIERS
 from virnucpro.errors import InputError
 from virnucpro.files.atomic import atomic_open
-from virnucpro.method.classifier import convert_classifier, file_sha256
+from virnucpro.files.checksums import file_sha256
+from virnucpro.models.classifier_weights import convert_classifier
 
 log = logging.getLogger("virnucpro")
 

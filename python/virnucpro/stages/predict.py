@@ -20,7 +20,8 @@ from virnucpro.files.embedding_files import EmbeddingTable, is_complete, read_em
 from virnucpro.files.layout import DNABERT_SUFFIX, ESM_SUFFIX, scores_file, shard_of
 from virnucpro.files.outdir import stage_folder
 from virnucpro.files.score_files import score_provenance, write_scores
-from virnucpro.method.classifier import LoadedClassifier, classifier_fields, load_classifier, score_features
+from virnucpro.method.classifier import score_features
+from virnucpro.models.classifier_weights import LoadedClassifier, classifier_fields, load_classifier
 from virnucpro.progress import progress_task
 
 log = logging.getLogger("virnucpro")

@@ -57,44 +57,27 @@ from virnucpro.files.layout import (
     VIRAL_REGIONS_TSV,
 )
 from virnucpro.files.outdir import begin_final_outputs, check_final_outputs
+from virnucpro.files.prepared import CHUNK_FRAMES_COLUMNS, read_summary
 from virnucpro.files.sequences import SequenceInputs, is_stream
 from virnucpro.method.calibration import (
     CHUNK_THRESHOLDS,
-    PUBLISHED_CHUNK_THRESHOLD,
     SEQUENCE_THRESHOLDS,
     Calibration,
     check_target,
     load_calibration,
 )
+from virnucpro.method.calls import CALLS, KINDS, OTHERS, PUBLISHED_CHUNK_THRESHOLD, UNSCORED, VIRUS
 from virnucpro.method.confidence import TIERS, check_thresholds, chunk_tiers, summarise_tiers
 from virnucpro.method.frames import FRAME_LABELS, FRAME_SETS
 from virnucpro.method.regions import call_regions, sequence_kinds, summarise_regions
 from virnucpro.method.regions import check_parameters as check_region_parameters
 from virnucpro.progress import progress_task
-from virnucpro.report.data import (
-    CALLS,
-    FRAME_COUNTS,
-    KINDS,
-    OTHERS,
-    ROWS_PER_BATCH,
-    UNSCORED,
-    VIRUS,
-    ReportData,
-    collect,
-)
-from virnucpro.stages.prepare import read_summary
+from virnucpro.report.data import FRAME_COUNTS, ROWS_PER_BATCH, ReportData, collect
 
 log = logging.getLogger("virnucpro")
 
 CHUNK_COLUMNS = (
-    "sequence_id",
-    "chunk_index",
-    "chunk_id",
-    "start",
-    "end",
-    "length",
-    "n_frames",
-    "frames",
+    *CHUNK_FRAMES_COLUMNS,  # prepare's chunk table, then the scores and calls
     "best_frame",
     "max_score_others",
     "max_score_virus",

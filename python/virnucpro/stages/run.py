@@ -47,7 +47,8 @@ from virnucpro.defaults import (
 from virnucpro.embedding.pool import Scoring
 from virnucpro.errors import InputError
 from virnucpro.files.atomic import atomic_open, remove_stale_temporaries
-from virnucpro.files.checksums import HashCache, file_sha256
+from virnucpro.files.checksums import file_sha256
+from virnucpro.files.hash_cache import HashCache
 from virnucpro.files.layout import PrepareLayout, RunLayout
 from virnucpro.files.outdir import (
     begin_final_outputs,
@@ -57,9 +58,11 @@ from virnucpro.files.outdir import (
     remove_run_outputs,
     run_folder,
 )
+from virnucpro.files.prepared import read_summary
 from virnucpro.files.sequences import SequenceInputs, is_stream
-from virnucpro.method.classifier import check_chunk_size, load_classifier
-from virnucpro.stages.prepare import prepare, read_summary
+from virnucpro.method.classifier import check_chunk_size
+from virnucpro.models.classifier_weights import load_classifier
+from virnucpro.stages.prepare import prepare
 from virnucpro.stages.report import ReportData, ReportOptions, check_calibration_made_for, report
 
 log = logging.getLogger("virnucpro")
