@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from virnucpro.embedding.engine import embed_sequences, load_embedder
+from virnucpro.embedding.options import EmbeddingOptions
 from virnucpro.embedding.pool import embed_files
 from virnucpro.method.frames import translate_chunks
 from virnucpro.models.batching import batches_by_count, batches_by_tokens
@@ -216,7 +217,11 @@ def main() -> None:
             out = root / f"out{workers}"
             _, seconds[workers] = timed(
                 lambda w=workers, o=out: embed_files(
-                    "dnabert", shards, o, str(root / "dnabert"), devices="cpu", workers=w, quiet=True
+                    "dnabert",
+                    shards,
+                    o,
+                    EmbeddingOptions(dnabert_model=str(root / "dnabert"), devices="cpu", workers=w),
+                    quiet=True,
                 )
             )
             rate = total / seconds[workers]

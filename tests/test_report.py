@@ -21,7 +21,7 @@ from virnucpro.files.score_files import read_scores, write_scores
 from virnucpro.files.sequences import read_sequences
 from virnucpro.method.calls import CALLS
 from virnucpro.stages.predict import predict_files
-from virnucpro.stages.report import CHUNK_COLUMNS, SEQUENCE_COLUMNS, float32_text, report
+from virnucpro.stages.report import CHUNK_COLUMNS, SEQUENCE_COLUMNS, ReportOptions, float32_text, report
 
 FLOAT32_TEXT = r"\d\.\d+(e-\d\d)?|0\.0|1\.0"
 
@@ -193,8 +193,12 @@ def test_sequences_tsv_and_viral_fasta(example_fasta, reported):
 
 def test_min_viral_fraction_changes_sequence_calls(scored, tmp_path):
     example, prepared, scores = scored
-    strict = report(example, prepared, scores, tmp_path / "strict", min_viral_fraction=1.0, quiet=True)
-    lenient = report(example, prepared, scores, tmp_path / "lenient", min_viral_fraction=0.0, quiet=True)
+    strict = report(
+        example, prepared, scores, tmp_path / "strict", ReportOptions(min_viral_fraction=1.0), quiet=True
+    )
+    lenient = report(
+        example, prepared, scores, tmp_path / "lenient", ReportOptions(min_viral_fraction=0.0), quiet=True
+    )
     calls = [CALLS[c] for c in strict.sequences.call]
     assert calls == [
         "unscored" if not scored else "virus" if viral == scored else "others"
@@ -204,7 +208,7 @@ def test_min_viral_fraction_changes_sequence_calls(scored, tmp_path):
     assert lenient_calls.size and all(CALLS[c] == "virus" for c in lenient_calls)
     assert strict.counts()["sequences_virus"] < lenient.counts()["sequences_virus"]
     with pytest.raises(InputError, match="between 0 and 1"):
-        report(example, prepared, scores, tmp_path / "bad", min_viral_fraction=1.5, quiet=True)
+        report(example, prepared, scores, tmp_path / "bad", ReportOptions(min_viral_fraction=1.5), quiet=True)
 
 
 def png_chunks(data: bytes) -> list[bytes]:

@@ -27,6 +27,7 @@ from virnucpro.cli.options import (
     ThreadsPerWorker,
     TokensPerBatch,
     Workers,
+    embedding_options,
 )
 from virnucpro.defaults import (
     DEFAULT_BATCH_SIZE,
@@ -39,6 +40,7 @@ from virnucpro.defaults import (
     DEFAULT_TOKENS_PER_BATCH,
     DEFAULT_WORKERS,
 )
+from virnucpro.embedding.options import EmbeddingOptions
 from virnucpro.errors import InputError
 from virnucpro.files.outdir import no_trace_if_refused
 from virnucpro.progress import configure_logging
@@ -46,12 +48,12 @@ from virnucpro.progress import configure_logging
 OUTDIR_HELP = "Folder for the shard_NNNNN.{kind}.parquet files (created if missing)."
 
 
-def _embed(kind: str, shards: list[Path], outdir: Path, model: str, quiet: bool, **options) -> None:
+def _embed(kind: str, shards: list[Path], outdir: Path, options: EmbeddingOptions, quiet: bool) -> None:
     configure_logging(quiet=quiet)
     from virnucpro.embedding.pool import embed_files
 
     with no_trace_if_refused(outdir):
-        embed_files(kind, shards, outdir, model, quiet=quiet, **options)
+        embed_files(kind, shards, outdir, options, quiet=quiet)
 
 
 @app.command("embed-dna")
@@ -75,19 +77,8 @@ def embed_dna_command(
     Writes OUTDIR/shard_NNNNN.dnabert.parquet per input; complete outputs from an earlier run with
     the same model, revision and precision are kept (resume).
     """
-    _embed(
-        "dnabert",
-        shards,
-        outdir,
-        model,
-        quiet,
-        revision=revision,
-        devices=devices,
-        workers=workers,
-        precision=precision,
-        batch_size=batch_size,
-        threads_per_worker=threads_per_worker,
-    )
+    options = embedding_options(locals(), dnabert_model=model, dnabert_revision=revision)
+    _embed("dnabert", shards, outdir, options, quiet)
 
 
 @app.command("embed-protein")
@@ -109,19 +100,8 @@ def embed_protein_command(
     Writes OUTDIR/shard_NNNNN.esm.parquet per input; complete outputs from an earlier run with the
     same model, revision and precision are kept (resume).
     """
-    _embed(
-        "esm",
-        shards,
-        outdir,
-        model,
-        quiet,
-        revision=revision,
-        devices=devices,
-        workers=workers,
-        precision=precision,
-        tokens_per_batch=tokens_per_batch,
-        threads_per_worker=threads_per_worker,
-    )
+    options = embedding_options(locals(), esm_model=model, esm_revision=revision)
+    _embed("esm", shards, outdir, options, quiet)
 
 
 @app.command("embed")
@@ -178,19 +158,7 @@ def embed_command(
             scoring = Scoring(
                 load_classifier(classifier, classifier_revision), outdir, keep_embeddings, embedding_dtype
             )
-        embed_shards(
-            shards,
-            outdir,
-            dnabert_model,
-            esm_model,
-            dnabert_revision=dnabert_revision,
-            esm_revision=esm_revision,
-            devices=devices,
-            workers=workers,
-            precision=precision,
-            batch_size=dnabert_batch_size,
-            tokens_per_batch=esm_tokens_per_batch,
-            threads_per_worker=threads_per_worker,
-            quiet=quiet,
-            scoring=scoring,
+        options = embedding_options(
+            locals(), batch_size=dnabert_batch_size, tokens_per_batch=esm_tokens_per_batch
         )
+        embed_shards(shards, outdir, options, quiet=quiet, scoring=scoring)

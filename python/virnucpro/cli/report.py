@@ -69,9 +69,7 @@ def report_command(
     viral_regions.tsv/.bed/.fa, viral.fa, report.html with its PNG figures, and run.json. Without
     --calibration, chunks and sequences are called by the published rule."""
     configure_logging(quiet=quiet)
-    options = report_options(
-        region_max_gap, region_min_chunks, confidence_high, confidence_medium, target_fdr, calibration
-    )
+    options = report_options(locals())
     from virnucpro.files.score_files import score_files_in
 
     files = score_files_in([*(scores or []), *(more_scores or [])])
@@ -84,8 +82,7 @@ def report_command(
             prepared,
             files,
             outdir,
-            min_viral_fraction,
+            options,
             extra,
             quiet=quiet,
-            options=options,
         )

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -30,6 +29,7 @@ from virnucpro.cli.options import (
     ThreadsPerWorker,
     TokensPerBatch,
     Workers,
+    embedding_options,
 )
 from virnucpro.cli.report_options import (
     CalibrationFile,
@@ -60,23 +60,6 @@ from virnucpro.defaults import (
     DEFAULT_WORKERS,
 )
 from virnucpro.progress import configure_logging
-
-if TYPE_CHECKING:  # the stage modules load torch; commands import them when they run
-    from virnucpro.stages.run import EmbeddingOptions
-
-
-def embedding_options(values: dict) -> EmbeddingOptions:
-    """The embedding options among a command's parameters (`run` and `train` name them alike; those
-    a command does not have keep their defaults)."""
-    from virnucpro.stages.run import EmbeddingOptions
-
-    return EmbeddingOptions(
-        **{
-            field.name: values[field.name]
-            for field in dataclasses.fields(EmbeddingOptions)
-            if field.name in values
-        }
-    )
 
 
 @app.command("run")
@@ -119,22 +102,14 @@ def run_command(
     Rerunning the same command resumes: finished shards are not recomputed. A rerun with a parameter
     that changes results (the input's content, chunk or shard size, a model, precision, classifier)
     is refused unless --force. Final outputs: see `virnucpro report --help`."""
-    from virnucpro.stages.run import run
-
     configure_logging(quiet=quiet)
-    report = report_options(
-        region_max_gap, region_min_chunks, confidence_high, confidence_medium, target_fdr, calibration
-    )
-    options = embedding_options(locals())
-    run(
-        inputs,
-        outdir,
-        options,
+    from virnucpro.stages.run import RunOptions, run
+
+    options = RunOptions(
+        embedding=embedding_options(locals()),
+        report=report_options(locals()),
         classifier=classifier,
         classifier_revision=classifier_revision,
         shard_size=shard_size,
-        min_viral_fraction=min_viral_fraction,
-        force=force,
-        quiet=quiet,
-        report_options=report,
     )
+    run(inputs, outdir, options, force=force, quiet=quiet)

@@ -20,8 +20,8 @@ from virnucpro.cli.options import (
     ThreadsPerWorker,
     TokensPerBatch,
     Workers,
+    embedding_options,
 )
-from virnucpro.cli.run import embedding_options
 from virnucpro.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CHUNK_SIZE,

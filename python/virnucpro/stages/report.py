@@ -128,9 +128,11 @@ _BEST_FRAME_TEXT = ("", *FRAME_LABELS)  # indexed by best_frame + 1 (-1: unscore
 
 @dataclass(frozen=True)
 class ReportOptions:
-    """Viral regions, confidence tiers and calibration; none of them changes the original's two
-    files. Without a calibration the calls follow the published rule."""
+    """How sequences are called (the share of viral chunks), viral regions, confidence tiers and
+    calibration; none but the share changes the original's two files. Without a calibration the
+    calls follow the published rule."""
 
+    min_viral_fraction: float = DEFAULT_MIN_VIRAL_FRACTION
     region_max_gap: int = DEFAULT_REGION_MAX_GAP
     region_min_chunks: int = DEFAULT_REGION_MIN_CHUNKS
     confidence_high: float = DEFAULT_CONFIDENCE_HIGH
@@ -140,6 +142,8 @@ class ReportOptions:
 
     def check(self) -> tuple[Calibration, str] | None:
         """Refuse a bad value (one line) before any work starts; the calibration and its SHA-256."""
+        if not 0.0 <= self.min_viral_fraction <= 1.0:
+            raise InputError(f"--min-viral-fraction must be between 0 and 1, not {self.min_viral_fraction}")
         check_region_parameters(self.region_max_gap, self.region_min_chunks)
         check_thresholds(self.confidence_high, self.confidence_medium)
         check_target(self.target_fdr)
@@ -150,6 +154,8 @@ class ReportOptions:
         return calibration, sha256
 
     def parameters(self) -> dict:
+        """The region, tier and calibration settings as run.json records them (the share of viral
+        chunks is recorded beside them)."""
         return {
             "region_max_gap": self.region_max_gap,
             "region_min_chunks": self.region_min_chunks,
@@ -160,9 +166,7 @@ class ReportOptions:
         }
 
 
-def call_thresholds(
-    options: ReportOptions, min_viral_fraction: float
-) -> tuple[dict, Calibration | None, int | None]:
+def call_thresholds(options: ReportOptions) -> tuple[dict, Calibration | None, int | None]:
     """The chunk margin threshold and sequence fraction the calls use: the published rule, or
     the calibration's for --target-fdr. Returns (settings for run.json, calibration, its chunk row)."""
     loaded = options.check()
@@ -170,7 +174,7 @@ def call_thresholds(
         settings = {
             "rule": "published",
             "chunk_margin_threshold": PUBLISHED_CHUNK_THRESHOLD,
-            "min_viral_fraction": min_viral_fraction,
+            "min_viral_fraction": options.min_viral_fraction,
         }
         return settings, None, None
     calibration, sha256 = loaded
@@ -617,10 +621,9 @@ def report(
     prepared: str | Path,
     score_files: Sequence[str | Path],
     outdir: str | Path,
-    min_viral_fraction: float = DEFAULT_MIN_VIRAL_FRACTION,
+    options: ReportOptions = ReportOptions(),
     run_info: Mapping | None = None,
     quiet: bool = False,
-    options: ReportOptions = ReportOptions(),
     check_inputs: bool = True,
 ) -> ReportData:
     """Write every final output into `outdir`; `run_info` keys are merged into run.json. Everything
@@ -630,9 +633,7 @@ def report(
     from virnucpro.report.html import write_html_report
 
     started = time.monotonic()
-    if not 0.0 <= min_viral_fraction <= 1.0:
-        raise InputError(f"--min-viral-fraction must be between 0 and 1, not {min_viral_fraction}")
-    settings, calibration, chunk_row = call_thresholds(options, min_viral_fraction)
+    settings, calibration, chunk_row = call_thresholds(options)
     source = SequenceInputs(inputs)
     input_paths = [file.path for file in source.files]
     outdir = Path(outdir)
@@ -684,7 +685,7 @@ def report(
         "input_notes": summary.notes if summary else [],
         "parameters": {
             "chunk_size": data.chunk_size,
-            "min_viral_fraction": min_viral_fraction,
+            "min_viral_fraction": options.min_viral_fraction,
             **options.parameters(),
         },
         "calls": data.settings,

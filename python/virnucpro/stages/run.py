@@ -21,29 +21,19 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from virnucpro.defaults import (
     CHUNK_SIZES,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_DEVICES,
-    DEFAULT_DNABERT_MODEL,
-    DEFAULT_EMBEDDING_DTYPE,
-    DEFAULT_ESM_MODEL,
-    DEFAULT_MIN_VIRAL_FRACTION,
-    DEFAULT_PRECISION,
     DEFAULT_SHARD_SIZE,
-    DEFAULT_THREADS_PER_WORKER,
-    DEFAULT_TOKENS_PER_BATCH,
-    DEFAULT_WORKERS,
     MAX_COUNT,
     MAX_THREADS_PER_WORKER,
     MAX_WORKERS,
     PRECISIONS,
     PUBLISHED_CLASSIFIERS,
 )
+from virnucpro.embedding.options import EmbeddingOptions
 from virnucpro.embedding.pool import Scoring
 from virnucpro.errors import InputError
 from virnucpro.files.atomic import atomic_open, remove_stale_temporaries
@@ -80,25 +70,6 @@ PARAMETER_OPTIONS = {
     "classifier": "--classifier",
     "classifier_sha256": "--classifier/--classifier-revision (its weights)",
 }
-
-
-@dataclass(frozen=True)
-class EmbeddingOptions:
-    """How sequences are prepared and embedded (shared by `run` and `train`)."""
-
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    dnabert_model: str = DEFAULT_DNABERT_MODEL
-    dnabert_revision: str | None = None
-    esm_model: str = DEFAULT_ESM_MODEL
-    esm_revision: str | None = None
-    devices: str = DEFAULT_DEVICES
-    workers: int = DEFAULT_WORKERS
-    precision: str = DEFAULT_PRECISION
-    batch_size: int = DEFAULT_BATCH_SIZE
-    tokens_per_batch: int = DEFAULT_TOKENS_PER_BATCH
-    threads_per_worker: int = DEFAULT_THREADS_PER_WORKER
-    keep_embeddings: bool = False  # `run` scores in the embedding workers; embeddings are kept on request
-    embedding_dtype: str = DEFAULT_EMBEDDING_DTYPE
 
 
 def default_classifier(chunk_size: int) -> str:
@@ -153,23 +124,7 @@ def embed_prepared(
         if scoring is not None:
             scoring.outputs = []
         return [], []
-    return embed_shards(
-        [*nucleotide, *protein],
-        outdir,
-        options.dnabert_model,
-        options.esm_model,
-        dnabert_revision=options.dnabert_revision,
-        esm_revision=options.esm_revision,
-        devices=options.devices,
-        workers=options.workers,
-        precision=options.precision,
-        batch_size=options.batch_size,
-        tokens_per_batch=options.tokens_per_batch,
-        threads_per_worker=options.threads_per_worker,
-        quiet=quiet,
-        scoring=scoring,
-        hashes=hashes,
-    )
+    return embed_shards([*nucleotide, *protein], outdir, options, quiet=quiet, scoring=scoring, hashes=hashes)
 
 
 def ensure_prepared(
@@ -313,20 +268,30 @@ def write_parameters(record: Path, parameters: dict, inputs: Sequence[Path]) -> 
         out.write("\n")
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """Every setting of `virnucpro run`, built once from the command line: how sequences are
+    prepared and embedded, how they are called and reported, which classifier scores them."""
+
+    embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
+    report: ReportOptions = field(default_factory=ReportOptions)
+    classifier: str | None = None  # None: the published classifier for the chunk size
+    classifier_revision: str | None = None
+    shard_size: int = DEFAULT_SHARD_SIZE
+
+
 def run(
     inputs: str | Path | Sequence[str | Path],
     outdir: str | Path,
-    options: EmbeddingOptions = EmbeddingOptions(),
-    classifier: str | None = None,
-    classifier_revision: str | None = None,
-    shard_size: int = DEFAULT_SHARD_SIZE,
-    min_viral_fraction: float = DEFAULT_MIN_VIRAL_FRACTION,
+    options: RunOptions = RunOptions(),
     force: bool = False,
     quiet: bool = False,
-    report_options: ReportOptions = ReportOptions(),
 ) -> ReportData | None:
     """Run prepare, both embeddings and the scores, and report on one sample (one or several
     files); None when the folder already held this very run's results (nothing was done)."""
+    embedding, report_options = options.embedding, options.report
+    classifier, classifier_revision = options.classifier, options.classifier_revision
+    shard_size, min_viral_fraction = options.shard_size, report_options.min_viral_fraction
     from virnucpro.models.sources import resolve_model
 
     started = time.monotonic()
@@ -337,7 +302,7 @@ def run(
     new_folder = not layout.outdir.exists()
     # Everything that can be refused is refused before anything is written.
     with no_trace_if_refused(layout.outdir):
-        check_options(options, shard_size, min_viral_fraction)
+        check_options(embedding, shard_size, min_viral_fraction)
         calibration = report_options.check()
         for file in source.files:
             if is_stream(file.path):
@@ -347,36 +312,36 @@ def run(
                 )
             file.check()
         run_folder(layout, input_paths)
-        check_execution(options.devices, options.workers, options.precision)
-        classifier_spec = classifier or default_classifier(options.chunk_size)
+        check_execution(embedding.devices, embedding.workers, embedding.precision)
+        classifier_spec = classifier or default_classifier(embedding.chunk_size)
         timings: dict[str, float] = {}
         clock = time.monotonic()
-        dnabert = resolve_model(options.dnabert_model, options.dnabert_revision)
-        esm = resolve_model(options.esm_model, options.esm_revision)
+        dnabert = resolve_model(embedding.dnabert_model, embedding.dnabert_revision)
+        esm = resolve_model(embedding.esm_model, embedding.esm_revision)
         # Now, not when the first shard needs them (an input without frames would never find out).
         from virnucpro.embedding.engine import check_model_folder
 
         check_model_folder("dnabert", dnabert.path)
         check_model_folder("esm", esm.path)
         loaded_classifier = load_classifier(classifier_spec, classifier_revision)
-        check_chunk_size(loaded_classifier.config, options.chunk_size, classifier_spec)
+        check_chunk_size(loaded_classifier.config, embedding.chunk_size, classifier_spec)
         if calibration is not None:  # now, not after the embedding
             check_calibration_made_for(
                 calibration[0],
-                options.chunk_size,
+                embedding.chunk_size,
                 loaded_classifier.sha256,
                 str(report_options.calibration),
                 True,
             )
         timings["models_s"] = time.monotonic() - clock
         parameters = {
-            "chunk_size": options.chunk_size,
+            "chunk_size": embedding.chunk_size,
             "shard_size": shard_size,
             "dnabert_model": dnabert.name,
             "dnabert_revision": dnabert.provenance,
             "esm_model": esm.name,
             "esm_revision": esm.provenance,
-            "precision": options.precision,
+            "precision": embedding.precision,
             "classifier": loaded_classifier.name,
             "classifier_sha256": loaded_classifier.sha256,
         }
@@ -390,7 +355,7 @@ def run(
             if hashes is None and read_summary(layout.prepare.folder) is not None:
                 hashes = input_hashes(input_paths, hashes_cache)
             if not prepare_is_current(
-                input_paths, layout.prepare.folder, options.chunk_size, shard_size, hashes
+                input_paths, layout.prepare.folder, embedding.chunk_size, shard_size, hashes
             ):
                 # prepare will replace its folder's files: they must be ours (checked now, before
                 # the final outputs are removed)
@@ -401,7 +366,7 @@ def run(
             "report": report_options.parameters(),
             "calibration_sha256": calibration[1] if calibration is not None else None,
         }
-        if hashes is not None and is_current(layout, request_fingerprint(layout, request, options, hashes)):
+        if hashes is not None and is_current(layout, request_fingerprint(layout, request, embedding, hashes)):
             from virnucpro.files.ownership import track
 
             track(layout.outdir)  # the hash table's new version goes into the folder's record
@@ -422,7 +387,7 @@ def run(
 
     clock = time.monotonic()
     try:
-        ensure_prepared(input_paths, layout.prepare.folder, options.chunk_size, shard_size, quiet, hashes)
+        ensure_prepared(input_paths, layout.prepare.folder, embedding.chunk_size, shard_size, quiet, hashes)
     except InputError:
         if new_folder:  # a record refused while prepare read it: the folder made here holds nothing of use
             remove_run_outputs(layout)
@@ -431,17 +396,17 @@ def run(
     timings["prepare_s"] = time.monotonic() - clock
 
     clock = time.monotonic()
-    scoring = Scoring(loaded_classifier, layout.scores, options.keep_embeddings, options.embedding_dtype)
-    embed_prepared(layout.prepare.folder, layout.embeddings, options, quiet, scoring, hashes_cache)
+    scoring = Scoring(loaded_classifier, layout.scores, embedding.keep_embeddings, embedding.embedding_dtype)
+    embed_prepared(layout.prepare.folder, layout.embeddings, embedding, quiet, scoring, hashes_cache)
     scores = scoring.outputs
     timings["embed_and_score_s"] = time.monotonic() - clock
 
     run_info = {
         "command": "run",
         "parameters": {
-            "chunk_size": options.chunk_size,
+            "chunk_size": embedding.chunk_size,
             "shard_size": shard_size,
-            "precision": options.precision,
+            "precision": embedding.precision,
             "min_viral_fraction": min_viral_fraction,
             "dnabert_model": dnabert.name,
             "dnabert_revision": dnabert.provenance,
@@ -454,7 +419,7 @@ def run(
         # Settings that change speed, never results (kept apart so runs compare equal).
         "execution": {
             k: v
-            for k, v in asdict(options).items()
+            for k, v in asdict(embedding).items()
             if k
             in (
                 "devices",
@@ -469,7 +434,7 @@ def run(
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
     summary = read_summary(layout.prepare.folder)  # prepare recorded the inputs' hashes as it read them
-    fingerprint = request_fingerprint(layout, request, options, summary.input_sha256) if summary else None
+    fingerprint = request_fingerprint(layout, request, embedding, summary.input_sha256) if summary else None
     if fingerprint is not None:
         run_info["request_sha256"] = fingerprint
     log.info("report: from %d score file(s)", len(scores))
@@ -478,10 +443,9 @@ def run(
         layout.prepare.folder,
         scores,
         layout.outdir,
-        min_viral_fraction,
+        report_options,
         run_info=run_info,
         quiet=quiet,
-        options=report_options,
         check_inputs=False,  # prepared from them in this run, or checked against prepare.json above
     )
     counts = data.counts()

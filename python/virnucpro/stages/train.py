@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from virnucpro.defaults import DEFAULT_SHARD_SIZE, TrainSettings
+from virnucpro.embedding.options import EmbeddingOptions
 from virnucpro.errors import InputError
 from virnucpro.files.atomic import atomic_open
 from virnucpro.files.embedding_files import read_embeddings
@@ -36,7 +37,7 @@ from virnucpro.files.outdir import usable_folder
 from virnucpro.method.classifier import ClassifierConfig, MLPClassifier, save_classifier
 from virnucpro.progress import progress_task
 from virnucpro.stages.predict import join_features, pair_embedding_files
-from virnucpro.stages.run import EmbeddingOptions, embed_prepared, ensure_prepared
+from virnucpro.stages.run import embed_prepared, ensure_prepared
 
 log = logging.getLogger("virnucpro")
 
