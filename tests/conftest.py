@@ -17,7 +17,7 @@ DATA = REPO / "tests" / "data"
 SHARED = REPO.parent / "shared"
 GOLDEN = SHARED / "golden"
 PARITY = SHARED / "parity"
-# The final outputs of design section 5, as `virnucpro run` and `report` must write them.
+# Every final output, as `virnucpro run` and `report` must write them.
 OUTPUTS = FINAL_OUTPUTS
 
 

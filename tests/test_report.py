@@ -20,8 +20,9 @@ from virnucpro.files.layout import CHUNK_FRAMES_TSV, OUTDIR_MARKER
 from virnucpro.files.score_files import read_scores, write_scores
 from virnucpro.files.sequences import read_sequences
 from virnucpro.method.calls import CALLS
+from virnucpro.report.tables import CHUNK_COLUMNS, SEQUENCE_COLUMNS, float32_text
 from virnucpro.stages.predict import predict_files
-from virnucpro.stages.report import CHUNK_COLUMNS, SEQUENCE_COLUMNS, ReportOptions, float32_text, report
+from virnucpro.stages.report import ReportOptions, report
 
 FLOAT32_TEXT = r"\d\.\d+(e-\d\d)?|0\.0|1\.0"
 

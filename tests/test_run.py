@@ -20,7 +20,7 @@ import pytest
 from conftest import DATA, OUTPUTS, cli_env, run_cli
 from synthetic import random_classifier
 from virnucpro.files.layout import OUTDIR_MARKER, WORK_OUTPUTS, RunLayout
-from virnucpro.stages.report import CHUNK_COLUMNS, SEQUENCE_COLUMNS
+from virnucpro.report.tables import CHUNK_COLUMNS, SEQUENCE_COLUMNS
 
 pytestmark = pytest.mark.slow
 

@@ -487,12 +487,12 @@ import sys
 from pathlib import Path
 import typer
 from virnucpro.cli import app, main
-from virnucpro.files.outdir import usable_folder
+from virnucpro.files.outdir import make_writable_folder
 
 @app.command("explode")
 def explode(outdir: Path = typer.Option(None, "--outdir")) -> None:
     if outdir is not None:
-        usable_folder(outdir)
+        make_writable_folder(outdir)
     raise ZeroDivisionError("a bug\\non two lines")
 
 sys.argv = ["virnucpro", "explode", *sys.argv[1:]]

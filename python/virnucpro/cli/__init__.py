@@ -12,7 +12,7 @@ import traceback
 import typer
 
 from virnucpro import __version__
-from virnucpro.errors import InternalError, Terminated, VirNucProError, describe_os_error, output_folder
+from virnucpro.errors import InternalError, Terminated, VirNucProError, describe_os_error, noted_output_folder
 from virnucpro.files.lock import folder_locks
 
 # Importing a command module registers its commands on the app, in the order `--help` lists them.
@@ -64,7 +64,7 @@ def write_crash_log(err: BaseException) -> str | None:
         ]
     )
     name = f"virnucpro-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    for folder in (output_folder(), tempfile.gettempdir()):
+    for folder in (noted_output_folder(), tempfile.gettempdir()):
         if folder is None or not os.path.isdir(folder):
             continue
         try:

@@ -94,9 +94,9 @@ def existing_files(inputs: Sequence[str | Path]) -> list[Path]:
 
 def claim_outdir(outdir: Path, inputs: Sequence[Path], outputs: Sequence[Path]) -> None:
     """The output folder is usable, no input is among the outputs, and the outputs there are ours."""
-    from virnucpro.files.outdir import stage_folder
+    from virnucpro.files.outdir import claim_stage_outputs
 
-    stage_folder(outdir, inputs, outputs, "virnucpro embed")
+    claim_stage_outputs(outdir, inputs, outputs, "virnucpro embed")
 
 
 def model_job(kind: str, options: EmbeddingOptions) -> tuple[ModelJob, str]:

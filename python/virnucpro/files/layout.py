@@ -68,7 +68,7 @@ ESM_SUFFIX = ".esm.parquet"
 EMBEDDING_SUFFIXES = {"dnabert": DNABERT_SUFFIX, "esm": ESM_SUFFIX}
 SCORES_SUFFIX = ".scores.parquet"
 
-# --- report: the final outputs at the top of --outdir (design section 5) ---
+# --- report: the final outputs at the top of --outdir (`run` and `report` write them all) ---
 PREDICTION_RESULTS = "prediction_results.txt"
 HIGHEST_SCORE = "prediction_results_highestscore.csv"
 CHUNKS_TSV = "chunks.tsv"

@@ -37,7 +37,7 @@ def folder_locks() -> Iterator[None]:
             os.close(descriptor)
 
 
-def hold_folder(folder: Path) -> None:
+def lock_folder(folder: Path) -> None:
     """Lock `folder` until the command ends, or refuse in one line when another process holds it."""
     if _held is None:
         return

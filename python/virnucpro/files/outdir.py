@@ -12,7 +12,7 @@ The rules that keep user data safe:
 - temporary files of interrupted writes (`.tmp-*`, their writer gone) are removed;
 - `run.json`, the completion marker, is removed before any other final output is rewritten;
 - one command at a time writes a folder's final outputs, prepare tables or run work: a second one
-  started into the same folder is refused (`folder_lock`; `embed-*` and `predict` write one file
+  started into the same folder is refused (`files.lock`; `embed-*` and `predict` write one file
   per shard and may share a folder).
 """
 
@@ -47,7 +47,7 @@ from virnucpro.files.layout import (
     display_name,
     is_stream,
 )
-from virnucpro.files.lock import hold_folder
+from virnucpro.files.lock import lock_folder
 from virnucpro.files.ownership import Record, track
 
 # Files the stages write into their folders, by name (anything else there is not ours).
@@ -60,7 +60,7 @@ _EMBEDDING_FILE = re.compile(
 _SCORES_FILE = re.compile(r"^shard_\d{5,}" + re.escape(SCORES_SUFFIX) + "$")
 
 
-def usable_folder(folder: Path, option: str = "--outdir") -> None:
+def make_writable_folder(folder: Path, option: str = "--outdir") -> None:
     """Create `folder` if needed and check that files can be created in it (one line if not)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -122,7 +122,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return status.st_dev, status.st_ino
 
 
-def claim_folder(folder: Path, replaced: Iterable[Path], command: str) -> Record:
+def start_folder_record(folder: Path, replaced: Iterable[Path], command: str) -> Record:
     """The checks before a command writes into `folder`: the record there is ours (or none yet),
     and each of `replaced` that exists is a file of ours (refused, named, otherwise). Then the
     record is started, the folder's writes are recorded from now on, and temporaries of
@@ -135,14 +135,16 @@ def claim_folder(folder: Path, replaced: Iterable[Path], command: str) -> Record
     return record
 
 
-def stage_folder(outdir: Path, inputs: Iterable[str | Path], outputs: Iterable[Path], command: str) -> None:
+def claim_stage_outputs(
+    outdir: Path, inputs: Iterable[str | Path], outputs: Iterable[Path], command: str
+) -> None:
     """Before a stage that writes one file per input (embed-*, predict): the folder is usable, no
     input is among the outputs, and every output that exists there is ours (kept when complete,
     replaced otherwise)."""
     outputs = list(outputs)
-    usable_folder(outdir)
+    make_writable_folder(outdir)
     refuse_inputs_among_outputs(inputs, outputs)
-    claim_folder(outdir, outputs, command)
+    start_folder_record(outdir, outputs, command)
 
 
 # --- Final outputs (report, run, calibrate) ---
@@ -151,8 +153,8 @@ def stage_folder(outdir: Path, inputs: Iterable[str | Path], outputs: Iterable[P
 def check_outputs(outdir: Path, inputs: Sequence[str | Path], names: Sequence[str], command: str) -> None:
     """Refuse, before any work, what would stop `command` from writing `names` into `outdir`."""
     outdir = Path(outdir)
-    usable_folder(outdir)
-    hold_folder(outdir)
+    make_writable_folder(outdir)
+    lock_folder(outdir)
     refuse_inputs_among_outputs(inputs, [outdir / name for name in names])
     Record(outdir).refuse_foreign([outdir / name for name in names], command)
 
@@ -165,7 +167,7 @@ def begin_outputs(
     it, so that any output present after a failure is one this command wrote whole."""
     outdir = Path(outdir)
     check_outputs(outdir, inputs, names, command)
-    record = claim_folder(outdir, [outdir / name for name in names], command)
+    record = start_folder_record(outdir, [outdir / name for name in names], command)
     removed = [outdir / name for name in (completion, *names)]
     for path in removed:
         _remove_file(path)
@@ -213,14 +215,14 @@ def remove_if_only_record(folder: Path) -> None:
 # --- prepare's folder ---
 
 
-def prepare_folder(
+def claim_prepare_outputs(
     outdir: Path, inputs: Sequence[str | Path], names: Sequence[str] = PREPARE_OUTPUTS
 ) -> Record:
     """Before prepare writes into `outdir`: usable, inputs are not among the outputs, and outputs
     that exist there are ours (prepare replaces its shards/ folder as a whole)."""
     outdir = Path(outdir)
-    usable_folder(outdir)
-    hold_folder(outdir)
+    make_writable_folder(outdir)
+    lock_folder(outdir)
     refuse_inputs_among_outputs(inputs, [outdir / name for name in names])
     layout = PrepareLayout(outdir)
     foreign = _foreign_files(layout.shards, _SHARD_FILE)
@@ -229,7 +231,7 @@ def prepare_folder(
             f"{foreign[0]}: not a shard file of virnucpro prepare, but {layout.shards} would be replaced; "
             "refusing: move it or choose another --outdir"
         )
-    record = claim_folder(outdir, prepare_files(layout), "virnucpro prepare")
+    record = start_folder_record(outdir, prepare_files(layout), "virnucpro prepare")
     remove_stale_temporaries(layout.shards)
     return record
 
@@ -282,11 +284,11 @@ def _named_like(folder: Path, pattern: re.Pattern) -> list[Path]:
     return sorted(p for p in folder.iterdir() if pattern.match(p.name)) if _is_folder(folder) else []
 
 
-def run_folder(layout: RunLayout, inputs: Sequence[str | Path]) -> None:
+def claim_run_outdir(layout: RunLayout, inputs: Sequence[str | Path]) -> None:
     """Before `virnucpro run` does any work: the folder is usable, no input is among its outputs,
     and every file at one of its output names (final outputs and work/) is ours."""
-    usable_folder(layout.outdir)
-    hold_folder(layout.outdir)
+    make_writable_folder(layout.outdir)
+    lock_folder(layout.outdir)
     refuse_inputs_among_outputs(inputs, [*layout.final_outputs(), layout.work])
     if layout.work.exists() and not _is_folder(layout.work):
         raise InputError(f"{layout.work}: is not a folder, but virnucpro run keeps its work there; move it")

@@ -15,7 +15,7 @@ PUBLISHED_CHUNK_THRESHOLD = 0.0
 # Sequence calls, stored as their number in this tuple.
 CALLS = ("unscored", "others", "virus")
 UNSCORED, OTHERS, VIRUS = range(3)
-# What a sequence holds (see regions.py), stored as their number in this tuple.
+# What a sequence holds (see method/regions.py), stored as their number in this tuple.
 KINDS = ("none", "region", "viral")
 NO_KIND, REGION_KIND, VIRAL_KIND = range(3)
 GROUPS_PER_CHECK = 1 << 18  # groups whose float32-rounded mean is checked at a time (group_means)

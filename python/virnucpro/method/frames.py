@@ -1,6 +1,6 @@
 """Chunking and six-frame translation, exactly as the original VirNucPro computes them.
 
-The reference semantics, per chunk (design section 4): uppercase; forward strand = chunk, reverse
+The original's semantics, per chunk: uppercase; forward strand = chunk, reverse
 strand = reverse complement with only A/C/G/T complemented; for each strand and frame offset f,
 translate codons s[i:i+3] for i = f, f+3, ... while i <= len-3, dropping any codon that is not
 three of A/C/G/T; keep the frame when the protein is non-empty and has no stop; its nucleotides are

@@ -51,7 +51,7 @@ class RegionTable:
         return self.first_chunk[region] + (np.arange(int(span.sum())) - offset[region]), region
 
 
-def check_parameters(max_gap: int, min_chunks: int) -> None:
+def check_region_bounds(max_gap: int, min_chunks: int) -> None:
     for option, value, low in (("--region-max-gap", max_gap, 0), ("--region-min-chunks", min_chunks, 1)):
         if not low <= value <= MAX_CHUNKS_PER_SEQUENCE:
             raise InputError(
@@ -71,7 +71,7 @@ def call_regions(
 ) -> RegionTable:
     """The regions of every sequence from per-chunk columns in chunk order (`sequence`: the row of
     each chunk's sequence; `n_chunks`: per sequence)."""
-    check_parameters(max_gap, min_chunks)
+    check_region_bounds(max_gap, min_chunks)
     rows = np.flatnonzero(viral)
     if not rows.size:
         empty, narrow = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32)

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from virnucpro.errors import InputError
+from virnucpro.errors import InputError, abbreviated_ids
 from virnucpro.files.layout import INPUT_SEQUENCES_TSV, PrepareLayout
 from virnucpro.files.prepared import read_summary
 from virnucpro.files.score_files import read_scores
@@ -50,11 +50,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("virnucpro")
 
 FRAME_COUNTS = np.array([mask.bit_count() for mask in range(64)], dtype=np.int64)
-# The score histogram's bins (report_html draws them), counted while the frames stream past.
+# The score histogram's bins (report/figures.py draws them), counted while the frames stream past.
 SCORE_BINS = np.linspace(0.0, 1.0, 21)
 ROWS_PER_BATCH = 65_536  # rows formatted or compared at a time: bounds the memory of text
 _BLOCK_BYTES = 1 << 23  # prepare's chunk table is parsed in blocks of this size
-_NAMES_SHOWN = 5
 _FRAME_SET_VALUES = pa.array(FRAME_SETS, type=pa.string())
 _LABEL_VALUES = pa.array(FRAME_LABELS, type=pa.string())
 _PARSE = pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False)
@@ -174,7 +173,7 @@ class ReportData:
     min_viral_fraction: float
     chunk_threshold: float  # on the margin; the published rule is 0
     provenance: dict[str, str]  # classifier and embedding models, from the scores files
-    regions: RegionSummary | None = None  # filled by report.annotate
+    regions: RegionSummary | None = None  # filled by stages.report.add_regions_and_tiers
     settings: dict = field(default_factory=dict)  # how calls, regions and tiers were made (run.json)
 
     def counts(self) -> dict[str, int]:
@@ -196,11 +195,6 @@ class ReportData:
             counts["sequences_with_viral_regions"] = int((self.sequences.viral_regions > 0).sum())
             counts["sequences_region_only"] = int((self.sequences.kind == REGION_KIND).sum())
         return {key: int(value) for key, value in counts.items()}
-
-
-def named(ids: Sequence[str]) -> str:
-    shown = ", ".join(ids[:_NAMES_SHOWN])
-    return shown + (f" and {len(ids) - _NAMES_SHOWN} more" if len(ids) > _NAMES_SHOWN else "")
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
@@ -225,7 +219,7 @@ def hand_back_freed_memory() -> None:
         pass  # not glibc: its own defaults
 
 
-def collect(
+def read_report_data(
     prepared: str | Path,
     score_files: Sequence[str | Path],
     min_viral_fraction: float,
@@ -362,7 +356,7 @@ def _scan(prepared: Path, sequences: SequenceTable, scores) -> tuple[ChunkTable,
         masks = pc.index_in(batch.column("frames"), value_set=_FRAME_SET_VALUES)
         if masks.null_count:
             bad = batch.column("frames").filter(masks.is_null()).to_pylist()
-            raise InputError(f"{path}: unknown frames {named(bad)}")
+            raise InputError(f"{path}: unknown frames {abbreviated_ids(bad)}")
         mask = masks.to_numpy().astype(np.uint8)
         chunks.sequence[rows] = sequence
         chunks.index[rows] = index
@@ -482,7 +476,7 @@ class _ScoresById:
                 self.provenance = _provenance(table.metadata)
             duplicates = [i for i in table.ids if i in self.position]
             if duplicates:
-                raise InputError(f"{path}: ids already scored in another file: {named(duplicates)}")
+                raise InputError(f"{path}: ids already scored in another file: {abbreviated_ids(duplicates)}")
             self.position.update(
                 zip(table.ids, range(len(self.ids), len(self.ids) + len(table.ids)), strict=True)
             )
@@ -512,13 +506,15 @@ class _ScoresById:
 
     def check_complete(self, prepared: Path) -> None:
         if self.missing:
-            raise InputError(f"{prepared}: frames without a score in the scores files: {named(self.missing)}")
+            raise InputError(
+                f"{prepared}: frames without a score in the scores files: {abbreviated_ids(self.missing)}"
+            )
         used = np.zeros(len(self.ids), dtype=bool)
         for order in self.order:
             used[order] = True
         if not used.all():
             extra = sorted(self.ids[i] for i in np.flatnonzero(~used).tolist())
-            raise InputError(f"scores for frames that {prepared} does not hold: {named(extra)}")
+            raise InputError(f"scores for frames that {prepared} does not hold: {abbreviated_ids(extra)}")
 
     def batches(self) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
         for order in self.order:

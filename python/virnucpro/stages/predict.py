@@ -14,19 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from virnucpro.errors import InputError
+from virnucpro.errors import InputError, abbreviated_ids
 from virnucpro.files.checksums import file_sha256
 from virnucpro.files.embedding_files import EmbeddingTable, is_complete, read_embeddings, read_metadata
 from virnucpro.files.layout import DNABERT_SUFFIX, ESM_SUFFIX, scores_file, shard_of
-from virnucpro.files.outdir import stage_folder
+from virnucpro.files.outdir import claim_stage_outputs
 from virnucpro.files.score_files import score_provenance, write_scores
 from virnucpro.method.classifier import score_features
 from virnucpro.models.classifier_weights import LoadedClassifier, classifier_fields, load_classifier
 from virnucpro.progress import progress_task
 
 log = logging.getLogger("virnucpro")
-
-_NAMES_SHOWN = 5
 
 
 def pair_embedding_files(paths: Sequence[str | Path]) -> list[tuple[str, Path, Path]]:
@@ -66,11 +64,6 @@ def pair_embedding_files(paths: Sequence[str | Path]) -> list[tuple[str, Path, P
     return pairs
 
 
-def _named(ids: Sequence[str]) -> str:
-    shown = ", ".join(ids[:_NAMES_SHOWN])
-    return shown + (f" and {len(ids) - _NAMES_SHOWN} more" if len(ids) > _NAMES_SHOWN else "")
-
-
 def join_features(
     dnabert: EmbeddingTable, esm: EmbeddingTable, dnabert_path: Path, esm_path: Path
 ) -> tuple[list[str], np.ndarray]:
@@ -78,15 +71,15 @@ def join_features(
     for table, path in ((dnabert, dnabert_path), (esm, esm_path)):
         duplicates = sorted(k for k, n in Counter(table.ids).items() if n > 1)
         if duplicates:
-            raise InputError(f"{path}: duplicate ids {_named(duplicates)}")
+            raise InputError(f"{path}: duplicate ids {abbreviated_ids(duplicates)}")
     esm_row = {frame_id: row for row, frame_id in enumerate(esm.ids)}
     missing_in_esm = [i for i in dnabert.ids if i not in esm_row]
     if missing_in_esm:
-        raise InputError(f"{esm_path}: ids of {dnabert_path.name} missing: {_named(missing_in_esm)}")
+        raise InputError(f"{esm_path}: ids of {dnabert_path.name} missing: {abbreviated_ids(missing_in_esm)}")
     if len(esm.ids) != len(dnabert.ids):
         dnabert_ids = set(dnabert.ids)
         extra = [i for i in esm.ids if i not in dnabert_ids]
-        raise InputError(f"{dnabert_path}: ids of {esm_path.name} missing: {_named(extra)}")
+        raise InputError(f"{dnabert_path}: ids of {esm_path.name} missing: {abbreviated_ids(extra)}")
     order = np.fromiter((esm_row[i] for i in dnabert.ids), dtype=np.int64, count=len(dnabert.ids))
     dnabert_vectors = dnabert.vectors.reshape(len(dnabert.ids), -1)
     esm_vectors = esm.vectors.reshape(len(esm.ids), -1)[order]
@@ -164,7 +157,7 @@ def predict_files(
     pairs = pair_embedding_files(embedding_files)
     loaded = classifier if isinstance(classifier, LoadedClassifier) else load_classifier(classifier, revision)
     outdir = Path(outdir)
-    stage_folder(
+    claim_stage_outputs(
         outdir, embedding_files, [scores_file(outdir, shard) for shard, _, _ in pairs], "virnucpro predict"
     )
     outputs = []

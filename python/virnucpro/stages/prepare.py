@@ -34,7 +34,12 @@ import numpy as np
 from virnucpro.defaults import CHUNK_SIZES, DEFAULT_SHARD_SIZE
 from virnucpro.errors import InputError, output_error
 from virnucpro.files.layout import PREPARE_OUTPUTS, PREPARE_STAGING_PREFIX, PrepareLayout
-from virnucpro.files.outdir import no_trace_if_refused, prepare_files, prepare_folder, remove_dead_staging
+from virnucpro.files.outdir import (
+    claim_prepare_outputs,
+    no_trace_if_refused,
+    prepare_files,
+    remove_dead_staging,
+)
 from virnucpro.files.ownership import Record, entry_of
 from virnucpro.files.prepared import CHUNK_FRAMES_COLUMNS, INPUT_SEQUENCES_COLUMNS, PrepareSummary
 from virnucpro.files.sequences import SequenceInputs, SequenceRecord, printable
@@ -43,7 +48,7 @@ from virnucpro.progress import progress_task
 
 log = logging.getLogger("virnucpro")
 
-# Sequences are translated together in batches of about this many bases (see frames.py).
+# Sequences are translated together in batches of about this many bases (see method/frames.py).
 _BATCH_BASES = 4_000_000
 _FRAME_COUNTS = [mask.bit_count() for mask in range(64)]
 _LABEL_BYTES = [label.encode() for label in FRAME_LABELS]
@@ -107,7 +112,7 @@ def prepare(
     source.check()
     outdir = Path(outdir)
     with no_trace_if_refused(outdir):  # also a record refused while read: nothing is published then
-        record = prepare_folder(outdir, [f.path for f in source.files], PREPARE_OUTPUTS)
+        record = claim_prepare_outputs(outdir, [f.path for f in source.files], PREPARE_OUTPUTS)
         try:
             remove_dead_staging(outdir)
             staging = Path(tempfile.mkdtemp(prefix=f"{PREPARE_STAGING_PREFIX}{os.getpid()}-", dir=outdir))
@@ -252,7 +257,7 @@ def _process_batch(batch, chunk_size, writer, chunks_out, sequences_out, summary
 def _publish(staging: Path, outdir: Path, record: Record) -> None:
     """Move the finished outputs into place, the completion marker (prepare.json) last. The new
     files are recorded before they move (the record lists both versions until they are in place);
-    the earlier shards and tables are ours (checked by `prepare_folder`)."""
+    the earlier shards and tables are ours (checked by `claim_prepare_outputs`)."""
     new, old = PrepareLayout(staging), PrepareLayout(outdir)
     moves = [(path, old.shards / path.name) for path in sorted(new.shards.iterdir())]
     moves += [

@@ -43,10 +43,10 @@ from virnucpro.files.layout import PrepareLayout, RunLayout
 from virnucpro.files.outdir import (
     begin_final_outputs,
     check_prepare_replaceable,
+    claim_run_outdir,
     no_trace_if_refused,
     remove_if_only_record,
     remove_run_outputs,
-    run_folder,
 )
 from virnucpro.files.prepared import read_summary
 from virnucpro.files.sequences import SequenceInputs, is_stream
@@ -159,7 +159,7 @@ def input_hashes(inputs: Sequence[Path], cache: HashCache | None = None) -> list
     return [cache.sha256(path) if cache is not None else file_sha256(path) for path in inputs]
 
 
-def check_parameters(record: Path, parameters: dict) -> bool:
+def refuse_changed_parameters(record: Path, parameters: dict) -> bool:
     """Refuse parameters that differ from the recorded ones; True when a record exists."""
     try:
         earlier = json.loads(record.read_text(encoding="utf-8"))
@@ -311,7 +311,7 @@ def run(
                     "twice (prepare, then viral.fa); save it to a file, or use `virnucpro prepare -`"
                 )
             file.check()
-        run_folder(layout, input_paths)
+        claim_run_outdir(layout, input_paths)
         check_execution(embedding.devices, embedding.workers, embedding.precision)
         classifier_spec = classifier or default_classifier(embedding.chunk_size)
         timings: dict[str, float] = {}
@@ -350,7 +350,7 @@ def run(
         if force:
             remove_run_outputs(layout)
         else:
-            if check_parameters(layout.parameters, parameters):
+            if refuse_changed_parameters(layout.parameters, parameters):
                 hashes = check_input_content(layout, input_paths, hashes_cache)
             if hashes is None and read_summary(layout.prepare.folder) is not None:
                 hashes = input_hashes(input_paths, hashes_cache)

@@ -33,7 +33,7 @@ from virnucpro.errors import InputError
 from virnucpro.files.atomic import atomic_open
 from virnucpro.files.embedding_files import read_embeddings
 from virnucpro.files.layout import DNABERT_SUFFIX, EMBEDDINGS_DIR, ESM_SUFFIX, PREPARE_DIR
-from virnucpro.files.outdir import usable_folder
+from virnucpro.files.outdir import make_writable_folder
 from virnucpro.method.classifier import ClassifierConfig, MLPClassifier, save_classifier
 from virnucpro.progress import progress_task
 from virnucpro.stages.predict import join_features, pair_embedding_files
@@ -314,7 +314,7 @@ def train(
 ) -> dict:
     """Train and write `outdir/model.safetensors`, `config.json` and `metrics.json`."""
     outdir = Path(outdir)
-    usable_folder(outdir)
+    make_writable_folder(outdir)
     sources = {"virus": [Path(p) for p in viral], "others": [Path(p) for p in others]}
     features, labels, groups, dnabert_dim, esm_dim = load_labelled_features(
         sources, outdir / "work", options, quiet
