@@ -19,6 +19,8 @@ from virnucpro.files.lock import folder_locks
 from virnucpro.cli import (  # noqa: F401  isort: skip
     run,
     prepare,
+    embed_dna,
+    embed_protein,
     embed,
     predict,
     report,

@@ -1,5 +1,5 @@
-"""`virnucpro embed` (both models in each worker), `embed-dna` and `embed-protein`: the embedding
-worker pool over shard files."""
+"""`virnucpro embed`: both embeddings of prepared shards, both models resident in each worker
+(and, with --classifier, the scores)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,13 @@ import typer
 
 from virnucpro.cli.app import app
 from virnucpro.cli.options import (
+    EMBED_OUTDIR_HELP,
     BatchSize,
     ClassifierRevision,
     Devices,
     DnabertModel,
     DnabertRevision,
     EmbeddingDtype,
-    EmbedDnaModel,
-    EmbedProteinModel,
-    EmbedRevision,
     EsmModel,
     EsmRevision,
     KeepEmbeddings,
@@ -40,68 +38,7 @@ from virnucpro.defaults import (
     DEFAULT_TOKENS_PER_BATCH,
     DEFAULT_WORKERS,
 )
-from virnucpro.embedding.options import EmbeddingOptions
-from virnucpro.errors import InputError
-from virnucpro.files.outdir import no_trace_if_refused
 from virnucpro.progress import configure_logging
-
-OUTDIR_HELP = "Folder for the shard_NNNNN.{kind}.parquet files (created if missing)."
-
-
-def _embed(kind: str, shards: list[Path], outdir: Path, options: EmbeddingOptions, quiet: bool) -> None:
-    configure_logging(quiet=quiet)
-    from virnucpro.embedding.pool import embed_files
-
-    with no_trace_if_refused(outdir):
-        embed_files(kind, shards, outdir, options, quiet=quiet)
-
-
-@app.command("embed-dna")
-def embed_dna_command(
-    shards: list[Path] = typer.Argument(
-        ..., help="Nucleotide shards (shard_NNNNN.nucleotide.fa) from prepare."
-    ),
-    outdir: Path = typer.Option(..., "--outdir", "-o", help=OUTDIR_HELP.format(kind="dnabert")),
-    model: EmbedDnaModel = DEFAULT_DNABERT_MODEL,
-    revision: EmbedRevision = None,
-    devices: Devices = DEFAULT_DEVICES,
-    workers: Workers = DEFAULT_WORKERS,
-    precision: Precision = DEFAULT_PRECISION,
-    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
-    threads_per_worker: ThreadsPerWorker = DEFAULT_THREADS_PER_WORKER,
-    quiet: Quiet = False,
-) -> None:
-    """Embed nucleotide shards with DNABERT-S: mean of the last hidden state over every token,
-    [CLS] and [SEP] included (768 values for the real model).
-
-    Writes OUTDIR/shard_NNNNN.dnabert.parquet per input; complete outputs from an earlier run with
-    the same model, revision and precision are kept (resume).
-    """
-    options = embedding_options(locals(), dnabert_model=model, dnabert_revision=revision)
-    _embed("dnabert", shards, outdir, options, quiet)
-
-
-@app.command("embed-protein")
-def embed_protein_command(
-    shards: list[Path] = typer.Argument(..., help="Protein shards (shard_NNNNN.protein.faa) from prepare."),
-    outdir: Path = typer.Option(..., "--outdir", "-o", help=OUTDIR_HELP.format(kind="esm")),
-    model: EmbedProteinModel = DEFAULT_ESM_MODEL,
-    revision: EmbedRevision = None,
-    devices: Devices = DEFAULT_DEVICES,
-    workers: Workers = DEFAULT_WORKERS,
-    precision: Precision = DEFAULT_PRECISION,
-    tokens_per_batch: TokensPerBatch = DEFAULT_TOKENS_PER_BATCH,
-    threads_per_worker: ThreadsPerWorker = DEFAULT_THREADS_PER_WORKER,
-    quiet: Quiet = False,
-) -> None:
-    """Embed protein shards with ESM-2: mean of the final layer over residues 1..min(len, 1024),
-    without <cls>, <eos> or padding (2560 values for the 3B model).
-
-    Writes OUTDIR/shard_NNNNN.esm.parquet per input; complete outputs from an earlier run with the
-    same model, revision and precision are kept (resume).
-    """
-    options = embedding_options(locals(), esm_model=model, esm_revision=revision)
-    _embed("esm", shards, outdir, options, quiet)
 
 
 @app.command("embed")
@@ -110,7 +47,7 @@ def embed_command(
         ...,
         help="prepare's shard files: shard_NNNNN.nucleotide.fa and shard_NNNNN.protein.faa, both of each shard.",
     ),
-    outdir: Path = typer.Option(..., "--outdir", "-o", help=OUTDIR_HELP.format(kind="{dnabert,esm}")),
+    outdir: Path = typer.Option(..., "--outdir", "-o", help=EMBED_OUTDIR_HELP.format(kind="{dnabert,esm}")),
     dnabert_model: DnabertModel = DEFAULT_DNABERT_MODEL,
     dnabert_revision: DnabertRevision = None,
     esm_model: EsmModel = DEFAULT_ESM_MODEL,
@@ -144,21 +81,9 @@ def embed_command(
     OUTDIR/shard_NNNNN.scores.parquet instead, and the embedding files only with --keep-embeddings.
     """
     configure_logging(quiet=quiet)
-    from virnucpro.embedding.pool import Scoring, embed_shards
+    from virnucpro.stages.embed import embed_with_both_models
 
-    with no_trace_if_refused(outdir):
-        if classifier is None and (keep_embeddings or embedding_dtype != DEFAULT_EMBEDDING_DTYPE):
-            raise InputError(
-                "--keep-embeddings and --embedding-dtype go with --classifier (embeddings are kept without it)"
-            )
-        scoring = None
-        if classifier is not None:
-            from virnucpro.models.classifier_weights import load_classifier
-
-            scoring = Scoring(
-                load_classifier(classifier, classifier_revision), outdir, keep_embeddings, embedding_dtype
-            )
-        options = embedding_options(
-            locals(), batch_size=dnabert_batch_size, tokens_per_batch=esm_tokens_per_batch
-        )
-        embed_shards(shards, outdir, options, quiet=quiet, scoring=scoring)
+    options = embedding_options(
+        locals(), batch_size=dnabert_batch_size, tokens_per_batch=esm_tokens_per_batch
+    )
+    embed_with_both_models(shards, outdir, options, classifier, classifier_revision, quiet)

@@ -40,6 +40,7 @@ def _precision(value: str) -> str:
     return value
 
 
+EMBED_OUTDIR_HELP = "Folder for the shard_NNNNN.{kind}.parquet files (created if missing)."
 REVISION_HELP = (
     "Hub revision (branch, tag or commit) of {what}; default main. The resolved commit is recorded."
 )

@@ -33,6 +33,8 @@ import numpy as np
 
 from virnucpro.defaults import CHUNK_SIZES, DEFAULT_SHARD_SIZE
 from virnucpro.errors import InputError, output_error
+from virnucpro.files.checksums import file_sha256
+from virnucpro.files.hash_cache import HashCache
 from virnucpro.files.layout import PREPARE_OUTPUTS, PREPARE_STAGING_PREFIX, PrepareLayout
 from virnucpro.files.outdir import (
     claim_prepare_outputs,
@@ -41,7 +43,12 @@ from virnucpro.files.outdir import (
     remove_dead_staging,
 )
 from virnucpro.files.ownership import Record, entry_of
-from virnucpro.files.prepared import CHUNK_FRAMES_COLUMNS, INPUT_SEQUENCES_COLUMNS, PrepareSummary
+from virnucpro.files.prepared import (
+    CHUNK_FRAMES_COLUMNS,
+    INPUT_SEQUENCES_COLUMNS,
+    PrepareSummary,
+    read_summary,
+)
 from virnucpro.files.sequences import SequenceInputs, SequenceRecord, printable
 from virnucpro.method.frames import FRAME_LABELS, FRAME_SETS, translate_batch
 from virnucpro.progress import progress_task
@@ -279,3 +286,36 @@ def _publish(staging: Path, outdir: Path, record: Record) -> None:
     for source, target in moves[-3:]:
         source.replace(target)
     record.settle({**dict.fromkeys(map(record.name_of, earlier)), **written})
+
+
+def ensure_prepared(
+    inputs: Sequence[Path],
+    prepared: Path,
+    chunk_size: int,
+    shard_size: int,
+    quiet: bool,
+    hashes: list[str] | None = None,
+) -> None:
+    """Prepare `inputs` into `prepared`, unless a complete prepare of the same parameters and of
+    inputs with the same content (`hashes`, computed here when not given) is there."""
+    if prepare_is_current(inputs, prepared, chunk_size, shard_size, hashes):
+        log.info("prepare: complete, kept (%d shards)", len(read_summary(prepared).shards))
+    else:
+        prepare(inputs, prepared, chunk_size=chunk_size, shard_size=shard_size, quiet=quiet)
+
+
+def prepare_is_current(
+    inputs: Sequence[Path], prepared: Path, chunk_size: int, shard_size: int, hashes: list[str] | None
+) -> bool:
+    """Whether `prepared` holds a complete prepare of these parameters and of inputs of this content."""
+    summary = read_summary(prepared)
+    return (
+        summary is not None
+        and (summary.chunk_size, summary.shard_size) == (chunk_size, shard_size)
+        and summary.input_sha256 == (hashes if hashes is not None else input_hashes(inputs))
+    )
+
+
+def input_hashes(inputs: Sequence[Path], cache: HashCache | None = None) -> list[str]:
+    """SHA-256 of each input file's bytes (through `cache` when given)."""
+    return [cache.sha256(path) if cache is not None else file_sha256(path) for path in inputs]

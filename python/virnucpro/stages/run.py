@@ -37,9 +37,8 @@ from virnucpro.embedding.options import EmbeddingOptions
 from virnucpro.embedding.pool import Scoring
 from virnucpro.errors import InputError
 from virnucpro.files.atomic import atomic_open, remove_stale_temporaries
-from virnucpro.files.checksums import file_sha256
 from virnucpro.files.hash_cache import HashCache
-from virnucpro.files.layout import PrepareLayout, RunLayout
+from virnucpro.files.layout import RunLayout
 from virnucpro.files.outdir import (
     begin_final_outputs,
     check_prepare_replaceable,
@@ -52,7 +51,8 @@ from virnucpro.files.prepared import read_summary
 from virnucpro.files.sequences import SequenceInputs, is_stream
 from virnucpro.method.classifier import check_chunk_size
 from virnucpro.models.classifier_weights import load_classifier
-from virnucpro.stages.prepare import prepare
+from virnucpro.stages.embed import embed_prepared
+from virnucpro.stages.prepare import ensure_prepared, input_hashes, prepare_is_current
 from virnucpro.stages.report import ReportData, ReportOptions, check_calibration_made_for, report
 
 log = logging.getLogger("virnucpro")
@@ -109,54 +109,6 @@ def check_execution(devices: str, workers: int, precision: str) -> list[str]:
     names = resolve_devices(devices, workers)
     check_precision(precision, names)
     return names
-
-
-def embed_prepared(
-    prepared: Path, outdir: Path, options: EmbeddingOptions, quiet: bool, scoring=None, hashes=None
-) -> tuple[list[Path], list[Path]]:
-    """Both embeddings of every shard of a prepare folder, in one worker pool holding both models
-    (complete files are kept); with `scoring` (`embedding.pool.Scoring`), scored there too."""
-    from virnucpro.embedding.pool import embed_shards
-
-    layout = PrepareLayout(prepared)
-    nucleotide, protein = layout.nucleotide_shards(), layout.protein_shards()
-    if not nucleotide:
-        if scoring is not None:
-            scoring.outputs = []
-        return [], []
-    return embed_shards([*nucleotide, *protein], outdir, options, quiet=quiet, scoring=scoring, hashes=hashes)
-
-
-def ensure_prepared(
-    inputs: Sequence[Path],
-    prepared: Path,
-    chunk_size: int,
-    shard_size: int,
-    quiet: bool,
-    hashes: list[str] | None = None,
-) -> None:
-    """Prepare `inputs` into `prepared`, unless a complete prepare of the same parameters and of
-    inputs with the same content (`hashes`, computed here when not given) is there."""
-    if prepare_is_current(inputs, prepared, chunk_size, shard_size, hashes):
-        log.info("prepare: complete, kept (%d shards)", len(read_summary(prepared).shards))
-    else:
-        prepare(inputs, prepared, chunk_size=chunk_size, shard_size=shard_size, quiet=quiet)
-
-
-def prepare_is_current(
-    inputs: Sequence[Path], prepared: Path, chunk_size: int, shard_size: int, hashes: list[str] | None
-) -> bool:
-    """Whether `prepared` holds a complete prepare of these parameters and of inputs of this content."""
-    summary = read_summary(prepared)
-    return (
-        summary is not None
-        and (summary.chunk_size, summary.shard_size) == (chunk_size, shard_size)
-        and summary.input_sha256 == (hashes if hashes is not None else input_hashes(inputs))
-    )
-
-
-def input_hashes(inputs: Sequence[Path], cache: HashCache | None = None) -> list[str]:
-    return [cache.sha256(path) if cache is not None else file_sha256(path) for path in inputs]
 
 
 def refuse_changed_parameters(record: Path, parameters: dict) -> bool:

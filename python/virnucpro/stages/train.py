@@ -36,8 +36,9 @@ from virnucpro.files.layout import DNABERT_SUFFIX, EMBEDDINGS_DIR, ESM_SUFFIX, P
 from virnucpro.files.outdir import make_writable_folder
 from virnucpro.method.classifier import ClassifierConfig, MLPClassifier, save_classifier
 from virnucpro.progress import progress_task
+from virnucpro.stages.embed import embed_prepared
 from virnucpro.stages.predict import join_features, pair_embedding_files
-from virnucpro.stages.run import embed_prepared, ensure_prepared
+from virnucpro.stages.prepare import ensure_prepared
 
 log = logging.getLogger("virnucpro")
 
