@@ -240,7 +240,7 @@ def model_folders(test_models, scratch) -> dict[str, tuple[Path, dict]]:
 @given(data=st.data(), kind=st.sampled_from(["dnabert-s", "esm2", "classifier"]))
 def test_model_configs_are_read_or_refused(model_folders, data, kind):
     """An accepted config builds its model (on the meta device: no memory is spent)."""
-    from virnucpro import classifier
+    from virnucpro.method import classifier
     from virnucpro.models import dnabert_s, esm2
 
     folder, base = model_folders[kind]
