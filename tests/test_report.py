@@ -343,11 +343,12 @@ def test_duplicated_and_foreign_scores_are_named(scored, tmp_path):
 def test_chunk_table_read_in_small_blocks_gives_the_same_outputs(scored, reported, tmp_path, monkeypatch):
     """Blocks that end inside a line (97 bytes) are stitched back together."""
     import virnucpro.report.data
+    import virnucpro.report.tables
 
     example, prepared, scores = scored
     monkeypatch.setattr(virnucpro.report.data, "_BLOCK_BYTES", 97)
     monkeypatch.setattr(virnucpro.report.data, "ROWS_PER_BATCH", 3)
-    monkeypatch.setattr(virnucpro.stages.report, "ROWS_PER_BATCH", 3)
+    monkeypatch.setattr(virnucpro.report.tables, "ROWS_PER_BATCH", 3)
     report(example, prepared, scores, tmp_path / "out", quiet=True)
     assert_same_outputs(reported, tmp_path / "out")
 
