@@ -12,6 +12,7 @@ they are given):
     CALDIR/calibration.json, .tsv, _reliability.png   `virnucpro calibrate --outdir CALDIR`
     DIR/work/parameters.json                   what decides the results; marks DIR/work as ours
     DIR/work/hashes.tsv                        file hashes by size, mtime and inode (saves rehashing)
+    DIR/work/request.sha256                    what the final outputs follow from (a rerun with the same does nothing)
     DIR/work/prepare/chunk_frames.tsv          prepare: every chunk and the frames it kept
     DIR/work/prepare/input_sequences.tsv       prepare: every input sequence
     DIR/work/prepare/prepare.json              prepare: parameters, inputs and counts (written last)
@@ -113,7 +114,10 @@ PREPARE_DIR = "prepare"
 EMBEDDINGS_DIR = "embeddings"
 SCORES_DIR = "scores"
 HASHES_TSV = "hashes.tsv"  # SHA-256 of inputs and shards by size, mtime and inode (checksums.HashCache)
-WORK_OUTPUTS = (PARAMETERS_JSON, PREPARE_DIR, EMBEDDINGS_DIR, SCORES_DIR, HASHES_TSV)
+# The fingerprint of a finished run's request and intermediates (file sizes and mtimes among them), so
+# kept out of run.json: two runs of the same input still give byte-identical outputs.
+REQUEST_SHA256 = "request.sha256"
+WORK_OUTPUTS = (PARAMETERS_JSON, PREPARE_DIR, EMBEDDINGS_DIR, SCORES_DIR, HASHES_TSV, REQUEST_SHA256)
 
 _SHARD_NAME = re.compile(r"^(shard_\d{5,})\.")
 
@@ -205,8 +209,17 @@ class RunLayout:
         return self.work / HASHES_TSV
 
     @property
+    def request_fingerprint(self) -> Path:
+        return self.work / REQUEST_SHA256
+
+    @property
     def run_json(self) -> Path:
         return self.outdir / RUN_JSON
 
     def final_outputs(self) -> list[Path]:
         return [self.outdir / name for name in FINAL_OUTPUTS]
+
+    def intermediate_folders(self) -> list[Path]:
+        """The folders under work/ that stages write into (with temporaries of interrupted writes)."""
+        prepare = self.prepare
+        return [self.work, prepare.folder, prepare.shards, self.embeddings, self.scores]

@@ -266,7 +266,12 @@ def run_files(layout: RunLayout) -> list[tuple[Path, list[Path]]]:
     --force removes there (what the record lists, and every name a stage writes)."""
     prepare = layout.prepare
     named = {
-        layout.outdir: [*layout.final_outputs(), layout.parameters, layout.hashes],
+        layout.outdir: [
+            *layout.final_outputs(),
+            layout.parameters,
+            layout.hashes,
+            layout.request_fingerprint,
+        ],
         prepare.folder: prepare_files(prepare) if _is_folder(prepare.folder) else [],
         layout.embeddings: _named_like(layout.embeddings, _EMBEDDING_FILE),
         layout.scores: _named_like(layout.scores, _SCORES_FILE),

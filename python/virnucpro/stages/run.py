@@ -17,6 +17,7 @@ same command finishes the work and writes the same outputs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -161,9 +162,9 @@ def request_fingerprint(
 ) -> str | None:
     """SHA-256 of everything a run's final outputs follow from: `request` (the parameters, report
     settings and calibration), the inputs' content, this version, and the size and modification time
-    of prepare's tables and of every score file (and kept embedding file) they were made from.
-    None while any of those files is missing. Recorded in run.json: a rerun that computes the same
-    fingerprint, with the final outputs as written, has nothing to do."""
+    of prepare's tables, of every shard and of every score file (and kept embedding file) made from
+    them. None while any of those files is missing. Kept in work/request.sha256: a rerun that
+    computes the same fingerprint, with the final outputs as written, has nothing to do."""
     import hashlib
 
     from virnucpro import __version__
@@ -174,8 +175,8 @@ def request_fingerprint(
         return None
     prepared = layout.prepare
     files = [prepared.summary, prepared.chunk_frames, prepared.input_sequences]
-    for shard in summary.shards:
-        files.append(scores_file(layout.scores, shard["name"]))
+    for number, shard in enumerate(summary.shards, start=1):
+        files += [*prepared.shard_files(number), scores_file(layout.scores, shard["name"])]
         if options.keep_embeddings:
             files += [embedding_file(layout.embeddings, shard["name"], kind) for kind in ("dnabert", "esm")]
     stats = []
@@ -196,15 +197,15 @@ def request_fingerprint(
 
 
 def is_current(layout: RunLayout, fingerprint: str | None) -> bool:
-    """Whether run.json records `fingerprint` and every final output is as the run wrote it (its
-    size and modification time in the folder's record)."""
+    """Whether the finished run recorded `fingerprint` and every final output is as the run wrote
+    it (its size and modification time in the folder's record)."""
     from virnucpro.files.ownership import Record
 
     if fingerprint is None:
         return False
     try:
-        recorded = json.loads(layout.run_json.read_text(encoding="utf-8")).get("request_sha256")
-    except (OSError, ValueError, AttributeError):
+        recorded = layout.request_fingerprint.read_text(encoding="ascii").strip()
+    except (OSError, ValueError):
         return False
     if recorded != fingerprint:
         return False
@@ -323,7 +324,9 @@ def run(
 
             track(layout.outdir)  # the hash table's new version goes into the folder's record
             hashes_cache.save()
-            log.info("virnucpro run: %s is complete and current (run.json); nothing to do", layout.outdir)
+            for folder in (layout.outdir, *layout.intermediate_folders()):
+                remove_stale_temporaries(folder)
+            log.info("virnucpro run: %s is complete and current; nothing to do", layout.outdir)
             return None
 
     # From here on the folder changes: the completion marker goes first.
@@ -334,7 +337,9 @@ def run(
         raise InputError(f"{layout.outdir}: cannot write the output folder ({err.strerror})") from None
     if not layout.parameters.is_file():
         write_parameters(layout.parameters, parameters, input_paths)
-    for folder in (layout.work, layout.prepare.folder, layout.embeddings, layout.scores):
+    with contextlib.suppress(FileNotFoundError):
+        layout.request_fingerprint.unlink()  # until this run's report is written
+    for folder in layout.intermediate_folders():
         remove_stale_temporaries(folder)
 
     clock = time.monotonic()
@@ -387,8 +392,6 @@ def run(
     }
     summary = read_summary(layout.prepare.folder)  # prepare recorded the inputs' hashes as it read them
     fingerprint = request_fingerprint(layout, request, embedding, summary.input_sha256) if summary else None
-    if fingerprint is not None:
-        run_info["request_sha256"] = fingerprint
     log.info("report: from %d score file(s)", len(scores))
     data = report(
         input_paths,
@@ -400,6 +403,9 @@ def run(
         quiet=quiet,
         check_inputs=False,  # prepared from them in this run, or checked against prepare.json above
     )
+    if fingerprint is not None:
+        with atomic_open(layout.request_fingerprint, "w", encoding="ascii") as out:
+            out.write(fingerprint + "\n")
     counts = data.counts()
     log.info(
         "virnucpro run: %d sequences (%d virus, %d others, %d unscored), %d of %d chunks scored, %d viral; "
