@@ -22,6 +22,7 @@ from virnucpro.cli import (  # noqa: F401  isort: skip
     embed_cmd,
     predict_cmd,
     report_cmd,
+    summarize,
     calibrate_cmd,
     train_cmd,
     models_cmd,
