@@ -19,6 +19,8 @@ from virnucpro.summary.rows import COLUMNS, Row, cell
 
 _VIRAL_COLOR = "#3b6ea5"  # report.html's histogram bars
 _BAR_STYLE = f"""
+body {{ max-width: 1240px; }} .wide {{ overflow-x: auto; }} table.samples {{ font-size: 0.8em; }}
+table.samples th, table.samples td {{ padding: 0.25em 0.35em; }}
 table.samples td:nth-child(n+4) {{ text-align: right; }}
 tr.failed td {{ background: #fdf0ef; }}
 .bars {{ display: grid; grid-template-columns: minmax(8em, max-content) 1fr; gap: 0.35em 1em;
@@ -26,8 +28,8 @@ tr.failed td {{ background: #fdf0ef; }}
 .track {{ display: flex; flex-direction: column; gap: 2px; }}
 .bar {{ height: 0.8em; min-width: 1px; }}
 .bar.viral {{ background: {_VIRAL_COLOR}; }} .bar.regions {{ background: {_REGION_COLOR}; }}
-.line {{ display: flex; align-items: center; gap: 0.5em; }}
-.value {{ font-size: 0.85em; color: #444; white-space: nowrap; }}
+.line {{ display: flex; align-items: center; gap: 0.5em; }} .area {{ flex: 1; }}
+.value {{ font-size: 0.85em; color: #444; white-space: nowrap; flex: none; width: 12em; }}
 .failed-note {{ color: #b33; }}
 .key span {{ display: inline-block; width: 1em; height: 0.8em; margin: 0 0.3em 0 1em; vertical-align: middle; }}
 """
@@ -79,8 +81,8 @@ def _bars(rows: Sequence[Row], links: Sequence[str | None]) -> str:
             value = int(row[column])
             width = 100.0 * value / largest if largest else 0.0
             lines.append(
-                f'<div class="line"><div class="bar {kind}" style="width: {width:.2f}%" '
-                f'title="{value} {what}"></div><span class="value">{value} {what}</span></div>'
+                f'<div class="line"><div class="area"><div class="bar {kind}" style="width: {width:.2f}%" '
+                f'title="{value} {what}"></div></div><span class="value">{value} {what}</span></div>'
             )
         parts.append(f'<div>{name}</div><div class="track">{"".join(lines)}</div>')
     parts.append("</div>")
@@ -88,13 +90,14 @@ def _bars(rows: Sequence[Row], links: Sequence[str | None]) -> str:
 
 
 def _sample_table(rows: Sequence[Row], links: Sequence[str | None]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    # Column names break after their underscores, so that the table fits the page's width.
+    head = "".join(f"<th>{html.escape(c).replace('_', '_<wbr>')}</th>" for c in COLUMNS)
     body = []
     for row, link in zip(rows, links, strict=True):
         cells = [_link(link, str(row["sample"]))] + [html.escape(cell(row[c])) for c in COLUMNS[1:]]
         css = ' class="failed"' if row["status"] != FINISHED else ""
         body.append(f"<tr{css}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return f'<table class="samples"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return f'<div class="wide"><table class="samples"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def render_summary(rows: Sequence[Row], links: Sequence[str | None]) -> str:
