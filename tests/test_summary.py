@@ -372,3 +372,59 @@ def test_multiqc_reads_the_custom_content(results, tmp_path):
     assert "failed" in table["s3"].values()
     bars = {row["Sample"]: row for row in read_tsv(data / "multiqc_virnucpro_sequences_plot.txt")}
     assert sorted(bars) == ["s 2", "s1"]
+
+
+# --- The Nextflow modules ---
+
+
+@pytest.mark.nextflow
+@pytest.mark.parametrize("stub", [False, True], ids=["real", "stub"])
+def test_summary_and_multiqc_modules(results, tmp_path, stub):
+    """SUMMARY and MULTIQC as the pipeline is to wire them (tests/nextflow/summary.nf): two finished
+    samples whose REPORT results folders are both named `results`, and a failed one; summary.tsv
+    published at the outdir's top equals `virnucpro summarize`'s, each report linked where REPORT
+    publishes it, MultiQC's report under multiqc/ (when multiqc is on PATH). -stub-run: the same
+    file names."""
+    from nextflow_support import nextflow_env, run_nextflow
+
+    for name, sample in (("a", "s1"), ("b", "s 2")):
+        shutil.copytree(results / sample, tmp_path / name / "results")
+    outcomes = tmp_path / "outcomes.tsv"
+    outcomes.write_text(
+        f"gamma\tfailed\tEMBED\t\ns1\tfinished\t\t{tmp_path / 'a' / 'results'}\n"
+        f"s 2\tfinished\t\t{tmp_path / 'b' / 'results'}\n"
+    )
+    multiqc = shutil.which("multiqc") is not None or stub
+    args = [
+        "run", REPO / "tests" / "nextflow" / "summary.nf", "-c", REPO / "tests" / "nextflow" / "summary.config",
+        "--outcomes", outcomes, "--outdir", tmp_path / "out", "--skip_multiqc", str(not multiqc).lower(),
+    ]  # fmt: skip
+    done = run_nextflow(*args, *(["-stub-run"] if stub else []), cwd=tmp_path, env=nextflow_env())
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["summary.tsv", "summary.json", "summary.html", *(["multiqc"] if multiqc else [])]
+    )
+    if multiqc:
+        assert (out / "multiqc" / "multiqc_report.html").is_file()
+        assert (out / "multiqc" / "multiqc_data").is_dir()
+    if stub:
+        return
+    assert (
+        run_cli(
+            "summarize", results / "s1", results / "s 2", "--outdir", tmp_path / "cli", "--quiet"
+        ).returncode
+        == 0
+    )
+    rows = read_tsv(out / "summary.tsv")
+    assert [(r["sample"], r["status"], r["failed_stage"]) for r in rows] == [
+        ("gamma", "failed", "EMBED"),
+        ("s1", "finished", ""),
+        ("s 2", "finished", ""),
+    ]
+    assert rows[1:] == read_tsv(tmp_path / "cli" / "summary.tsv")
+    page = (out / "summary.html").read_text()
+    assert 'href="s1/report.html"' in page and 'href="s%202/report.html"' in page
+    if multiqc:
+        stats = read_tsv(out / "multiqc" / "multiqc_data" / "multiqc_general_stats.txt")
+        assert sorted(row["Sample"] for row in stats) == ["s 2", "s1"]
