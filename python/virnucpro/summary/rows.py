@@ -129,13 +129,12 @@ def sample_row(spec: SampleSpec, from_manifest: bool = False) -> Row:
     row.update(sequence_counts(folder / SEQUENCES_TSV))
     regions, row["viral_bases_in_regions"] = region_counts(folder / VIRAL_REGIONS_TSV)
     counts = run["counts"]
-    for column, key in (*_CHECKED_COUNTS.items(), ("", "viral_regions")):
-        found = regions if key == "viral_regions" else row[column]
-        if key in counts and counts[key] != found:
-            table = VIRAL_REGIONS_TSV if key == "viral_regions" else SEQUENCES_TSV
+    found = [(SEQUENCES_TSV, key, row[column]) for column, key in _CHECKED_COUNTS.items()]
+    for table, key, value in [*found, (VIRAL_REGIONS_TSV, "viral_regions", regions)]:
+        if key in counts and counts[key] != value:
             raise InputError(
-                f"{folder / table}: {found} {key.replace('_', ' ')}, but {folder / RUN_JSON} counts {counts[key]}; "
-                "the folder holds files of different runs: run the sample's report again"
+                f"{folder / table}: {value} {key.replace('_', ' ')}, but {folder / RUN_JSON} counts "
+                f"{counts[key]}; the folder holds files of different runs: run the sample's report again"
             )
     row["calibrated"] = "yes" if run["calibrated"] else "no"
     row["target_fdr"] = run["target_fdr"] if run["calibrated"] else None
