@@ -24,6 +24,7 @@ from virnucpro.cli import (  # noqa: F401  isort: skip
     embed,
     predict,
     report,
+    summarize,
     calibrate,
     train,
     make_test_models,

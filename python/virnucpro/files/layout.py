@@ -10,6 +10,7 @@ they are given):
     DIR/prediction_results.txt ... run.json    final outputs (FINAL_OUTPUTS; run.json written last)
     DIR/.virnucpro-outputs                     marks them as ours while run.json is missing
     CALDIR/calibration.json, .tsv, _reliability.png   `virnucpro calibrate --outdir CALDIR`
+    SUMDIR/summary.tsv, .html, *_mqc.json, summary.json   `virnucpro summarize --outdir SUMDIR`
     DIR/work/parameters.json                   what decides the results; marks DIR/work as ours
     DIR/work/hashes.tsv                        file hashes by size, mtime and inode (saves rehashing)
     DIR/work/request.sha256                    what the final outputs follow from (a rerun with the same does nothing)
@@ -106,6 +107,16 @@ CALIBRATION_JSON = "calibration.json"  # what `run`/`report --calibration` read
 CALIBRATION_TSV = "calibration.tsv"
 RELIABILITY_PNG = "calibration_reliability.png"
 CALIBRATION_OUTPUTS = (CALIBRATION_TSV, RELIABILITY_PNG, CALIBRATION_JSON)  # written in this order
+
+# --- summarize: its --outdir (summary.json, the completion marker, last) ---
+SUMMARY_TSV = "summary.tsv"
+SUMMARY_HTML = "summary.html"
+SUMMARY_JSON = "summary.json"
+MULTIQC_GENERAL_STATS = "virnucpro_general_stats_mqc.json"  # MultiQC custom content
+MULTIQC_SEQUENCES = "virnucpro_sequences_mqc.json"
+MULTIQC_SAMPLES = "virnucpro_samples_mqc.json"
+MULTIQC_FILES = (MULTIQC_GENERAL_STATS, MULTIQC_SEQUENCES, MULTIQC_SAMPLES)
+SUMMARY_OUTPUTS = (SUMMARY_TSV, SUMMARY_HTML, *MULTIQC_FILES, SUMMARY_JSON)
 
 # --- run: intermediates under --outdir ---
 WORK_DIR = "work"

@@ -38,7 +38,7 @@ _DPI = 100
 _PNG_METADATA = {"Software": None}  # matplotlib would stamp its version into the file
 _COLORMAP = "viridis"
 _UNSCORED_COLOR = "#d0d0d0"
-_REGION_COLOR = "#c0392b"
+REGION_COLOR = "#c0392b"
 _OUTLINED_CHUNKS = 200  # tracks with more chunks are drawn without white outlines
 
 
@@ -122,7 +122,7 @@ def tracks_figure(data: ReportData) -> bytes:
             ax.broken_barh(
                 np.stack([regions.start[mine] - 1, regions.length[mine]], axis=1),
                 (y + 0.33, 0.12),
-                facecolors=_REGION_COLOR,
+                facecolors=REGION_COLOR,
                 linewidth=0,
             )
     labels = [

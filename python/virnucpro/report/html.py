@@ -41,13 +41,13 @@ def _image(png: bytes, alt: str, file_name: str) -> str:
     )
 
 
-def _table(header: list[str], rows: list[list[object]], css_class: str = "") -> str:
+def html_table(header: list[str], rows: list[list[object]], css_class: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
     return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-_STYLE = """
+PAGE_STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
        color: #222; padding: 0 1em; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
@@ -183,10 +183,10 @@ def render_html(data: ReportData, title: str, histogram_png: bytes, tracks_png: 
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>VirNucPro report: {html.escape(title)}</title>",
-        f"<style>{_STYLE}</style></head><body>",
+        f"<style>{PAGE_STYLE}</style></head><body>",
         f"<h1>VirNucPro report: {html.escape(title)}</h1>",
         '<section id="summary"><h2>Summary</h2>',
-        _table(["", "value"], summary_rows, "numbers"),
+        html_table(["", "value"], summary_rows, "numbers"),
         "</section>",
         '<section id="scores"><h2>Score distribution</h2>',
         _image(histogram_png, "P(virus) of every frame and of every chunk's best frame", HISTOGRAM_PNG),
@@ -195,7 +195,7 @@ def render_html(data: ReportData, title: str, histogram_png: bytes, tracks_png: 
         _image(tracks_png, "chunks along each sequence, coloured by best P(virus), viral regions in red", TRACKS_PNG),
         "</section>",
         f'<section id="regions"><h2>Viral regions ({regions_shown})</h2>',
-        _table(
+        html_table(
             ["region", "start", "end", "length (bp)", "viral chunks", "mean P(virus)", "confidence", "sequence kind"],
             region_rows,
             "numbers",
@@ -204,7 +204,7 @@ def render_html(data: ReportData, title: str, histogram_png: bytes, tracks_png: 
         else "<p>no viral region</p>",
         "</section>",
         f'<section id="sequences"><h2>Sequences ({shown})</h2>',
-        _table(
+        html_table(
             [
                 "sequence", "length (bp)", "chunks", "scored", "viral", "viral fraction", "call", "kind",
                 "viral regions", "confidence",
@@ -214,7 +214,7 @@ def render_html(data: ReportData, title: str, histogram_png: bytes, tracks_png: 
         ),
         "</section>",
         '<section id="models"><h2>Models</h2>',
-        _table(["", "value"], model_rows) if model_rows else "<p>no provenance recorded</p>",
+        html_table(["", "value"], model_rows) if model_rows else "<p>no provenance recorded</p>",
         "</section>",
         f"<footer><p>virnucpro {html.escape(__version__)}; all numbers are in the TSV files beside this page."
         "</p></footer>",
