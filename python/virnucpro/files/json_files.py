@@ -66,17 +66,23 @@ def parse_json(raw: bytes | str, source: str | os.PathLike[str], what: str | Non
     return value
 
 
+def read_limited(path: Path, limit: int, kind: str = "") -> bytes:
+    """The bytes of a small file of a user's, refused in one line when it is unreadable or larger
+    than `limit` (`kind` names what it should be, for the messages)."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(limit + 1)
+    except OSError as err:
+        raise InputError(f"{path}: cannot read {kind or 'it'} ({err.strerror})") from None
+    if len(raw) > limit:
+        raise InputError(f"{path}: larger than {limit >> 20} MiB" + (f"; is it {kind}?" if kind else ""))
+    return raw
+
+
 def read_json(path: str | os.PathLike[str], what: str | None = None) -> object:
     """The JSON value in the file `path`."""
     path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_BYTES + 1)
-    except OSError as err:
-        raise InputError(f"{path}: cannot read it ({err.strerror})") from None
-    if len(raw) > MAX_BYTES:
-        raise InputError(f"{path}: larger than {MAX_BYTES >> 20} MiB")
-    return parse_json(raw, path, what)
+    return parse_json(read_limited(path, MAX_BYTES), path, what)
 
 
 def read_json_object(path: str | os.PathLike[str], what: str | None = None) -> dict:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from virnucpro.errors import InputError
+from virnucpro.files.json_files import read_limited
 
 FINISHED, FAILED = "finished", "failed"
 STATUSES = (FINISHED, FAILED)
@@ -136,14 +137,7 @@ def parse_manifest(raw: bytes, source: str | os.PathLike[str], base: Path | None
 def read_manifest(path: str | os.PathLike[str]) -> list[SampleSpec]:
     """The samples of the manifest file `path` (relative folders are relative to its folder)."""
     path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_BYTES + 1)
-    except OSError as err:
-        raise InputError(f"{path}: cannot read the manifest ({err.strerror})") from None
-    if len(raw) > MAX_BYTES:
-        raise InputError(f"{path}: larger than {MAX_BYTES >> 20} MiB; is it a manifest?")
-    return parse_manifest(raw, path, path.parent)
+    return parse_manifest(read_limited(path, MAX_BYTES, "a manifest"), path, path.parent)
 
 
 def folder_samples(folders: list[Path], names: list[str] | None) -> list[SampleSpec]:
