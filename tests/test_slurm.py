@@ -17,7 +17,8 @@ from nextflow_support import (
     run_pipeline,
 )
 
-pytestmark = [pytest.mark.nextflow, pytest.mark.slurm, pytest.mark.slow]
+# One worker holds the module's cluster (pytest-xdist --dist loadgroup)
+pytestmark = [pytest.mark.nextflow, pytest.mark.slurm, pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 
 def quick_polling(folder: Path) -> Path:
