@@ -33,13 +33,14 @@ os.environ.setdefault("RAYON_NUM_THREADS", "1")  # tokenizers' thread pool: one 
 import numpy as np
 import torch
 
-from virnucpro.embedding.batching import batches_by_count, batches_by_tokens
 from virnucpro.embedding.engine import embed_sequences, load_embedder
+from virnucpro.embedding.options import EmbeddingOptions
 from virnucpro.embedding.pool import embed_files
-from virnucpro.frames import translate_chunks
+from virnucpro.method.frames import translate_chunks
+from virnucpro.models.batching import batches_by_count, batches_by_tokens
 from virnucpro.models.esm2 import MAX_POOLED_RESIDUES
+from virnucpro.models.tiny import make_dnabert, make_esm, open_reading_frames
 from virnucpro.progress import configure_logging
-from virnucpro.test_models import make_dnabert, make_esm, open_reading_frames
 
 # Medium: a quarter of the real widths, 4-6 layers; the real tokenizers' types and all quirks.
 DNABERT_MEDIUM = {"hidden_size": 192, "num_hidden_layers": 4, "intermediate_size": 768, "vocab_size": 4096}
@@ -116,8 +117,8 @@ GOALS = {"dnabert": ("frames/s", 15_000), "esm": ("tokens/s", 100_000)}
 
 def host_only(frames_count: int) -> None:
     from virnucpro.embedding.engine import embed_table, load_tokenizer
-    from virnucpro.embedding_files import write_embeddings
-    from virnucpro.shards import read_shard
+    from virnucpro.files.embedding_files import write_embeddings
+    from virnucpro.files.shards import read_shard
 
     nucleotides, proteins = frames(frames_count)
     with tempfile.TemporaryDirectory() as tmp:
@@ -216,7 +217,11 @@ def main() -> None:
             out = root / f"out{workers}"
             _, seconds[workers] = timed(
                 lambda w=workers, o=out: embed_files(
-                    "dnabert", shards, o, str(root / "dnabert"), devices="cpu", workers=w, quiet=True
+                    "dnabert",
+                    shards,
+                    o,
+                    EmbeddingOptions(dnabert_model=str(root / "dnabert"), devices="cpu", workers=w),
+                    quiet=True,
                 )
             )
             rate = total / seconds[workers]

@@ -51,7 +51,6 @@ import numpy as np
 import torch
 
 from virnucpro.embedding.agreement import label_agreement, min_cosine
-from virnucpro.embedding.batching import TokenTable
 from virnucpro.embedding.engine import (
     EsmEmbedder,
     KernelChoice,
@@ -59,15 +58,16 @@ from virnucpro.embedding.engine import (
     embed_table,
     load_embedder,
 )
-from virnucpro.embedding.precision import PRECISION_MODES, apply_precision
-from virnucpro.progress import configure_logging
-from virnucpro.test_models import (
+from virnucpro.models.batching import TokenTable
+from virnucpro.models.precision import PRECISION_MODES, apply_precision
+from virnucpro.models.tiny import (
     ESM_CONFIG,
     ESM_VOCAB,
     calibrated_classifier,
     make_dnabert,
     open_reading_frames,
 )
+from virnucpro.progress import configure_logging
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_NAMES = {"dnabert": "dnabert-s", "esm": "esm2"}
@@ -372,7 +372,7 @@ class Bench:
         if not hasattr(self, "_classifier"):
             base = np.concatenate([self.references["dnabert"], self.references["esm"]], axis=1)
             if self.classifier_spec:
-                from virnucpro.classifier import load_classifier
+                from virnucpro.models.classifier_weights import load_classifier
 
                 self._classifier = load_classifier(self.classifier_spec).model
             else:
@@ -548,7 +548,7 @@ def run_one(embedder, ids: torch.Tensor) -> torch.Tensor:
 
 def write_shards(folder: Path, frames: int, per_shard: int) -> list[Path]:
     """Shard pairs as prepare writes them, of real 500 bp chunk frames of coding-like DNA."""
-    from virnucpro.frames import translate_chunks
+    from virnucpro.method.frames import translate_chunks
 
     folder.mkdir(parents=True, exist_ok=True)
     dna = open_reading_frames(random.Random(11), frames, 500, 500)  # ~2 stop-free frames each

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
-from virnucpro.frames import STANDARD_CODE, chunk_bounds
-from virnucpro.prepare import prepare
+from virnucpro.method.frames import STANDARD_CODE, chunk_bounds
+from virnucpro.stages.prepare import prepare
 
 SENSE_CODONS = sorted(c for c, aa in STANDARD_CODE.items() if aa != "*")
 
@@ -89,7 +89,7 @@ def peak_rss_of_prepare(input_path: Path, outdir: Path) -> tuple[float, float]:
     """Run prepare in a child process; return (its peak RSS in MB, seconds)."""
     code = (
         "import sys; sys.path.insert(0, sys.argv[3]);"
-        "from virnucpro.prepare import prepare; prepare(sys.argv[1], sys.argv[2], quiet=True)"
+        "from virnucpro.stages.prepare import prepare; prepare(sys.argv[1], sys.argv[2], quiet=True)"
     )
     python_dir = str(Path(__file__).resolve().parents[1] / "python")
     start = time.perf_counter()

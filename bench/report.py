@@ -33,10 +33,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from virnucpro.frames import FRAME_LABELS, FRAME_SETS, chunk_table
-from virnucpro.paths import PREPARE_JSON, PrepareLayout
-from virnucpro.prepare import CHUNK_FRAMES_COLUMNS, INPUT_SEQUENCES_COLUMNS, PrepareSummary
-from virnucpro.score_files import write_scores
+from virnucpro.files.layout import PREPARE_JSON, PrepareLayout
+from virnucpro.files.prepared import CHUNK_FRAMES_COLUMNS, INPUT_SEQUENCES_COLUMNS, PrepareSummary
+from virnucpro.files.score_files import write_scores
+from virnucpro.method.frames import FRAME_LABELS, FRAME_SETS, chunk_table
 
 CHUNK_SIZE = 500
 SHARD_SIZE = 10_000
@@ -45,7 +45,7 @@ _ROWS = 100_000  # table rows formatted at a time
 _FRAME_COUNTS = np.array([bin(mask).count("1") for mask in range(64)])
 
 # The report in a child process: its RSS before the report (imports done) and its peak; then, where
-# the code has them, the seconds of the work of viral regions and confidence tiers (issue 12) done
+# the code has them, the seconds of the work of viral regions and confidence tiers done
 # again on the same data: annotate (tiers, regions, their summaries), the region files, the region
 # FASTA (the FASTA pass with regions minus one without) and the added columns' text.
 CHILD = """
@@ -53,8 +53,16 @@ import json, resource, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-import virnucpro.report as r
-import virnucpro.report_html
+try:
+    import virnucpro.stages.report as r
+    import virnucpro.report.html
+    import virnucpro.report.tables as tables
+    add_regions_and_tiers = r.add_regions_and_tiers
+except ImportError:  # a checkout from before the package was laid out by stage (--compare-with)
+    import virnucpro.report as r
+    import virnucpro.report_html
+    tables = r
+    add_regions_and_tiers = getattr(r, "annotate", None)
 def rss_kb():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
@@ -65,34 +73,34 @@ data = r.report(sys.argv[2], sys.argv[3], sorted(__import__("glob").glob(sys.arg
                 sys.argv[5], quiet=True)
 result = {"seconds": time.perf_counter() - started, "start_kb": start_kb,
           "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
-if hasattr(r, "annotate"):
-    from virnucpro.regions import call_regions, summarise_regions
+if add_regions_and_tiers is not None:
+    from virnucpro.method.regions import call_regions, summarise_regions
     tmp, parts = Path(tempfile.mkdtemp(dir=sys.argv[5])), {}
     def timed(name, work):
         clock = time.perf_counter()
         work()
         parts[name] = time.perf_counter() - clock
-    timed("annotate", lambda: r.annotate(data, r.ReportOptions(), None, None))
-    timed("region files", lambda: r.write_regions(data, tmp / "r.tsv", tmp / "r.bed"))
-    timed("fasta with regions", lambda: r.write_fastas(data, [Path(sys.argv[2])], tmp / "v.fa", tmp / "r.fa"))
+    timed("annotate", lambda: add_regions_and_tiers(data, r.ReportOptions(), None, None))
+    timed("region files", lambda: tables.write_regions(data, tmp / "r.tsv", tmp / "r.bed"))
+    timed("fasta with regions", lambda: tables.write_fastas(data, [Path(sys.argv[2])], tmp / "v.fa", tmp / "r.fa"))
     kept, counted = data.regions, data.sequences.viral_regions
     chunks = data.chunks
     data.regions = summarise_regions(call_regions(np.zeros(len(chunks), bool), chunks.sequence, chunks.start,
         chunks.end, data.sequences.n_chunks, 1, 2), chunks.scored, chunks.max_virus, chunks.called_viral, chunks.tier)
     data.sequences.viral_regions = np.zeros_like(counted)
-    timed("fasta without", lambda: r.write_fastas(data, [Path(sys.argv[2])], tmp / "v.fa", tmp / "r.fa"))
+    timed("fasta without", lambda: tables.write_fastas(data, [Path(sys.argv[2])], tmp / "v.fa", tmp / "r.fa"))
     data.regions, data.sequences.viral_regions = kept, counted
     def columns():
         sequences = data.sequences
-        for rows in r._batches(len(chunks)):
-            r.float32_texts(chunks.margin[rows]), [r.TIERS[t] for t in chunks.tier[rows].tolist()]
-            r._optional(chunks.estimated_fdr, rows)
-        for rows in r._batches(len(sequences)):
-            r.share_texts(sequences.tier_counts[rows]), [r.KINDS[k] for k in sequences.kind[rows].tolist()]
-            [r.TIERS[t] for t in sequences.tier[rows].tolist()], sequences.viral_regions[rows].tolist()
+        for rows in tables._batches(len(chunks)):
+            tables.float32_texts(chunks.margin[rows]), [tables.TIERS[t] for t in chunks.tier[rows].tolist()]
+            tables._optional(chunks.estimated_fdr, rows)
+        for rows in tables._batches(len(sequences)):
+            tables.share_texts(sequences.tier_counts[rows]), [tables.KINDS[k] for k in sequences.kind[rows].tolist()]
+            [tables.TIERS[t] for t in sequences.tier[rows].tolist()], sequences.viral_regions[rows].tolist()
     timed("added columns", columns)
     parts["region fasta"] = max(0.0, parts.pop("fasta with regions") - parts.pop("fasta without"))
-    result["issue12"] = parts
+    result["regions_and_tiers"] = parts
 print(json.dumps(result))
 """
 
@@ -319,12 +327,14 @@ def main() -> None:
                 f"{result['seconds'] * per_million:>8.2f} {max(r['peak_kb'] for r in mine) / 1024:>8.0f} "
                 f"{grown_mb * per_million:>9.1f}"
             )
-            if "issue12" in result:
-                extra = sum(result["issue12"].values())
+            if "regions_and_tiers" in result:
+                extra = sum(result["regions_and_tiers"].values())
                 print(
                     f"{'':>10} regions and tiers: {extra:.2f} s of {result['seconds']:.2f} s, "
                     f"{100 * extra / (result['seconds'] - extra):.1f}% added to the rest of the report ("
-                    + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in result["issue12"].items())
+                    + ", ".join(
+                        f"{name} {seconds:.2f} s" for name, seconds in result["regions_and_tiers"].items()
+                    )
                     + ")"
                 )
             if args.compare_with:

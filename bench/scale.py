@@ -294,7 +294,7 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
-    from virnucpro.test_models import make_test_models
+    from virnucpro.stages.make_test_models import make_test_models
 
     with tempfile.TemporaryDirectory(prefix="virnucpro-scale-") as tmp:
         workdir = args.workdir or Path(tmp)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "python"), str(ROOT / "tests")]
 
 from synthetic import scripted_sample  # noqa: E402  (the tests' scripted samples)
-from virnucpro.report import report  # noqa: E402
+from virnucpro.stages.report import report  # noqa: E402
 
 
 def main() -> None:

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from virnucpro.paths import FINAL_OUTPUTS
+from virnucpro.files.layout import FINAL_OUTPUTS
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
 SHARED = REPO.parent / "shared"
 GOLDEN = SHARED / "golden"
 PARITY = SHARED / "parity"
-# The final outputs of design section 5, as `virnucpro run` and `report` must write them.
+# Every final output, as `virnucpro run` and `report` must write them.
 OUTPUTS = FINAL_OUTPUTS
 
 
@@ -165,7 +165,7 @@ def inductor_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def test_models(tmp_path_factory) -> Path:
     """The small random models of `virnucpro make-test-models`, built once per test session."""
-    from virnucpro.test_models import make_test_models
+    from virnucpro.stages.make_test_models import make_test_models
 
     folder = tmp_path_factory.mktemp("test-models")
     make_test_models(folder)

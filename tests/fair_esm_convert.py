@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from virnucpro.test_models import ESM_VOCAB
+from virnucpro.models.tiny import ESM_VOCAB
 
 LAYER_NAMES = {
     "self_attn.q_proj": "attention.self.query",

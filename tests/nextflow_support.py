@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from conftest import OUTPUTS, REPO, cli_env, run_cli
-from virnucpro.paths import OUTDIR_MARKER
+from virnucpro.files.layout import OUTDIR_MARKER
 
 NEXTFLOW = REPO / "scripts" / "nextflow"
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from virnucpro.classifier import ClassifierConfig, MLPClassifier, save_classifier
-from virnucpro.embedding_files import write_embeddings
-from virnucpro.frames import chunk_bounds
-from virnucpro.prepare import prepare
-from virnucpro.score_files import write_scores
-from virnucpro.shards import read_shard, shard_of
+from virnucpro.files.embedding_files import write_embeddings
+from virnucpro.files.score_files import write_scores
+from virnucpro.files.shards import read_shard, shard_of
+from virnucpro.method.classifier import ClassifierConfig, MLPClassifier, save_classifier
+from virnucpro.method.frames import chunk_bounds
+from virnucpro.stages.prepare import prepare
 
 DNABERT_DIM = 24
 ESM_DIM = 40
@@ -114,7 +114,8 @@ def scripted_sample(
 def write_calibration_json(folder: Path, chunk_size: int = 500, classifier_sha256: str = "ab" * 32) -> Path:
     """A calibration.json of `virnucpro calibrate` (written by its own code) for a labelled set of
     300 sequences whose chunk margins are drawn apart by class: thresholds meet an FDR of 0.05."""
-    from virnucpro.calibration import LabelledChunks, calibrate, write_calibration
+    from virnucpro.method.calibration import LabelledChunks, calibrate
+    from virnucpro.stages.calibrate import write_calibration
 
     rng = np.random.default_rng(5)
     truth = np.repeat([True, False], 150)

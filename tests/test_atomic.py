@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from virnucpro.atomic import atomic_open
+from virnucpro.files.atomic import atomic_open
 
 
 def test_finished_file_has_plain_open_permissions(tmp_path):

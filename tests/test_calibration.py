@@ -14,7 +14,7 @@ import pytest
 
 from conftest import run_cli
 from synthetic import scripted_sample
-from virnucpro.calibration import CHUNK_THRESHOLDS, load_calibration
+from virnucpro.method.calibration import CHUNK_THRESHOLDS, load_calibration
 
 TARGET = 0.05
 CHUNKS_PER_SEQUENCE = 10

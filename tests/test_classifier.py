@@ -14,8 +14,9 @@ import torch
 
 from conftest import run_cli
 from synthetic import random_classifier
-from virnucpro.classifier import CONFIG_FILE, WEIGHTS_FILE, convert_classifier, load_classifier
 from virnucpro.errors import InputError
+from virnucpro.method.classifier import CONFIG_FILE, WEIGHTS_FILE
+from virnucpro.models.classifier_weights import convert_classifier, load_classifier
 
 # The training script's class, as the original defines it: a module pickled from `__main__`.
 ORIGINAL_SCRIPT = textwrap.dedent(

@@ -3,6 +3,7 @@ every command; the existing option names keep working; misuse is one line, not a
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -11,10 +12,14 @@ import typer.main
 from conftest import REPO, run_cli
 from virnucpro.cli import app
 from virnucpro.defaults import (
+    CHUNK_SIZES,
     DEFAULT_BATCH_SIZE,
     DEFAULT_THREADS_PER_WORKER,
     DEFAULT_TOKENS_PER_BATCH,
     DEFAULT_WORKERS,
+    EMBEDDING_DTYPES,
+    MAX_COUNT,
+    PRECISIONS,
 )
 
 COMMANDS = typer.main.get_command(app).commands
@@ -119,3 +124,96 @@ def test_usage_errors_are_one_line(tmp_path, args, message):
     assert len(lines) == 1 and lines[0].startswith("virnucpro: error: "), result.stderr
     assert message in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+# --- The Nextflow pipeline's parameters (nextflow_schema.json) against the CLI ---------------------
+
+# Choices the CLI enforces in a callback from these tuples (not a click Choice).
+CHOICES = {"--chunk-size": CHUNK_SIZES, "--precision": PRECISIONS, "--embedding-dtype": EMBEDDING_DTYPES}
+# Pipeline parameters that are not a `virnucpro` option of the same name: Nextflow's own settings
+# (where, how, what to publish, resources), or CLI options under another name (`gpus` and
+# `cpu_workers` become `--devices`/`--workers` per task, `publish_embeddings` is an alias of
+# `keep_embeddings`), or a path whose CLI form is required (`input`, `outdir`).
+NOT_CLI_OPTIONS = frozenset(
+    {
+        "input",
+        "outdir",
+        "publish_embeddings",
+        "publish_dir_mode",
+        "trace_report_suffix",
+        "shards_per_task",
+        "make_test_models",
+        "gpus",
+        "cpu_workers",
+        "accelerator_type",
+        "gpu_lock_dir",
+        "container",
+        "slurm_queue",
+        "slurm_gpu_queue",
+        "slurm_options",
+        "max_retries",
+        "max_cpus",
+        "max_memory",
+        "max_time",
+        "help",
+    }
+)
+# Disagreements known when this test was written, in nextflow_schema.json (owned by the Nextflow
+# side): `--target-fdr` refuses values outside (0, 1), the schema does not say so. Remove an entry
+# when the schema is fixed (the test fails while a listed disagreement no longer exists).
+KNOWN_DISAGREEMENTS = frozenset(
+    {
+        "target_fdr: schema minimum None, CLI --target-fdr 0.0",
+        "target_fdr: schema maximum None, CLI --target-fdr 1.0",
+    }
+)
+# The commands whose options the pipeline passes on (`embed` has the per-model batch options).
+PIPELINE_COMMANDS = ("run", "embed", "report")
+
+
+def schema_parameters() -> dict[str, dict]:
+    schema = json.loads((REPO / "nextflow_schema.json").read_text(encoding="utf-8"))
+    groups = schema.get("$defs") or schema.get("definitions") or {}
+    return {name: spec for group in groups.values() for name, spec in group["properties"].items()}
+
+
+def cli_option(name: str):
+    opt = "--" + name.replace("_", "-")
+    for command in PIPELINE_COMMANDS:
+        for param in COMMANDS[command].params:
+            if opt in param.opts:
+                return param
+    return None
+
+
+def schema_disagreements() -> list[str]:
+    problems = []
+    for name, spec in sorted(schema_parameters().items()):
+        param = None if name in NOT_CLI_OPTIONS else cli_option(name)
+        if param is None:
+            if name not in NOT_CLI_OPTIONS:
+                problems.append(f"{name}: no `virnucpro {'/'.join(PIPELINE_COMMANDS)}` option --{name}")
+            continue
+        opt = "--" + name.replace("_", "-")
+        cli = {"default": param.default, "minimum": fact(param, "min"), "maximum": fact(param, "max")}
+        if opt in CHOICES:
+            cli["enum"] = list(CHOICES[opt])
+        for key, value in cli.items():
+            declared = spec.get(key)
+            if key == "default" and "default" not in spec:
+                continue  # no default in the schema: Nextflow passes nothing and the CLI's applies
+            if key == "maximum" and declared is None and value == MAX_COUNT:
+                continue  # MAX_COUNT only refuses absurd counts; the schema need not repeat it
+            if declared != value:
+                problems.append(f"{name}: schema {key} {declared!r}, CLI {opt} {value!r}")
+    return problems
+
+
+def test_nextflow_schema_agrees_with_the_cli():
+    """Each pipeline parameter that is a CLI option has the CLI's default, bounds and choices, so a
+    value the schema accepts is one the command accepts, and leaving it out means the same."""
+    problems = schema_disagreements()
+    new = [problem for problem in problems if problem not in KNOWN_DISAGREEMENTS]
+    assert not new, "nextflow_schema.json and the CLI disagree:\n" + "\n".join(new)
+    fixed = KNOWN_DISAGREEMENTS - set(problems)
+    assert not fixed, "fixed now, remove from KNOWN_DISAGREEMENTS:\n" + "\n".join(sorted(fixed))

@@ -12,9 +12,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import PARITY
-from virnucpro.embedding.batching import pad_right
-from virnucpro.embedding.precision import PRECISION_MODES, autocast
 from virnucpro.errors import InputError
+from virnucpro.models.batching import pad_right
 from virnucpro.models.dnabert_s import (
     DnabertConfig,
     DnabertModel,
@@ -22,6 +21,7 @@ from virnucpro.models.dnabert_s import (
     load_dnabert,
     load_state_dict,
 )
+from virnucpro.models.precision import PRECISION_MODES, autocast
 
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
 

@@ -11,7 +11,7 @@ import torch
 
 from conftest import run_cli
 from test_classifier import make_original_pth
-from virnucpro.classifier import load_classifier
+from virnucpro.models.classifier_weights import load_classifier
 from virnucpro.models.sources import content_hash
 
 

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from conftest import cli_env, run_cli
-from virnucpro.classifier import load_classifier
 from virnucpro.embedding.agreement import label_agreement, min_cosine
 from virnucpro.embedding.engine import embed_sequences, load_embedder
-from virnucpro.embedding_files import read_embeddings, read_metadata
 from virnucpro.errors import output_error
-from virnucpro.shards import read_shard
+from virnucpro.files.embedding_files import read_embeddings, read_metadata
+from virnucpro.files.shards import read_shard
+from virnucpro.models.classifier_weights import load_classifier
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from virnucpro.embedding.batching import (
+from virnucpro.models.batching import (
     batches_by_count,
     batches_by_tokens,
     length_sorted,

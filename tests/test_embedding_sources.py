@@ -12,8 +12,8 @@ import threading
 import pytest
 
 from conftest import run_cli
-from virnucpro.embedding_files import read_embeddings
 from virnucpro.errors import InputError, VirNucProError
+from virnucpro.files.embedding_files import read_embeddings
 from virnucpro.models.sources import resolve_model
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

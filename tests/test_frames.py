@@ -10,7 +10,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from virnucpro.frames import STANDARD_CODE, chunk_bounds, translate_chunks
+from virnucpro.method.frames import STANDARD_CODE, chunk_bounds, translate_chunks
 
 # --- the reference: the original VirNucPro semantics, one codon at a time -----------------------
 

@@ -16,7 +16,7 @@ from conftest import cli_env
 from random_sequences import random_dna, random_proteins
 from virnucpro.embedding.agreement import min_cosine
 from virnucpro.embedding.engine import KernelChoice, embed_sequences, load_embedder
-from virnucpro.test_models import make_dnabert, make_esm
+from virnucpro.models.tiny import make_dnabert, make_esm
 
 pytestmark = [
     pytest.mark.gpu,

@@ -1,4 +1,4 @@
-"""GPU claims on one host (`virnucpro claim-gpus`, python/virnucpro/gpu_slots.py), with a simulated
+"""GPU claims on one host (`virnucpro claim-gpus`, python/virnucpro/embedding/gpu_slots.py), with a simulated
 GPU count: real processes, real flock'ed lock files, kill -9 included; then through a real Nextflow
 run whose concurrent embedding tasks must get disjoint GPUs."""
 
@@ -22,7 +22,7 @@ from nextflow_support import (
     read_trace,
     run_pipeline,
 )
-from virnucpro.gpu_slots import host_gpus
+from virnucpro.embedding.gpu_slots import host_gpus
 
 CLAIM = re.compile(r"gpu-slots (\d+\.\d+): claimed GPUs ([\w,-]+) \((\d+) of (\d+)")
 RELEASE = re.compile(r"gpu-slots (\d+\.\d+): released GPUs ([\w,-]+)")

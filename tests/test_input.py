@@ -19,7 +19,7 @@ import pytest
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
 from conftest import DATA, cli_env, run_cli
-from virnucpro.paths import CHUNK_FRAMES_TSV, INPUT_SEQUENCES_TSV, PREPARE_JSON, SHARDS_DIR
+from virnucpro.files.layout import CHUNK_FRAMES_TSV, INPUT_SEQUENCES_TSV, PREPARE_JSON, SHARDS_DIR
 
 EXAMPLE = DATA / "example.fa"
 

@@ -26,8 +26,8 @@ from virnucpro.embedding.engine import (
     load_embedder,
 )
 from virnucpro.embedding.fp8 import Fp8Linear, compiled_quantize_rows, quantize_rows
+from virnucpro.models.tiny import make_dnabert, make_esm
 from virnucpro.progress import log
-from virnucpro.test_models import make_dnabert, make_esm
 
 BATCHED = {"rtol": 1e-4, "atol": 1e-6}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import virnucpro.output_folder as output_folder
+import virnucpro.files.outdir as outdir
 from virnucpro.errors import InputError
 
 
@@ -19,17 +19,17 @@ def test_inputs_against_outputs_is_linear(tmp_path, monkeypatch):
     for path in made[::2]:
         path.write_text("x")
     calls = []
-    real = output_folder._identity
-    monkeypatch.setattr(output_folder, "_identity", lambda path: calls.append(path) or real(path))
-    output_folder.refuse_inputs_among_outputs(shards, made)
+    real = outdir._identity
+    monkeypatch.setattr(outdir, "_identity", lambda path: calls.append(path) or real(path))
+    outdir.refuse_inputs_among_outputs(shards, made)
     assert len(calls) <= len(shards) + len(made)  # every pair compared would be 2 x 4,000,000
     # And it still finds an input among, linked to, or inside the outputs.
     (outputs / "link.fa").symlink_to(made[0])
     for bad, how in ((made[10], "is"), (outputs / "link.fa", "links to"), (made[0], "is")):
         with pytest.raises(InputError, match=how):
-            output_folder.refuse_inputs_among_outputs([*shards[:5], bad], made)
+            outdir.refuse_inputs_among_outputs([*shards[:5], bad], made)
     inside = outputs / "sub" / "reads.fa"
     inside.parent.mkdir()
     inside.write_text(">a\nACGT\n")
     with pytest.raises(InputError, match="lies inside"):
-        output_folder.refuse_inputs_among_outputs([inside], [outputs])
+        outdir.refuse_inputs_among_outputs([inside], [outputs])

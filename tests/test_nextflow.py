@@ -519,7 +519,7 @@ def test_a_samplesheet_saved_with_a_byte_order_mark_is_read(tmp_path):
 def test_a_calibration_that_cannot_fit_is_refused_before_any_task(tmp_path, test_models, case):
     """--calibration is checked with the parameters: its chunk size, the classifier it was made for
     (a local one's weights), whether it reaches --target_fdr, not in REPORT after the embedding."""
-    from virnucpro.checksums import file_sha256
+    from virnucpro.files.checksums import file_sha256
 
     ours = file_sha256(test_models / "classifier" / "model.safetensors")
     calibration = write_calibration_json(
@@ -700,7 +700,7 @@ def test_keep_embeddings_publishes_the_files_embed_writes(test_profile_run, exam
     ]
     models = launch / "out" / "example" / "embeddings"  # not published by the first run
     assert not models.exists()
-    from virnucpro.embedding_files import read_embeddings
+    from virnucpro.files.embedding_files import read_embeddings
 
     for path in published:
         table = read_embeddings(path)

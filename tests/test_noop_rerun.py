@@ -43,12 +43,13 @@ def test_a_rerun_of_a_finished_run_does_nothing(test_models, finished, tmp_path)
     before = stamps(outdir)
     result = run_cli(*run_args(test_models, outdir))
     assert result.returncode == 0, result.stderr
-    assert "is complete and current (run.json); nothing to do" in result.stderr
+    assert "is complete and current; nothing to do" in result.stderr
     assert "worker" not in result.stderr and "report:" not in result.stderr
     # In a copy the hash table's paths are new: only it (and the record of it) was written.
     changed = {k for k, v in stamps(outdir).items() if before.get(k) != v}
     assert changed <= {"work/hashes.tsv", ".virnucpro-outputs"}
-    assert len(json.loads((outdir / "run.json").read_text())["request_sha256"]) == 64
+    assert len((outdir / "work" / "request.sha256").read_text().strip()) == 64
+    assert "request_sha256" not in json.loads((outdir / "run.json").read_text())
     before = stamps(outdir)
     again = run_cli(*run_args(test_models, outdir))
     assert "nothing to do" in again.stderr and stamps(outdir) == before  # not a byte written

@@ -20,7 +20,7 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 REFERENCE = TESTS / "data" / "reference_outputs.json"
 # Records of when and where, not of what: they hold paths, sizes and mtimes.
-VARYING = {"run.json", ".virnucpro-outputs", "hashes.tsv"}
+VARYING = {"run.json", ".virnucpro-outputs", "hashes.tsv", "request.sha256"}
 CASES = {
     "example": ("example.fa", []),
     "long-coding": ("long-coding.fa", ["--shard-size", "7"]),

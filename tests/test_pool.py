@@ -21,11 +21,12 @@ import torch
 from conftest import cli_env, run_cli
 from virnucpro.embedding.devices import resolve_devices
 from virnucpro.embedding.engine import embed_sequences, load_embedder
+from virnucpro.embedding.options import EmbeddingOptions
 from virnucpro.embedding.pool import assign_round_robin, embed_files
-from virnucpro.embedding_files import read_embeddings
 from virnucpro.errors import InputError
-from virnucpro.paths import OUTDIR_MARKER
-from virnucpro.shards import read_shard, shard_name
+from virnucpro.files.embedding_files import read_embeddings
+from virnucpro.files.layout import OUTDIR_MARKER
+from virnucpro.files.shards import read_shard, shard_name
 
 
 def write_shards(folder: Path, sizes: list[int], seed: int) -> list[Path]:
@@ -97,7 +98,11 @@ def test_device_specs():
 def test_outputs_correspond_to_inputs_in_shard_order(shards, test_models, tmp_path):
     order = [shards[3], shards[0], shards[4], shards[2], shards[1]]  # processing order differs
     outputs = embed_files(
-        "dnabert", order, tmp_path, str(test_models / "dnabert-s"), devices="cpu", workers=2, quiet=True
+        "dnabert",
+        order,
+        tmp_path,
+        EmbeddingOptions(dnabert_model=str(test_models / "dnabert-s"), devices="cpu", workers=2),
+        quiet=True,
     )
     assert [p.name.split(".")[0] for p in outputs] == [p.name.split(".")[0] for p in order]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([OUTDIR_MARKER, *(p.name for p in outputs)])
@@ -229,7 +234,12 @@ def test_bad_arguments_are_one_line_errors(shards, tmp_path):
 @pytest.mark.slow
 def test_an_empty_shard_gives_an_empty_file(test_models, tmp_path):
     shards = write_shards(tmp_path / "in", [0, 3], seed=13)
-    outputs = embed_files("dnabert", shards, tmp_path / "out", str(test_models / "dnabert-s"), devices="cpu")
+    outputs = embed_files(
+        "dnabert",
+        shards,
+        tmp_path / "out",
+        EmbeddingOptions(dnabert_model=str(test_models / "dnabert-s"), devices="cpu"),
+    )
     empty = read_embeddings(outputs[0])
     assert empty.ids == [] and empty.vectors.shape == (0, 48)
     assert read_embeddings(outputs[1]).ids == read_shard(shards[1])[0]
@@ -240,7 +250,11 @@ def test_an_empty_shard_gives_an_empty_file(test_models, tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")
 def test_gpu_pool_matches_cpu_and_records_tf32_off(shards, reference, test_models, tmp_path):
     outputs = embed_files(
-        "dnabert", shards, tmp_path, str(test_models / "dnabert-s"), devices="cuda", quiet=True
+        "dnabert",
+        shards,
+        tmp_path,
+        EmbeddingOptions(dnabert_model=str(test_models / "dnabert-s"), devices="cuda"),
+        quiet=True,
     )
     for output in outputs:
         table = read_embeddings(output)

@@ -8,12 +8,12 @@ import torch
 
 from conftest import run_cli
 from synthetic import DNABERT_DIM, ESM_DIM, prepared_example, random_classifier, write_random_embeddings
-from virnucpro.classifier import MLPClassifier, score_features
-from virnucpro.embedding_files import read_embeddings, read_metadata, write_embeddings
 from virnucpro.errors import InputError
-from virnucpro.paths import OUTDIR_MARKER
-from virnucpro.predict import predict_files
-from virnucpro.score_files import read_scores
+from virnucpro.files.embedding_files import read_embeddings, read_metadata, write_embeddings
+from virnucpro.files.layout import OUTDIR_MARKER
+from virnucpro.files.score_files import read_scores
+from virnucpro.method.classifier import MLPClassifier, score_features
+from virnucpro.stages.predict import predict_files
 
 
 @pytest.fixture

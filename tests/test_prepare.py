@@ -13,7 +13,7 @@ import pytest
 from Bio.SeqIO.FastaIO import SimpleFastaParser
 
 from conftest import golden_or_skip, run_cli
-from virnucpro.paths import CHUNK_FRAMES_TSV
+from virnucpro.files.layout import CHUNK_FRAMES_TSV
 
 
 def concatenated(folder: Path, pattern: str) -> str:
@@ -227,7 +227,7 @@ def test_the_garbage_collector_is_back_on_after_prepare_in_process(tmp_path, exa
     import gc
 
     from virnucpro.errors import InputError
-    from virnucpro.prepare import prepare
+    from virnucpro.stages.prepare import prepare
 
     summary = prepare(example_fasta, tmp_path / "ok", quiet=True)
     assert summary.frames == 30 and gc.isenabled()

@@ -95,7 +95,7 @@ def scratch(tmp_path_factory) -> Path:
 @example(data=b">a\n" + b"A" * 10 + b"\n>a\nACGT\n")
 @example(data=b"\xef\xbb\xbf>a\nACGT\n")
 def test_sequence_files_are_read_or_refused(scratch, data):
-    from virnucpro.sequences import read_sequences
+    from virnucpro.files.sequences import read_sequences
 
     path = scratch / "reads.fa"
     path.write_bytes(data)
@@ -115,7 +115,7 @@ LABELS = b"sequence_id\tlabel\nseq_1\tvirus\nseq_2\tothers\n seq_3 \t virus \n"
 @example(data=b"sequence_id\tlabel\na\tvirus\n" + b"x" * 200_000 + b"\tothers\n")  # over csv's field limit
 @example(data=b"sequence_id\tlabel\na\tvirus\nb\x00\tothers\n")
 def test_labels_are_read_or_refused(scratch, data):
-    from virnucpro.calibration import read_labels
+    from virnucpro.method.calibration import read_labels
 
     path = scratch / "labels.tsv"
     path.write_bytes(data)
@@ -190,7 +190,7 @@ def calibration_content(scratch) -> dict:
 @SETTINGS
 @given(data=st.data())
 def test_calibration_files_are_read_or_refused(scratch, calibration_content, data):
-    from virnucpro.calibration import load_calibration, table_rows
+    from virnucpro.method.calibration import load_calibration, table_rows
 
     path = scratch / "calibration.json"
     path.write_bytes(data.draw(edited_json(calibration_content) | st.binary(max_size=200)))
@@ -215,7 +215,7 @@ def test_calibration_files_are_read_or_refused(scratch, calibration_content, dat
 @example(data=b"[" * 5000 + b"]" * 5000)
 @example(data=b'{"timings": {"embed_s": 1e400}}')
 def test_run_info_is_read_or_refused(scratch, data):
-    from virnucpro.report import _merge, read_run_info
+    from virnucpro.stages.report import _merge, read_run_info
 
     path = scratch / "run_info.json"
     path.write_bytes(data)
@@ -240,7 +240,7 @@ def model_folders(test_models, scratch) -> dict[str, tuple[Path, dict]]:
 @given(data=st.data(), kind=st.sampled_from(["dnabert-s", "esm2", "classifier"]))
 def test_model_configs_are_read_or_refused(model_folders, data, kind):
     """An accepted config builds its model (on the meta device: no memory is spent)."""
-    from virnucpro import classifier
+    from virnucpro.method import classifier
     from virnucpro.models import dnabert_s, esm2
 
     folder, base = model_folders[kind]

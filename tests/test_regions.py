@@ -15,9 +15,10 @@ import pytest
 from conftest import run_cli
 from synthetic import scripted_sample
 from virnucpro.errors import InputError
-from virnucpro.frames import chunk_bounds
-from virnucpro.report import REGION_COLUMNS, ReportOptions, float32_text, report
-from virnucpro.sequences import read_sequences
+from virnucpro.files.sequences import read_sequences
+from virnucpro.method.frames import chunk_bounds
+from virnucpro.report.tables import REGION_COLUMNS, float32_text
+from virnucpro.stages.report import ReportOptions, report
 
 HI, LO = 0.95, 0.05  # P(virus) of a viral and of a non-viral chunk's frames
 NOISE = 0.8  # a lone viral chunk: viral, medium confidence, never a region by itself

@@ -16,12 +16,13 @@ import pytest
 from conftest import OUTPUTS, golden_or_skip, run_cli
 from synthetic import prepared_example, random_classifier, scripted_sample, write_random_embeddings
 from virnucpro.errors import InputError
-from virnucpro.paths import CHUNK_FRAMES_TSV, OUTDIR_MARKER
-from virnucpro.predict import predict_files
-from virnucpro.report import CHUNK_COLUMNS, SEQUENCE_COLUMNS, float32_text, report
-from virnucpro.report_data import CALLS
-from virnucpro.score_files import read_scores, write_scores
-from virnucpro.sequences import read_sequences
+from virnucpro.files.layout import CHUNK_FRAMES_TSV, OUTDIR_MARKER
+from virnucpro.files.score_files import read_scores, write_scores
+from virnucpro.files.sequences import read_sequences
+from virnucpro.method.calls import CALLS
+from virnucpro.report.tables import CHUNK_COLUMNS, SEQUENCE_COLUMNS, float32_text
+from virnucpro.stages.predict import predict_files
+from virnucpro.stages.report import ReportOptions, report
 
 FLOAT32_TEXT = r"\d\.\d+(e-\d\d)?|0\.0|1\.0"
 
@@ -193,8 +194,12 @@ def test_sequences_tsv_and_viral_fasta(example_fasta, reported):
 
 def test_min_viral_fraction_changes_sequence_calls(scored, tmp_path):
     example, prepared, scores = scored
-    strict = report(example, prepared, scores, tmp_path / "strict", min_viral_fraction=1.0, quiet=True)
-    lenient = report(example, prepared, scores, tmp_path / "lenient", min_viral_fraction=0.0, quiet=True)
+    strict = report(
+        example, prepared, scores, tmp_path / "strict", ReportOptions(min_viral_fraction=1.0), quiet=True
+    )
+    lenient = report(
+        example, prepared, scores, tmp_path / "lenient", ReportOptions(min_viral_fraction=0.0), quiet=True
+    )
     calls = [CALLS[c] for c in strict.sequences.call]
     assert calls == [
         "unscored" if not scored else "virus" if viral == scored else "others"
@@ -204,7 +209,7 @@ def test_min_viral_fraction_changes_sequence_calls(scored, tmp_path):
     assert lenient_calls.size and all(CALLS[c] == "virus" for c in lenient_calls)
     assert strict.counts()["sequences_virus"] < lenient.counts()["sequences_virus"]
     with pytest.raises(InputError, match="between 0 and 1"):
-        report(example, prepared, scores, tmp_path / "bad", min_viral_fraction=1.5, quiet=True)
+        report(example, prepared, scores, tmp_path / "bad", ReportOptions(min_viral_fraction=1.5), quiet=True)
 
 
 def png_chunks(data: bytes) -> list[bytes]:
@@ -337,12 +342,13 @@ def test_duplicated_and_foreign_scores_are_named(scored, tmp_path):
 
 def test_chunk_table_read_in_small_blocks_gives_the_same_outputs(scored, reported, tmp_path, monkeypatch):
     """Blocks that end inside a line (97 bytes) are stitched back together."""
-    import virnucpro.report_data
+    import virnucpro.report.data
+    import virnucpro.report.tables
 
     example, prepared, scores = scored
-    monkeypatch.setattr(virnucpro.report_data, "_BLOCK_BYTES", 97)
-    monkeypatch.setattr(virnucpro.report_data, "ROWS_PER_BATCH", 3)
-    monkeypatch.setattr(virnucpro.report, "ROWS_PER_BATCH", 3)
+    monkeypatch.setattr(virnucpro.report.data, "_BLOCK_BYTES", 97)
+    monkeypatch.setattr(virnucpro.report.data, "ROWS_PER_BATCH", 3)
+    monkeypatch.setattr(virnucpro.report.tables, "ROWS_PER_BATCH", 3)
     report(example, prepared, scores, tmp_path / "out", quiet=True)
     assert_same_outputs(reported, tmp_path / "out")
 
@@ -375,7 +381,7 @@ def test_highest_score_rows_sorted_as_text_like_python(names, tmp_path):
 def test_sequence_means_are_numpys_mean_exactly():
     """Per-sequence means in one reduceat equal numpy's pairwise mean after rounding to float32,
     also where the float64 mean sits on a float32 rounding boundary (summed again there)."""
-    from virnucpro.report_data import group_means
+    from virnucpro.method.calls import group_means
 
     rng = np.random.default_rng(3)
     counts = rng.integers(1, 3000, 400)

@@ -15,8 +15,8 @@ import pytest
 
 from conftest import DATA, REPO
 from synthetic import prepared_example, random_classifier, scripted_sample, write_random_embeddings
-from virnucpro.predict import predict_files
-from virnucpro.report import report
+from virnucpro.stages.predict import predict_files
+from virnucpro.stages.report import report
 
 pytestmark = pytest.mark.browser
 

@@ -19,8 +19,8 @@ import pytest
 
 from conftest import DATA, OUTPUTS, cli_env, run_cli
 from synthetic import random_classifier
-from virnucpro.paths import OUTDIR_MARKER, WORK_OUTPUTS, RunLayout
-from virnucpro.report import CHUNK_COLUMNS, SEQUENCE_COLUMNS
+from virnucpro.files.layout import OUTDIR_MARKER, WORK_OUTPUTS, RunLayout
+from virnucpro.report.tables import CHUNK_COLUMNS, SEQUENCE_COLUMNS
 
 pytestmark = pytest.mark.slow
 

@@ -22,10 +22,10 @@ import pytest
 
 from conftest import DATA, OUTPUTS, cli_env, damage_a_data_page, run_cli
 from synthetic import prepared_example, random_classifier, write_random_embeddings
-from virnucpro.embedding_files import is_complete, read_embeddings, write_embeddings
 from virnucpro.errors import InputError
-from virnucpro.paths import OUTDIR_MARKER, RUN_JSON, RunLayout
-from virnucpro.predict import predict_files
+from virnucpro.files.embedding_files import is_complete, read_embeddings, write_embeddings
+from virnucpro.files.layout import OUTDIR_MARKER, RUN_JSON, RunLayout
+from virnucpro.stages.predict import predict_files
 
 EXAMPLE = DATA / "example.fa"
 IS_ROOT = os.geteuid() == 0
@@ -357,7 +357,7 @@ def test_scores_follow_the_bytes_of_their_embedding_files(tmp_path):
     write_embeddings(embeddings[0], table.ids, table.vectors[::-1].copy(), table.metadata)
     again = predict_files(embeddings[:2], tmp_path / "classifier", tmp_path / "scores", quiet=True)[0]
     assert again.stat().st_mtime_ns != stamp
-    from virnucpro.score_files import read_scores
+    from virnucpro.files.score_files import read_scores
 
     metadata = read_scores(again).metadata
     import hashlib
@@ -565,7 +565,7 @@ def test_a_classifier_for_another_chunk_size_is_refused(test_models, scored, tmp
     any work, and report refuses scores of such a classifier on chunks of another length."""
     import torch
 
-    from virnucpro.classifier import load_classifier_folder
+    from virnucpro.method.classifier import load_classifier_folder
 
     model, _ = load_classifier_folder(test_models / "classifier")
     published = tmp_path / "300_model.pth"
@@ -637,7 +637,7 @@ def test_a_zip_bomb_classifier_is_refused_before_it_is_inflated(tmp_path):
 def test_oversized_or_legacy_weights_are_refused(tmp_path):
     import torch
 
-    from virnucpro.classifier import read_pth_classifier
+    from virnucpro.method.classifier import read_pth_classifier
     from virnucpro.models.dnabert_s import load_state_dict
 
     big = tmp_path / "big.pth"
@@ -695,7 +695,7 @@ def test_fp8_is_accepted_exactly_on_gpus_that_run_it():
     import torch
 
     from virnucpro.defaults import FP8_MIN_COMPUTE_CAPABILITY
-    from virnucpro.pipeline import check_execution
+    from virnucpro.stages.run import check_execution
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device visible")

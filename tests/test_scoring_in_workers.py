@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from conftest import DATA, cli_env, damage_a_data_page, run_cli
-from virnucpro.embedding_files import is_complete, read_embeddings, read_metadata
-from virnucpro.ownership import Record, entry_of
-from virnucpro.score_files import read_scores
+from virnucpro.files.embedding_files import is_complete, read_embeddings, read_metadata
+from virnucpro.files.ownership import Record, entry_of
+from virnucpro.files.score_files import read_scores
 
 pytestmark = pytest.mark.slow
 

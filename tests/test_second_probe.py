@@ -20,7 +20,7 @@ import pytest
 from conftest import DATA, cli_env, run_cli
 from synthetic import scripted_sample, write_calibration_json
 from test_safety import copy_of, refused, run_args, snapshot
-from virnucpro.paths import OUTDIR_MARKER, RUN_JSON, RunLayout
+from virnucpro.files.layout import OUTDIR_MARKER, RUN_JSON, RunLayout
 
 EXAMPLE = DATA / "example.fa"
 
@@ -469,7 +469,7 @@ def test_one_input_under_two_names_is_refused_before_any_work(test_models, tmp_p
 def test_score_files_that_do_not_record_their_chunk_size_cannot_be_calibrated(labelled, tmp_path):
     """Scores of a classifier that does not know its chunk size (a hand-made .pth): calibrate says
     so and how to calibrate instead."""
-    from virnucpro.score_files import read_scores, write_scores
+    from virnucpro.files.score_files import read_scores, write_scores
 
     folder, scores = labelled
     table = read_scores(scores[0])
@@ -487,12 +487,12 @@ import sys
 from pathlib import Path
 import typer
 from virnucpro.cli import app, main
-from virnucpro.output_folder import usable_folder
+from virnucpro.files.outdir import make_writable_folder
 
 @app.command("explode")
 def explode(outdir: Path = typer.Option(None, "--outdir")) -> None:
     if outdir is not None:
-        usable_folder(outdir)
+        make_writable_folder(outdir)
     raise ZeroDivisionError("a bug\\non two lines")
 
 sys.argv = ["virnucpro", "explode", *sys.argv[1:]]

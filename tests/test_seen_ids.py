@@ -11,7 +11,7 @@ import pytest
 
 from conftest import cli_env
 from virnucpro.errors import InputError
-from virnucpro.sequences import SeenIds, read_sequences
+from virnucpro.files.sequences import SeenIds, read_sequences
 
 
 @pytest.fixture

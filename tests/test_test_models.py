@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from conftest import PARITY, run_cli
-from virnucpro.classifier import load_classifier_folder
 from virnucpro.embedding.engine import embed_sequences, load_embedder
-from virnucpro.frames import translate_chunks
+from virnucpro.files.sequences import read_sequences
+from virnucpro.method.classifier import load_classifier_folder
+from virnucpro.method.frames import translate_chunks
 from virnucpro.models.dnabert_s import DnabertTokenizer
-from virnucpro.sequences import read_sequences
 
 
 def folder_bytes(folder):

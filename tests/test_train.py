@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from conftest import run_cli
-from virnucpro.classifier import load_classifier
-from virnucpro.embedding_files import write_embeddings
 from virnucpro.errors import InputError
-from virnucpro.train import TrainSettings, binary_metrics, split_indices
+from virnucpro.files.embedding_files import write_embeddings
+from virnucpro.models.classifier_weights import load_classifier
+from virnucpro.stages.train import TrainSettings, binary_metrics, split_indices
 
 DNABERT_DIM, ESM_DIM = 8, 12
 
@@ -167,7 +167,7 @@ def test_training_from_fasta_embeds_with_the_given_models(test_models, example_f
 
 def test_split_keeps_every_frame_of_a_sequence_on_one_side():
     """Frames of one chunk and overlapping chunks of one sequence never land on two sides."""
-    from virnucpro.train import sequence_of
+    from virnucpro.stages.train import sequence_of
 
     ids = [
         f"{label}{s}_chunk_{c}{frame}"

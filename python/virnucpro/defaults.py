@@ -29,7 +29,7 @@ PRECISIONS = ("fp32", "bf16", "fp16", "fp8")
 DEFAULT_PRECISION = "fp32"  # what the published classifiers were trained on
 # fp8 runs on GPUs of this compute capability or newer (Hopper).
 FP8_MIN_COMPUTE_CAPABILITY = (9, 0)
-DEFAULT_BATCH_SIZE = 256  # DNABERT-S sequences per batch (the seed note's default)
+DEFAULT_BATCH_SIZE = 256  # DNABERT-S sequences per batch (--batch-size)
 DEFAULT_TOKENS_PER_BATCH = 16384  # ESM-2 padded tokens per batch
 DEFAULT_THREADS_PER_WORKER = 1  # fixed, so results do not depend on the number of workers
 # Upper bounds of the counting options, so that no value overflows the integers numpy, torch and

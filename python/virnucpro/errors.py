@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Sequence
 
 
 class VirNucProError(Exception):
@@ -85,5 +86,12 @@ def note_output_folder(folder: str | os.PathLike[str]) -> None:
         _output_folder.append(os.path.abspath(folder))
 
 
-def output_folder() -> str | None:
+def noted_output_folder() -> str | None:
+    """The output folder `note_output_folder` remembered, or None."""
     return _output_folder[0] if _output_folder else None
+
+
+def abbreviated_ids(ids: Sequence[str], shown: int = 5) -> str:
+    """The first `shown` ids, for an error message: "a, b, c, d, e and 12 more"."""
+    text = ", ".join(ids[:shown])
+    return text + (f" and {len(ids) - shown} more" if len(ids) > shown else "")

@@ -12,22 +12,25 @@ import traceback
 import typer
 
 from virnucpro import __version__
-from virnucpro.errors import InternalError, Terminated, VirNucProError, describe_os_error, output_folder
-from virnucpro.folder_lock import folder_locks
+from virnucpro.errors import InternalError, Terminated, VirNucProError, describe_os_error, noted_output_folder
+from virnucpro.files.lock import folder_locks
 
 # Importing a command module registers its commands on the app, in the order `--help` lists them.
 from virnucpro.cli import (  # noqa: F401  isort: skip
-    run_cmd,
-    prepare_cmd,
-    embed_cmd,
-    predict_cmd,
-    report_cmd,
-    calibrate_cmd,
-    train_cmd,
-    models_cmd,
-    download_cmd,
-    classifier_cmd,
-    gpu_slots_cmd,
+    run,
+    prepare,
+    embed_dna,
+    embed_protein,
+    embed,
+    predict,
+    report,
+    calibrate,
+    train,
+    make_test_models,
+    model_identity,
+    download_models,
+    convert_classifier,
+    claim_gpus,
 )
 from virnucpro.cli.app import app
 
@@ -63,7 +66,7 @@ def write_crash_log(err: BaseException) -> str | None:
         ]
     )
     name = f"virnucpro-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    for folder in (output_folder(), tempfile.gettempdir()):
+    for folder in (noted_output_folder(), tempfile.gettempdir()):
         if folder is None or not os.path.isdir(folder):
             continue
         try:

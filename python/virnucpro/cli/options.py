@@ -9,6 +9,7 @@ chosen device runs `--precision fp8`).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,7 @@ from virnucpro.defaults import (
     MAX_WORKERS,
     PRECISIONS,
 )
+from virnucpro.embedding.options import EmbeddingOptions
 
 
 def _chunk_size(value: int) -> int:
@@ -38,6 +40,7 @@ def _precision(value: str) -> str:
     return value
 
 
+EMBED_OUTDIR_HELP = "Folder for the shard_NNNNN.{kind}.parquet files (created if missing)."
 REVISION_HELP = (
     "Hub revision (branch, tag or commit) of {what}; default main. The resolved commit is recorded."
 )
@@ -211,3 +214,11 @@ MinViralFraction = Annotated[
         help="A sequence is called virus when at least this fraction (0 to 1) of its scored chunks is viral.",
     ),
 ]
+
+
+def embedding_options(values: dict, **overrides) -> EmbeddingOptions:
+    """The embedding options among a command's parameters (`values`, its `locals()`: the commands
+    name them alike, and those a command does not have keep their defaults), then `overrides` for
+    parameters named otherwise (`embed-dna --model` is the DNABERT-S model)."""
+    names = {field.name for field in dataclasses.fields(EmbeddingOptions)}
+    return EmbeddingOptions(**{name: value for name, value in values.items() if name in names}, **overrides)

@@ -12,7 +12,7 @@ import typer
 from virnucpro.defaults import MAX_CHUNKS_PER_SEQUENCE
 
 if TYPE_CHECKING:  # the report module loads pyarrow and matplotlib; commands import it when they run
-    from virnucpro.report import ReportOptions
+    from virnucpro.stages.report import ReportOptions
 
 RegionMaxGap = Annotated[
     int,
@@ -73,19 +73,14 @@ CalibrationFile = Annotated[
 ]
 
 
-def report_options(
-    region_max_gap: int,
-    region_min_chunks: int,
-    confidence_high: float,
-    confidence_medium: float,
-    target_fdr: float,
-    calibration: Path | None,
-) -> ReportOptions:
-    """The options checked now (one line on a bad value), before any work starts."""
-    from virnucpro.report import ReportOptions
+def report_options(values: dict) -> ReportOptions:
+    """The report options among a command's parameters (`values`, its `locals()`; `report` and `run`
+    name them alike), checked now (one line on a bad value), before any work starts."""
+    import dataclasses
 
-    options = ReportOptions(
-        region_max_gap, region_min_chunks, confidence_high, confidence_medium, target_fdr, calibration
-    )
+    from virnucpro.stages.report import ReportOptions
+
+    names = {field.name for field in dataclasses.fields(ReportOptions)}
+    options = ReportOptions(**{name: value for name, value in values.items() if name in names})
     options.check()
     return options

@@ -17,7 +17,7 @@ def min_cosine(reference: np.ndarray, other: np.ndarray) -> float:
 
 def virus_calls(classifier: torch.nn.Module, dnabert: np.ndarray, esm: np.ndarray) -> np.ndarray:
     """Per frame: True where P(virus) > P(others), the original's per-frame prediction."""
-    from virnucpro.classifier import score_features
+    from virnucpro.method.classifier import score_features
 
     others, virus = score_features(classifier, np.concatenate([dnabert, esm], axis=1))
     return virus > others

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from virnucpro.defaults import DEFAULT_BATCH_SIZE, DEFAULT_TOKENS_PER_BATCH
-from virnucpro.embedding.batching import (
+from virnucpro.errors import InputError, VirNucProError
+from virnucpro.models.batching import (
     TokenTable,
     batches_by_count,
     batches_by_tokens,
@@ -26,8 +27,7 @@ from virnucpro.embedding.batching import (
     pad_rows,
     split_batch,
 )
-from virnucpro.embedding.precision import PrecisionMode, autocast, precision_mode
-from virnucpro.errors import InputError, VirNucProError
+from virnucpro.models.precision import PrecisionMode, autocast, precision_mode
 from virnucpro.progress import log
 
 KINDS = ("dnabert", "esm")

@@ -105,7 +105,7 @@ class ShardTask:
 
     def is_done(self, job: EmbedJob, sources: dict[str, str], rows: int | None = None) -> bool:
         """Whether every output of this shard is complete for `job` (footers only)."""
-        from virnucpro.embedding_files import is_complete
+        from virnucpro.files.embedding_files import is_complete
 
         if self.scores is not None:
             # Score files are small: read whole, so a damaged page is made again rather than reported.

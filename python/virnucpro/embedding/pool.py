@@ -28,17 +28,18 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from virnucpro.defaults import DEFAULT_BATCH_SIZE, DEFAULT_THREADS_PER_WORKER, DEFAULT_TOKENS_PER_BATCH
+from virnucpro.defaults import DEFAULT_TOKENS_PER_BATCH
 from virnucpro.embedding.devices import check_precision, resolve_devices
 from virnucpro.embedding.engine import KINDS, POOLING, KernelChoice, check_model_folder
 from virnucpro.embedding.jobs import EmbedJob, FileTask, ModelJob, ScoringJob, ShardTask
-from virnucpro.embedding.precision import CLI_PRECISIONS
+from virnucpro.embedding.options import EmbeddingOptions
 from virnucpro.embedding.worker import STOPPING_SIGNALS, worker_main
 from virnucpro.errors import InputError, InternalError, VirNucProError
-from virnucpro.ownership import tracked
-from virnucpro.paths import SCORES_SUFFIX
+from virnucpro.files.layout import SCORES_SUFFIX
+from virnucpro.files.ownership import tracked
+from virnucpro.files.shards import NUCLEOTIDE_SUFFIX, PROTEIN_SUFFIX, shard_of
+from virnucpro.models.precision import CLI_PRECISIONS
 from virnucpro.progress import log, progress_task
-from virnucpro.shards import NUCLEOTIDE_SUFFIX, PROTEIN_SUFFIX, shard_of
 
 STOP_GRACE_SECONDS = 30.0  # for the other workers to reach a batch boundary after a failure
 INTERRUPT_GRACE_SECONDS = 5.0  # the same after Ctrl-C or SIGTERM, where the user waits for the prompt
@@ -69,10 +70,15 @@ def count_records(path: Path) -> int:
         return sum(1 for line in handle if line.startswith(b">"))
 
 
-def check_settings(precision: str, batch_size: int, tokens_per_batch: int | None, threads: int) -> None:
-    if precision not in CLI_PRECISIONS:
-        raise InputError(f"--precision {precision}: use one of {', '.join(CLI_PRECISIONS)}")
-    if batch_size < 1 or (tokens_per_batch is not None and tokens_per_batch < 1) or threads < 1:
+def check_settings(options: EmbeddingOptions) -> None:
+    if options.precision not in CLI_PRECISIONS:
+        raise InputError(f"--precision {options.precision}: use one of {', '.join(CLI_PRECISIONS)}")
+    tokens_per_batch = options.tokens_per_batch
+    if (
+        options.batch_size < 1
+        or (tokens_per_batch is not None and tokens_per_batch < 1)
+        or options.threads_per_worker < 1
+    ):
         raise InputError("--batch-size, --tokens-per-batch and --threads-per-worker must be at least 1")
 
 
@@ -88,19 +94,17 @@ def existing_files(inputs: Sequence[str | Path]) -> list[Path]:
 
 def claim_outdir(outdir: Path, inputs: Sequence[Path], outputs: Sequence[Path]) -> None:
     """The output folder is usable, no input is among the outputs, and the outputs there are ours."""
-    from virnucpro.output_folder import stage_folder
+    from virnucpro.files.outdir import claim_stage_outputs
 
-    stage_folder(outdir, inputs, outputs, "virnucpro embed")
+    claim_stage_outputs(outdir, inputs, outputs, "virnucpro embed")
 
 
-def model_job(
-    kind: str, model: str, revision: str | None, precision: str, batch_size: int, tokens_per_batch: int | None
-) -> tuple[ModelJob, str]:
+def model_job(kind: str, options: EmbeddingOptions) -> tuple[ModelJob, str]:
     """The job entry of one model (resolved, its folder checked here rather than in N workers
     after start-up), and a description for the log."""
     from virnucpro.models.sources import resolve_model
 
-    resolved = resolve_model(model, revision)
+    resolved = resolve_model(*options.model(kind))
     check_model_folder(kind, resolved.path)
     job = ModelJob(
         kind=kind,
@@ -108,11 +112,11 @@ def model_job(
         compared={
             "model": resolved.name,
             "revision": resolved.provenance,
-            "precision": precision,
+            "precision": options.precision,
             "pooling": POOLING[kind],
         },
-        batch_size=batch_size,
-        tokens_per_batch=tokens_per_batch or DEFAULT_TOKENS_PER_BATCH,
+        batch_size=options.batch_size,
+        tokens_per_batch=options.tokens_per_batch or DEFAULT_TOKENS_PER_BATCH,
     )
     return job, f"{resolved.name} ({resolved.provenance})"
 
@@ -121,49 +125,35 @@ def embed_files(
     kind: str,
     inputs: Sequence[str | Path],
     outdir: str | Path,
-    model: str,
-    revision: str | None = None,
-    devices: str = "auto",
-    workers: int = 1,
-    precision: str = "fp32",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    tokens_per_batch: int | None = None,
+    options: EmbeddingOptions = EmbeddingOptions(),
     quiet: bool = False,
-    threads_per_worker: int = DEFAULT_THREADS_PER_WORKER,
     kernels: KernelChoice = KernelChoice(),
 ) -> list[Path]:
     """Embed shard FASTA files of one kind into `outdir/shard_NNNNN.{dnabert,esm}.parquet`; returns
     the output paths in input order. Complete outputs are kept; a failure raises `VirNucProError`."""
     if kind not in KINDS:
         raise ValueError(f"unknown embedding kind {kind!r}")
-    check_settings(precision, batch_size, tokens_per_batch, threads_per_worker)
+    check_settings(options)
     paths = existing_files(inputs)
     outdir = Path(outdir)
     outputs = [output_path(kind, p, outdir) for p in paths]
     if len(set(outputs)) != len(outputs):
         raise InputError("two input files are named after the same shard; their outputs would collide")
     claim_outdir(outdir, paths, outputs)
-    job, described = model_job(kind, model, revision, precision, batch_size, tokens_per_batch)
+    job, described = model_job(kind, options)
     tasks = [ShardTask(shard_of(p), (FileTask(kind, p, o),)) for p, o in zip(paths, outputs, strict=True)]
-    embed_job = EmbedJob({kind: job}, precision, threads_per_worker, kernels, recorded_in=tuple(tracked()))
-    start_pool(embed_job, tasks, devices, workers, quiet, described)
+    embed_job = EmbedJob(
+        {kind: job}, options.precision, options.threads_per_worker, kernels, recorded_in=tuple(tracked())
+    )
+    start_pool(embed_job, tasks, options.devices, options.workers, quiet, described)
     return outputs
 
 
 def embed_shards(
     inputs: Sequence[str | Path],
     outdir: str | Path,
-    dnabert_model: str,
-    esm_model: str,
-    dnabert_revision: str | None = None,
-    esm_revision: str | None = None,
-    devices: str = "auto",
-    workers: int = 1,
-    precision: str = "fp32",
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    tokens_per_batch: int | None = None,
+    options: EmbeddingOptions = EmbeddingOptions(),
     quiet: bool = False,
-    threads_per_worker: int = DEFAULT_THREADS_PER_WORKER,
     kernels: KernelChoice = KernelChoice(),
     scoring: Scoring | None = None,
     hashes=None,
@@ -175,8 +165,8 @@ def embed_shards(
     With `scoring`, each worker also scores every shard into `scoring.outdir/shard_NNNNN.scores.parquet`
     (the bytes `predict` writes from the same embeddings, but for the embedding files' own hashes)
     and writes the embedding files only when `scoring.keep_embeddings`; the scores files are
-    `Scoring.outputs`. `hashes` (a `checksums.HashCache`) saves hashing unchanged shards again."""
-    check_settings(precision, batch_size, tokens_per_batch, threads_per_worker)
+    `Scoring.outputs`. `hashes` (a `hash_cache.HashCache`) saves hashing unchanged shards again."""
+    check_settings(options)
     paths = existing_files(inputs)
     outdir = Path(outdir)
     pairs: dict[str, dict[str, Path]] = {}
@@ -208,11 +198,8 @@ def embed_shards(
             scoring.outdir, paths, [scoring.outdir / f"{name}{SCORES_SUFFIX}" for name in sorted(pairs)]
         )
     jobs, described = {}, []
-    for kind, model, revision in (
-        ("dnabert", dnabert_model, dnabert_revision),
-        ("esm", esm_model, esm_revision),
-    ):
-        jobs[kind], text = model_job(kind, model, revision, precision, batch_size, tokens_per_batch)
+    for kind in KINDS:
+        jobs[kind], text = model_job(kind, options)
         described.append(text)
     scoring_job = scoring.job() if scoring is not None else None
     if scoring is not None:
@@ -227,10 +214,17 @@ def embed_shards(
         for name, files in sorted(pairs.items())
     ]
     start_pool(
-        EmbedJob(jobs, precision, threads_per_worker, kernels, scoring_job, recorded_in=tuple(tracked())),
+        EmbedJob(
+            jobs,
+            options.precision,
+            options.threads_per_worker,
+            kernels,
+            scoring_job,
+            recorded_in=tuple(tracked()),
+        ),
         tasks,
-        devices,
-        workers,
+        options.devices,
+        options.workers,
         quiet,
         " + ".join(described),
         hashes,
@@ -252,7 +246,7 @@ class Scoring:
     outputs: list[Path] | None = None  # the scores files, in shard order (set by `embed_shards`)
 
     def job(self) -> ScoringJob:
-        from virnucpro.classifier import classifier_fields
+        from virnucpro.models.classifier_weights import classifier_fields
 
         if self.embedding_dtype not in ("float32", "float16"):
             raise InputError(f"--embedding-dtype {self.embedding_dtype}: use float32 or float16")
@@ -268,7 +262,7 @@ class Scoring:
 def unfinished(tasks: list[ShardTask], job: EmbedJob, hashes) -> list[ShardTask]:
     """The shards with an output to make (footers only; shard hashes from `hashes` when given, so a
     finished shard that did not change is not read at all). The hashes found go with the tasks."""
-    from virnucpro.checksums import HashCache
+    from virnucpro.files.hash_cache import HashCache
 
     hashes = hashes or HashCache()
     todo = []

@@ -37,7 +37,7 @@ import numpy as np
 
 from virnucpro.embedding.jobs import EmbedJob, FileTask, ShardTask
 from virnucpro.errors import InputError, VirNucProError, output_error
-from virnucpro.ownership import track_all
+from virnucpro.files.ownership import track_all
 from virnucpro.progress import log
 
 # Signals that end a run: Ctrl-C (KeyboardInterrupt) and SIGTERM/SIGHUP (`Terminated`, see the CLI).
@@ -133,9 +133,9 @@ class ShardReader:
         self.ready.put(None)
 
     def prepare(self, shard: ShardTask) -> PreparedShard:
-        from virnucpro.checksums import file_sha256
-        from virnucpro.embedding_files import is_complete
-        from virnucpro.shards import read_shard
+        from virnucpro.files.checksums import file_sha256
+        from virnucpro.files.embedding_files import is_complete
+        from virnucpro.files.shards import read_shard
 
         read = {}
         for task in shard.files:
@@ -170,7 +170,7 @@ class ShardReader:
     def read_kept(task: FileTask, ids: list[str]):
         """The kept embeddings of `task`, or None when a page of the file is damaged (its checksum
         fails): the shard is embedded again instead."""
-        from virnucpro.embedding_files import read_embeddings
+        from virnucpro.files.embedding_files import read_embeddings
 
         try:
             kept = read_embeddings(task.output)
@@ -231,7 +231,7 @@ class Scorer:
     """The classifier on the worker's CPU, and the scores file of a shard from its vectors."""
 
     def __init__(self, job: EmbedJob):
-        from virnucpro.classifier import MLPClassifier
+        from virnucpro.method.classifier import MLPClassifier
 
         scoring = job.scoring
         config = scoring.config
@@ -243,8 +243,8 @@ class Scorer:
 
     def score(self, shard: ShardTask, vectors: dict, metadata: dict) -> tuple:
         """(ids, score_others, score_virus, provenance) of a shard from both models' vectors."""
-        from virnucpro.classifier import score_features
-        from virnucpro.score_files import score_provenance
+        from virnucpro.files.score_files import score_provenance
+        from virnucpro.method.classifier import score_features
 
         (dnabert_ids, dnabert), (esm_ids, esm) = vectors["dnabert"], vectors["esm"]
         if dnabert_ids != esm_ids:
@@ -281,8 +281,8 @@ def worker_main(index: int, device: str, tasks: list[ShardTask], job: EmbedJob, 
         import torch
 
         from virnucpro.embedding.engine import HostStaging, embed_table, load_embedder
-        from virnucpro.embedding_files import stored_metadata, write_embeddings
-        from virnucpro.score_files import write_scores
+        from virnucpro.files.embedding_files import stored_metadata, write_embeddings
+        from virnucpro.files.score_files import write_scores
 
         # A fixed thread count, whatever the number of workers: the arithmetic (and so every
         # output byte) must not depend on how the work was split.

@@ -39,7 +39,7 @@ TOKEN_FIELDS = ("pad_token_id", "mask_token_id")  # ids in the vocabulary, or nu
 def read_config(path: Path, defaults: Mapping[str, object] | None = None) -> dict:
     """A model's `config.json` as a dict, the fields that decide the network checked (a missing one
     takes its value from `defaults`); an `InputError` naming the file says what is wrong with it."""
-    from virnucpro.json_files import is_count, is_number, read_json_object
+    from virnucpro.files.json_files import is_count, is_number, read_json_object
 
     raw = read_json_object(path)
     merged = {**(defaults or {}), **raw}
@@ -95,7 +95,7 @@ def load_weights_only(path: Path, max_bytes: int = WEIGHTS_MAX_BYTES) -> dict[st
     zip bomb) or than `max_bytes`, before torch reads it."""
     import pickle
 
-    from virnucpro.torch_archives import check_torch_archive
+    from virnucpro.files.torch_archives import check_torch_archive
 
     check_torch_archive(path, max_bytes, "model weights")
 

@@ -25,10 +25,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from virnucpro.embedding.batching import TokenTable
-from virnucpro.embedding.precision import PRECISION_MODES, PrecisionMode, apply_precision
 from virnucpro.errors import InputError
+from virnucpro.models.batching import TokenTable
 from virnucpro.models.checkpoints import load_weights_only, read_config
+from virnucpro.models.precision import PRECISION_MODES, PrecisionMode, apply_precision
 from virnucpro.progress import log
 
 CONFIG_FILE = "config.json"

@@ -19,10 +19,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from virnucpro.embedding.batching import TokenTable
-from virnucpro.embedding.precision import PRECISION_MODES, PrecisionMode, apply_precision
 from virnucpro.errors import InputError
+from virnucpro.models.batching import TokenTable
 from virnucpro.models.checkpoints import read_config, read_tensors
+from virnucpro.models.precision import PRECISION_MODES, PrecisionMode, apply_precision
 
 MAX_POOLED_RESIDUES = 1024  # the original's mean covers residues 1..min(len, 1024)
 CONFIG_FILE = "config.json"

@@ -21,9 +21,9 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from virnucpro.atomic import atomic_open
 from virnucpro.defaults import HUB_ID_PATTERN
 from virnucpro.errors import InputError, VirNucProError
+from virnucpro.files.atomic import atomic_open
 from virnucpro.progress import log
 
 HUB_ID = re.compile(HUB_ID_PATTERN)

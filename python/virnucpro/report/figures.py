@@ -1,0 +1,203 @@
+"""The report's figures as PNG bytes: the score histograms, the per-sequence tracks, and the
+calibration's reliability plot.
+
+Bytes are deterministic: matplotlib's Agg backend, and no timestamps or software names in the PNGs,
+so two runs on the same input give identical files.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on compute nodes; must precede pyplot's import
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import Normalize, to_rgba
+from matplotlib.patches import Rectangle
+
+from virnucpro.method.calibration import (
+    CHUNK_THRESHOLDS,
+    Calibration,
+    LabelledChunks,
+    false_discovery_rate,
+    fdr_upper,
+)
+from virnucpro.method.calls import CALLS, PUBLISHED_CHUNK_THRESHOLD, REGION_KIND
+from virnucpro.report.data import SCORE_BINS
+
+if TYPE_CHECKING:
+    from virnucpro.report.data import ReportData
+
+# Sequences drawn as tracks and listed in the page's table; the TSV files have all of them.
+MAX_TRACKS = 40
+_DPI = 100
+_PNG_METADATA = {"Software": None}  # matplotlib would stamp its version into the file
+_COLORMAP = "viridis"
+_UNSCORED_COLOR = "#d0d0d0"
+_REGION_COLOR = "#c0392b"
+_OUTLINED_CHUNKS = 200  # tracks with more chunks are drawn without white outlines
+
+
+def png_bytes(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=_DPI, metadata=_PNG_METADATA)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def histogram_figure(data: ReportData) -> bytes:
+    """P(virus) per frame and per chunk (the chunk's best frame), with the 0.5 line."""
+    chunks = data.chunks
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    # The frames were counted per bin while they were read: one weighted value per bin draws the
+    # same bars as every value would.
+    centres = (SCORE_BINS[:-1] + SCORE_BINS[1:]) / 2
+    for ax, values, weights, count, what in (
+        (axes[0], centres, data.frame_histogram, data.frames, "frames"),
+        (axes[1], chunks.max_virus[chunks.scored], None, int(chunks.scored.sum()), "chunks (best frame)"),
+    ):
+        ax.hist(values, bins=SCORE_BINS, weights=weights, color="#3b6ea5", edgecolor="white")
+        ax.axvline(0.5, color="#b33", linestyle="--", linewidth=1)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("P(virus)")
+        ax.set_ylabel("count")
+        ax.set_title(f"{count} {what}")
+    return png_bytes(figure)
+
+
+def ranked_sequences(data: ReportData, rows: np.ndarray | None = None) -> np.ndarray:
+    """Rows of the sequences (all, or `rows`), most viral first, then longest, then input order."""
+    sequences = data.sequences
+    rows = np.arange(len(sequences)) if rows is None else rows
+    fraction = np.nan_to_num(sequences.viral_fraction[rows], nan=0.0)
+    return rows[np.lexsort((sequences.record[rows], -sequences.length[rows], -fraction))]
+
+
+def track_sequences(data: ReportData) -> np.ndarray:
+    """Rows of the sequences drawn as tracks, in ranked order: the most viral scored ones, with up
+    to a quarter of the tracks kept for sequences not called virus that hold a viral region
+    (prophage-like), which a ranking by viral fraction would leave out."""
+    sequences = data.sequences
+    ranked = ranked_sequences(data, np.flatnonzero(sequences.chunks_scored))
+    region_only = ranked[sequences.kind[ranked] == REGION_KIND][: MAX_TRACKS // 4]
+    rest = ranked[~np.isin(ranked, region_only)][: MAX_TRACKS - len(region_only)]
+    return ranked[np.isin(ranked, np.concatenate([region_only, rest]))]
+
+
+def tracks_figure(data: ReportData) -> bytes:
+    """One line per sequence, each chunk coloured by its best P(virus) (grey: no stop-free frame),
+    and its viral regions as red bars above it."""
+    sequences, chunks, regions = data.sequences, data.chunks, data.regions.table
+    chosen = track_sequences(data)
+    height = 1.4 + 0.36 * max(len(chosen), 1)
+    figure, ax = plt.subplots(figsize=(10, height), constrained_layout=True)
+    norm = Normalize(0.0, 1.0)
+    cmap = plt.get_cmap(_COLORMAP)
+    longest = int(sequences.length[chosen].max()) if len(chosen) else 1
+    first = sequences.first_chunk
+    first_region = np.cumsum(sequences.viral_regions) - sequences.viral_regions
+    for row, sequence in enumerate(chosen.tolist()):
+        y = len(chosen) - 1 - row
+        ax.add_patch(
+            Rectangle((0, y - 0.04), int(sequences.length[sequence]), 0.08, color="#888888", linewidth=0)
+        )
+        own = slice(first[sequence], first[sequence] + sequences.n_chunks[sequence])
+        colors = cmap(norm(np.nan_to_num(chunks.max_virus[own])))
+        colors[~chunks.scored[own]] = to_rgba(_UNSCORED_COLOR)
+        # One collection per track (a chromosome has 10^5 chunks); no outlines once they would
+        # be thinner than a pixel apart.
+        ax.broken_barh(
+            np.stack([chunks.start[own] - 1, chunks.length[own]], axis=1),
+            (y - 0.3, 0.6),
+            facecolors=colors,
+            edgecolor="white",
+            linewidth=0.5 if own.stop - own.start <= _OUTLINED_CHUNKS else 0,
+        )
+        mine = slice(first_region[sequence], first_region[sequence] + sequences.viral_regions[sequence])
+        if mine.stop > mine.start:
+            ax.broken_barh(
+                np.stack([regions.start[mine] - 1, regions.length[mine]], axis=1),
+                (y + 0.33, 0.12),
+                facecolors=_REGION_COLOR,
+                linewidth=0,
+            )
+    labels = [
+        f"{short_name(sequence_id)} ({CALLS[call]}{', ' + str(n) + ' region' + 's' * (n > 1) if n else ''})"
+        for sequence_id, call, n in zip(
+            sequences.ids.take(chosen).to_pylist(),
+            sequences.call[chosen].tolist(),
+            sequences.viral_regions[chosen].tolist(),
+            strict=True,
+        )
+    ]
+    ax.set_xlim(0, longest * 1.01)
+    ax.set_ylim(-0.7, max(len(chosen), 1) - 0.3)
+    ax.set_yticks(range(len(chosen)))
+    ax.set_yticklabels(labels[::-1], fontsize=8)
+    ax.set_xlabel("position (bp)")
+    ax.set_title(
+        "chunks per sequence, coloured by best P(virus); red bars: viral regions"
+        if len(chosen)
+        else "no scored sequence"
+    )
+    colorbar = figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.03, pad=0.01)
+    colorbar.set_label("P(virus)")
+    return png_bytes(figure)
+
+
+def short_name(name: str, limit: int = 30) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def reliability_png(chunks: LabelledChunks, calibration: Calibration) -> bytes:
+    """Left: observed share of truly viral chunks per P(virus) bin against the diagonal.
+    Right: chunk FDR (with its upper bound), precision and recall against the margin threshold."""
+    truth = chunks.truth[chunks.sequence]
+    bins = np.linspace(0.0, 1.0, 11)
+    which = np.clip(np.digitize(chunks.max_virus, bins) - 1, 0, bins.size - 2)
+    count = np.bincount(which, minlength=bins.size - 1)
+    viral = np.bincount(which, weights=truth, minlength=bins.size - 1)
+    predicted = np.bincount(which, weights=chunks.max_virus, minlength=bins.size - 1)
+    shown = count > 0
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    left.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="perfectly calibrated")
+    left.plot(
+        predicted[shown] / count[shown], viral[shown] / count[shown], marker="o", color="#3b6ea5",
+        label="labelled chunks",
+    )  # fmt: skip
+    for x, y, n in zip(
+        predicted[shown] / count[shown], viral[shown] / count[shown], count[shown], strict=True
+    ):
+        left.annotate(str(int(n)), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    left.set_xlim(0, 1)
+    left.set_ylim(0, 1)
+    left.set_xlabel("mean best P(virus) of the chunks in the bin")
+    left.set_ylabel("share labelled virus")
+    left.set_title(f"reliability ({int(count.sum())} chunks)")
+    left.legend(loc="upper left", fontsize=8)
+
+    fdr = false_discovery_rate(calibration.chunk_true, calibration.chunk_false)
+    positives = max(calibration.chunk_positives, 1)
+    right.plot(CHUNK_THRESHOLDS, fdr, color="#b33", label="FDR")
+    right.plot(
+        CHUNK_THRESHOLDS, fdr_upper(calibration.chunk_true, calibration.chunk_false), color="#b33",
+        linestyle=":", label="FDR, 95% upper bound",
+    )  # fmt: skip
+    right.plot(CHUNK_THRESHOLDS, calibration.chunk_true / positives, color="#3b6ea5", label="recall")
+    right.axhline(calibration.target_fdr, color="#555555", linewidth=0.8, linestyle="--")
+    chosen = calibration.chunk_index(calibration.target_fdr)
+    if chosen is not None:
+        right.axvline(CHUNK_THRESHOLDS[chosen], color="#2a2", linewidth=1, label="chosen threshold")
+    right.axvline(
+        PUBLISHED_CHUNK_THRESHOLD, color="#999999", linewidth=0.8, linestyle="--", label="published rule"
+    )
+    right.set_xlim(-1, 1)
+    right.set_ylim(0, 1)
+    right.set_xlabel("chunk margin threshold (max P(virus) - max P(others))")
+    right.set_title(f"chunk calls, target FDR {calibration.target_fdr}")
+    right.legend(loc="center left", fontsize=8)
+    return png_bytes(figure)

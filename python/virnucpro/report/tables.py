@@ -1,0 +1,350 @@
+"""The report's tables and sequence files, written from the report's data (`data`) a batch of
+ROWS_PER_BATCH rows at a time, so the text of a file is never held whole.
+
+- `prediction_results.txt` and `prediction_results_highestscore.csv`: the original tool's files,
+  byte for byte in its layout (tab-separated; floats as numpy prints float32 scalars; True/False),
+  always by the original's consensus, whatever the calibration;
+- `chunks.tsv`: every chunk, also those without a stop-free frame, with its best scores, margin,
+  call, confidence tier and (calibrated) estimated FDR;
+- `sequences.tsv`: every input sequence with its chunk counts, viral fraction, call, viral regions,
+  kind, confidence tiers and (calibrated) estimated FDR;
+- `viral_regions.tsv`, `.bed` and `.fa`: the viral regions of every sequence (see `method.regions`);
+- `viral.fa`: the input sequences called viral.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from virnucpro.errors import InputError
+from virnucpro.files.atomic import atomic_open
+from virnucpro.files.prepared import CHUNK_FRAMES_COLUMNS
+from virnucpro.files.sequences import SequenceInputs
+from virnucpro.method.calls import CALLS, KINDS, OTHERS, UNSCORED, VIRUS
+from virnucpro.method.confidence import TIERS
+from virnucpro.method.frames import FRAME_LABELS, FRAME_SETS
+from virnucpro.report.data import FRAME_COUNTS, ROWS_PER_BATCH, ReportData
+
+CHUNK_COLUMNS = (
+    *CHUNK_FRAMES_COLUMNS,  # prepare's chunk table, then the scores and calls
+    "best_frame",
+    "max_score_others",
+    "max_score_virus",
+    "call",
+    "reason",
+    "margin",
+    "confidence",
+    "estimated_fdr",
+)
+SEQUENCE_COLUMNS = (
+    "sequence_id",
+    "record",
+    "length",
+    "n_chunks",
+    "chunks_scored",
+    "viral_chunks",
+    "viral_fraction",
+    "max_score_virus",
+    "mean_score_virus",
+    "call",
+    "viral_regions",
+    "kind",
+    "share_high",
+    "share_medium",
+    "share_low",
+    "confidence",
+    "estimated_fdr",
+)
+REGION_COLUMNS = (
+    "sequence_id",
+    "region",
+    "start",
+    "end",
+    "length",
+    "viral_chunks",
+    "scored_chunks",
+    "mean_score_virus",
+    "min_score_virus",
+    "fraction_of_sequence",
+    "share_high",
+    "share_medium",
+    "share_low",
+    "confidence",
+)
+NO_FRAME_REASON = "no stop-free frame"
+_BEST_FRAME_TEXT = ("", *FRAME_LABELS)  # indexed by best_frame + 1 (-1: unscored)
+
+
+def float32_text(value: float) -> str:
+    """A float32 as numpy prints it (`str(np.float32(x))`): what the original wrote."""
+    return str(np.float32(value))
+
+
+def float32_texts(values: np.ndarray) -> list[str]:
+    """`float32_text` of each value (float32 array); NaN (no value) gives an empty field."""
+    return ["" if text == "nan" else text for text in map(str, values.astype(np.float32, copy=False))]
+
+
+def fixed_texts(values: np.ndarray) -> list[str]:
+    """Values with 4 decimals (as f"{value:.4f}"); NaN gives an empty field. Shares and fractions
+    repeat (0, 1, 1/2 ...): each distinct value is formatted once."""
+    distinct, position = np.unique(values, return_inverse=True)  # NaNs are one value
+    texts = np.array(["" if value != value else f"{value:.4f}" for value in distinct.tolist()], dtype=object)
+    return texts[position.reshape(-1)].tolist()
+
+
+def share_texts(tier_counts: np.ndarray) -> tuple[list[str], list[str], list[str]]:
+    """Shares of high, medium and low chunks from counts (n, 3: low, medium, high)."""
+    scored = tier_counts.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(scored[:, None] > 0, tier_counts / scored[:, None], np.nan)
+    return fixed_texts(share[:, 2]), fixed_texts(share[:, 1]), fixed_texts(share[:, 0])
+
+
+def _optional(values: np.ndarray | None, rows: slice) -> list[str]:
+    """Estimated FDRs of the rows, or empty fields without a calibration."""
+    return fixed_texts(values[rows]) if values is not None else [""] * (rows.stop - rows.start)
+
+
+def _batches(count: int) -> Iterable[slice]:
+    return (slice(low, min(low + ROWS_PER_BATCH, count)) for low in range(0, count, ROWS_PER_BATCH))
+
+
+def write_prediction_results(data: ReportData, path: Path) -> None:
+    """The original's per-frame file: argmax of the probabilities, `others` on a tie (torch.max)."""
+    with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
+        out.write("Sequence_ID\tPrediction\tscore1\tscore2\n")
+        for ids, others, virus in data.frame_batches():
+            predictions = np.where(virus > others, "virus", "others").tolist()
+            out.writelines(
+                f"{frame_id}\t{prediction}\t{score1}\t{score2}\n"
+                for frame_id, prediction, score1, score2 in zip(
+                    ids, predictions, map(str, others), map(str, virus), strict=True
+                )
+            )
+
+
+def chunk_ids(data: ReportData, rows: np.ndarray) -> pa.ChunkedArray:
+    """`{sequence_id}_chunk_{k}` of the given chunks, as prepare names them."""
+    chunks = data.chunks
+    parts = [
+        pc.binary_join_element_wise(
+            data.sequences.ids.take(chunks.sequence[rows[part]]),
+            "_chunk_",
+            pc.cast(pa.array(chunks.index[rows[part]]), pa.string()),
+            "",
+        )
+        for part in _batches(len(rows))
+    ]
+    return pa.chunked_array(parts, type=pa.string())
+
+
+def text_order(data: ReportData, rows: np.ndarray) -> np.ndarray:
+    """Positions in `rows` (chunks) that put their chunk ids in order as text, like Python's sorted().
+
+    Every id of a sequence's chunks starts with the same prefix, `{sequence_id}_chunk_`, followed by
+    the number. When no prefix is the start of another one (which needs a sequence id holding
+    `_chunk_`), ids sort by prefix, then by number as text, without making every id; otherwise
+    the ids themselves are sorted (Arrow compares UTF-8 bytes: Python's code point order).
+    """
+    if not len(rows):
+        return np.empty(0, dtype=np.int64)
+    ids = data.sequences.ids
+    if pc.any(pc.match_substring(pc.binary_join_element_wise(ids, "_chunk", ""), "_chunk_")).as_py():
+        return pc.sort_indices(chunk_ids(data, rows)).to_numpy()
+    prefix_rank = np.empty(len(ids), dtype=np.int32)
+    prefix_rank[pc.sort_indices(pc.binary_join_element_wise(ids, "_chunk_", "")).to_numpy()] = np.arange(
+        len(ids), dtype=np.int32
+    )
+    index = data.chunks.index[rows]
+    numbers = np.arange(1, int(index.max()) + 1)
+    number_rank = np.empty(len(numbers) + 1, dtype=np.int32)
+    number_rank[np.argsort(numbers.astype(str), kind="stable") + 1] = np.arange(len(numbers), dtype=np.int32)
+    return np.lexsort((number_rank[index], prefix_rank[data.chunks.sequence[rows]]))
+
+
+def write_highest_score(data: ReportData, path: Path) -> None:
+    """The original's per-chunk consensus: scored chunks, sorted by id as text (pandas groupby)."""
+    scored = np.flatnonzero(data.chunks.scored)
+    ordered = scored[text_order(data, scored)]
+    with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
+        out.write("Modified_ID\tIs_Virus\n")
+        for part in _batches(len(ordered)):
+            rows = ordered[part]
+            out.writelines(
+                f"{chunk_id}\t{flag}\n"
+                for chunk_id, flag in zip(
+                    chunk_ids(data, rows).to_pylist(), data.chunks.viral[rows].tolist(), strict=True
+                )
+            )
+
+
+def write_chunks(data: ReportData, path: Path) -> None:
+    chunks = data.chunks
+    calls = np.where(chunks.scored, np.where(chunks.called_viral, VIRUS, OTHERS), UNSCORED).astype(np.uint8)
+    with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
+        out.write("\t".join(CHUNK_COLUMNS) + "\n")
+        for rows in _batches(len(chunks)):
+            sequence_ids = data.sequences.ids.take(chunks.sequence[rows]).to_pylist()
+            out.writelines(
+                f"{sequence_id}\t{index}\t{sequence_id}_chunk_{index}\t{start}\t{end}\t{end - start + 1}\t"
+                f"{FRAME_COUNTS[mask]}\t{FRAME_SETS[mask]}\t{_BEST_FRAME_TEXT[best + 1]}\t{others}\t{virus}\t"
+                f"{CALLS[call]}\t{NO_FRAME_REASON if not mask else ''}\t{margin}\t{TIERS[tier]}\t{fdr}\n"
+                for sequence_id, index, start, end, mask, best, others, virus, call, margin, tier, fdr in zip(
+                    sequence_ids,
+                    chunks.index[rows].tolist(),
+                    chunks.start[rows].tolist(),
+                    chunks.end[rows].tolist(),
+                    chunks.frame_mask[rows].tolist(),
+                    chunks.best_frame[rows].tolist(),
+                    float32_texts(chunks.max_others[rows]),
+                    float32_texts(chunks.max_virus[rows]),
+                    calls[rows].tolist(),
+                    float32_texts(chunks.margin[rows]),
+                    chunks.tier[rows].tolist(),
+                    _optional(chunks.estimated_fdr, rows),
+                    strict=True,
+                )
+            )
+
+
+def write_sequences(data: ReportData, path: Path) -> None:
+    sequences = data.sequences
+    fractions = sequences.viral_fraction
+    with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
+        out.write("\t".join(SEQUENCE_COLUMNS) + "\n")
+        for rows, ids in zip(_batches(len(sequences)), sequences.id_batches(), strict=True):
+            high, medium, low = share_texts(sequences.tier_counts[rows])
+            out.writelines(
+                f"{sequence_id}\t{record}\t{length}\t{n_chunks}\t{scored}\t{viral}\t"
+                f"{fraction}\t{best}\t{mean}\t{CALLS[call]}\t"
+                f"{regions}\t{KINDS[kind]}\t{share_high}\t{share_medium}\t{share_low}\t{TIERS[tier]}\t{fdr}\n"
+                for (
+                    sequence_id, record, length, n_chunks, scored, viral, fraction, best, mean, call, regions, kind,
+                    share_high, share_medium, share_low, tier, fdr,
+                ) in zip(
+                    ids,
+                    sequences.record[rows].tolist(),
+                    sequences.length[rows].tolist(),
+                    sequences.n_chunks[rows].tolist(),
+                    sequences.chunks_scored[rows].tolist(),
+                    sequences.viral_chunks[rows].tolist(),
+                    fixed_texts(fractions[rows]),  # NaN (unscored): empty
+                    float32_texts(sequences.max_virus[rows]),
+                    float32_texts(sequences.mean_virus[rows]),
+                    sequences.call[rows].tolist(),
+                    sequences.viral_regions[rows].tolist(),
+                    sequences.kind[rows].tolist(),
+                    high,
+                    medium,
+                    low,
+                    sequences.tier[rows].tolist(),
+                    _optional(sequences.estimated_fdr, rows),
+                    strict=True,
+                )
+            )  # fmt: skip
+
+
+def bed_scores(mean_virus: np.ndarray) -> np.ndarray:
+    """BED scores 0 to 1000: the region's mean P(virus) times 1000, rounded half up."""
+    return np.clip(np.floor(mean_virus * 1000 + 0.5), 0, 1000).astype(np.int64)
+
+
+def write_regions(data: ReportData, tsv_path: Path, bed_path: Path) -> None:
+    """viral_regions.tsv (1-based, inclusive, like chunks.tsv) and viral_regions.bed (BED6, 0-based,
+    half-open; name `SEQ|region_N`, score from the mean P(virus), no strand)."""
+    summary, sequences = data.regions, data.sequences
+    table = summary.table
+    fraction = table.length / sequences.length[table.sequence]
+    scores = bed_scores(summary.mean_virus)
+    with (
+        atomic_open(tsv_path, "w", encoding="utf-8", newline="\n") as tsv,
+        atomic_open(bed_path, "w", encoding="utf-8", newline="\n") as bed,
+    ):
+        tsv.write("\t".join(REGION_COLUMNS) + "\n")
+        for rows in _batches(len(table)):
+            ids = sequences.ids.take(table.sequence[rows]).to_pylist()
+            numbers, starts, ends = (
+                table.number[rows].tolist(),
+                table.start[rows].tolist(),
+                table.end[rows].tolist(),
+            )
+            high, medium, low = share_texts(summary.tier_counts[rows])
+            tsv.writelines(
+                f"{sequence_id}\t{number}\t{start}\t{end}\t{end - start + 1}\t{viral}\t{scored}\t{mean}\t"
+                f"{minimum}\t{share_of_sequence}\t{share_high}\t{share_medium}\t{share_low}\t{TIERS[tier]}\n"
+                for (
+                    sequence_id, number, start, end, viral, scored, mean, minimum, share_of_sequence, share_high,
+                    share_medium, share_low, tier,
+                ) in zip(
+                    ids, numbers, starts, ends,
+                    table.viral_chunks[rows].tolist(),
+                    summary.scored_chunks[rows].tolist(),
+                    float32_texts(summary.mean_virus[rows]),
+                    float32_texts(summary.min_virus[rows]),
+                    fixed_texts(fraction[rows]),
+                    high, medium, low,
+                    summary.tier[rows].tolist(),
+                    strict=True,
+                )
+            )  # fmt: skip
+            bed.writelines(
+                f"{sequence_id}\t{start - 1}\t{end}\t{sequence_id}|region_{number}\t{score}\t.\n"
+                for sequence_id, number, start, end, score in zip(
+                    ids, numbers, starts, ends, scores[rows].tolist(), strict=True
+                )
+            )
+
+
+def _sequence_rows(data: ReportData) -> Iterator[tuple[str, int, range]]:
+    """(id, call, its rows in the region table) of every sequence in input order."""
+    sequences = data.sequences
+    ends = np.cumsum(sequences.viral_regions)
+    for rows, ids in zip(_batches(len(sequences)), sequences.id_batches(), strict=True):
+        yield from zip(
+            ids,
+            sequences.call[rows].tolist(),
+            map(range, (ends[rows] - sequences.viral_regions[rows]).tolist(), ends[rows].tolist()),
+            strict=True,
+        )
+
+
+def write_fastas(data: ReportData, inputs: Sequence[Path], viral_path: Path, regions_path: Path) -> None:
+    """viral.fa: the input records called viral, unwrapped, with their whole header line; and
+    viral_regions.fa: each viral region's bases, `>SEQ|region_N|START-END`. One pass over the
+    inputs, read in prepare's order."""
+    table = data.regions.table
+    listed = _sequence_rows(data)
+    source = SequenceInputs(inputs)
+    count = 0
+    with (
+        atomic_open(viral_path, "w", encoding="utf-8", newline="\n") as viral_out,
+        atomic_open(regions_path, "w", encoding="utf-8", newline="\n") as regions_out,
+    ):
+        # Ids are not collected to check for duplicates again: prepare did, and each record's id
+        # is compared with the prepared table's, in order.
+        for record in source.records(check_duplicates=False):
+            count += 1
+            seq_id, call, region_rows = next(listed, (None, UNSCORED, range(0)))
+            if seq_id != record.id:
+                raise source.files[record.file - 1].error(
+                    "is not the input the prepare folder was made from; give the same --input files, "
+                    "in the same order",
+                    record.number,
+                    record.id,
+                )
+            if call == VIRUS:
+                viral_out.write(f">{record.header}\n{record.sequence}\n")
+            for row in region_rows:
+                start, end = int(table.start[row]), int(table.end[row])
+                regions_out.write(f">{seq_id}|region_{table.number[row]}|{start}-{end}\n")
+                regions_out.write(record.sequence[start - 1 : end])
+                regions_out.write("\n")
+        if count != len(data.sequences):
+            names = ", ".join(file.name for file in source.files)
+            raise InputError(f"{names}: {count} records, but the prepare folder lists {len(data.sequences)}")
