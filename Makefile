@@ -42,7 +42,7 @@ test: venv
 		-n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 ## Lint and every module's logic in a few minutes: the suite without the slow, Nextflow, Docker,
-## SLURM, browser and GPU tests. A test of this tier that runs longer than 20 s fails (conftest.py).
+## SLURM, browser and GPU tests. A test of this tier that runs longer than 30 s fails (tests/conftest.py).
 test-fast: venv
 	$(BIN)/ruff check python tests bench
 	$(BIN)/ruff format --check python tests bench

@@ -174,12 +174,14 @@ def test_models(tmp_path_factory) -> Path:
 
 # ---------------------------------------------------------------------------------------------
 # The fast tier stays fast: a test without one of these markers whose body (the call phase, not
-# its fixtures) runs longer than the limit fails, naming the marker to add. The slowest unmarked
-# tests take about 7 s on a quiet 2-core machine and about twice that when it is busy or shared by
-# two xdist workers; 20 s leaves that margin and still stops a test of the slow kind (a worker
-# pool, a model run end to end: 25 s and more) from creeping into `make test-fast`.
+# its fixtures) runs longer than the limit fails, naming the marker to add. Measured on the 2-core
+# machine with two xdist workers and a load of about 5 (a benchmark beside it): the slowest unmarked
+# tests took 19-24 s (a Hypothesis search over calibration files, `virnucpro run` on the long-coding
+# reference, a torch.compile fallback in a fresh process), about half that on a quiet machine.
+# 30 s keeps those from failing on a loaded CI machine, while the tests of the slow kind (worker
+# pools, kill -9 and resume, Nextflow: 30 to 180 s under the same load) cannot pass unmarked.
 SLOW_MARKERS = ("slow", "nextflow", "docker", "slurm", "browser", "gpu")
-FAST_TEST_LIMIT_S = float(os.environ.get("VIRNUCPRO_FAST_TEST_LIMIT_S", "20"))
+FAST_TEST_LIMIT_S = float(os.environ.get("VIRNUCPRO_FAST_TEST_LIMIT_S", "30"))
 
 
 @pytest.hookimpl(hookwrapper=True)
