@@ -53,10 +53,10 @@ test-fast: venv
 ## their floors (what the lent GPU machine runs) and the test files that exercise them on CPU.
 FLOOR_VENV ?= .venv-floor
 FLOOR_PINS := torch==2.11.0 transformers==5.17.0
-FLOOR_TESTS := tests/test_classifier.py tests/test_dnabert_s.py tests/test_esm2.py \
-	tests/test_embedding_engine.py tests/test_embedding_batching.py tests/test_test_models.py \
-	tests/test_predict.py tests/test_train.py tests/test_embed_combined.py tests/test_fp8.py \
-	tests/test_pool.py tests/test_gpu_paths.py
+FLOOR_TESTS := tests/unit/test_classifier.py tests/unit/test_dnabert_s.py tests/unit/test_esm2.py \
+	tests/unit/test_embedding_engine.py tests/unit/test_embedding_batching.py tests/unit/test_test_models.py \
+	tests/unit/test_predict.py tests/unit/test_train.py tests/cli/test_embed_combined.py tests/unit/test_fp8.py \
+	tests/unit/test_pool.py tests/system/test_gpu_paths.py
 
 $(FLOOR_VENV)/.installed: pyproject.toml
 	test -x $(FLOOR_VENV)/bin/python || $(PYTHON) -m venv $(FLOOR_VENV)
@@ -75,8 +75,8 @@ test-floor: $(FLOOR_VENV)/.installed
 REPLICA_VENV ?= .venv-gpu-replica
 REPLICA_PYTHON ?= $(shell command -v python3.12 || echo python3)
 REPLICA_PINS := torch==2.11.0 transformers==5.17.0 pyarrow tokenizers safetensors numpy typer rich pytest hypothesis
-REPLICA_TESTS := tests/test_kernels.py tests/test_embedding_engine.py tests/test_pool.py tests/test_gpu_paths.py \
-	tests/test_fp8.py tests/test_dnabert_s.py tests/test_bench_gpu.py
+REPLICA_TESTS := tests/unit/test_kernels.py tests/unit/test_embedding_engine.py tests/unit/test_pool.py tests/system/test_gpu_paths.py \
+	tests/unit/test_fp8.py tests/unit/test_dnabert_s.py tests/system/test_bench_gpu.py
 
 $(REPLICA_VENV)/.installed: pyproject.toml
 	test -x $(REPLICA_VENV)/bin/python || $(REPLICA_PYTHON) -m venv $(REPLICA_VENV)

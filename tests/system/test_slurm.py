@@ -1,5 +1,5 @@
 """The pipeline's slurm profile against a real scheduler: a single-node SLURM cluster started on
-this machine (tests/nextflow_slurm.py) runs every task as a batch job."""
+this machine (tests/helpers/nextflow_slurm.py) runs every task as a batch job."""
 
 from __future__ import annotations
 
