@@ -6,8 +6,10 @@ the point (signals, kill -9, the interpreter's own streams, an environment witho
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,8 +144,10 @@ def example_reference(test_models, tmp_path_factory) -> Path:
     (a passed test's folder is removed at once, see pyproject.toml)."""
     from nextflow_support import run_like_the_test_profile
 
-    return run_like_the_test_profile(
-        DATA / "example.fa", tmp_path_factory.mktemp("example-reference"), test_models
+    return made_once(
+        tmp_path_factory,
+        "example-reference0",
+        lambda folder: run_like_the_test_profile(DATA / "example.fa", folder, test_models),
     )
 
 
@@ -167,8 +171,24 @@ def test_models(tmp_path_factory) -> Path:
     """The small random models of `virnucpro make-test-models`, built once per test session."""
     from virnucpro.stages.make_test_models import make_test_models
 
-    folder = tmp_path_factory.mktemp("test-models")
-    make_test_models(folder)
+    return made_once(tmp_path_factory, "test-models0", make_test_models)
+
+
+def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make) -> Path:
+    """The folder `name` that `make(folder)` fills, made once per test run: under pytest-xdist in
+    the folder that all workers' temporary folders share, by whichever worker comes first while the
+    others wait on a lock; the tests only read it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / f"{name}.done").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            (root / f"{name}.done").touch()
     return folder
 
 
