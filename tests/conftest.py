@@ -197,7 +197,7 @@ def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make) -> Path
 # its fixtures) runs longer than the limit fails, naming the marker to add. Measured on the 2-core
 # machine with two xdist workers and a load of about 5 (a benchmark beside it): the slowest unmarked
 # tests took 19-24 s (a Hypothesis search over calibration files, `virnucpro run` on the long-coding
-# reference, a torch.compile fallback in a fresh process), about half that on a quiet machine.
+# reference, a torch.compile fallback in a fresh process); on the quiet machine 11 s at most.
 # 30 s keeps those from failing on a loaded CI machine, while the tests of the slow kind (worker
 # pools, kill -9 and resume, Nextflow: 30 to 180 s under the same load) cannot pass unmarked.
 SLOW_MARKERS = ("slow", "nextflow", "docker", "slurm", "browser", "gpu")
