@@ -5,8 +5,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Test workers (pytest-xdist): much of the suite waits on JVMs, Docker and subprocesses, so more
+# workers than cores can help; measured on 2 cores, see CONTRIBUTING.md.
+TEST_WORKERS ?= 2
+FAST_TEST_WORKERS ?= 2
+# The tiers that need more than this checkout and its venv, or take long: left out of test-fast.
+FAST_MARKERS := not slow and not nextflow and not docker and not slurm and not browser and not gpu
 
-.PHONY: venv example example-python test test-floor test-gpu-replica lint lock bench clean
+.PHONY: venv example example-python test test-fast test-floor test-gpu-replica lint lock bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,20 +33,30 @@ example-python: venv
 		--dnabert-model .test-models/dnabert-s --esm-model .test-models/esm2 \
 		--classifier .test-models/classifier --workers 2
 
-## The whole test suite, as CI runs it.
+## The whole test suite, as CI runs it. Tests that share a Docker daemon, a SLURM cluster, a fresh
+## clone or one Nextflow launch carry an xdist_group and run on one worker (--dist loadgroup).
 test: venv
 	$(BIN)/ruff check python tests bench
 	$(BIN)/ruff format --check python tests bench
-	HF_HUB_OFFLINE=1 PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest \
+		-n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+## Lint and every module's logic in a few minutes: the suite without the slow, Nextflow, Docker,
+## SLURM, browser and GPU tests. A test of this tier that runs longer than 30 s fails (tests/conftest.py).
+test-fast: venv
+	$(BIN)/ruff check python tests bench
+	$(BIN)/ruff format --check python tests bench
+	HF_HUB_OFFLINE=1 PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest \
+		-n $(FAST_TEST_WORKERS) --dist loadgroup -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 ## The declared minimum versions (pyproject.toml), tested: a second venv with torch and transformers at
 ## their floors (what the lent GPU machine runs) and the test files that exercise them on CPU.
 FLOOR_VENV ?= .venv-floor
 FLOOR_PINS := torch==2.11.0 transformers==5.17.0
-FLOOR_TESTS := tests/test_classifier.py tests/test_dnabert_s.py tests/test_esm2.py \
-	tests/test_embedding_engine.py tests/test_embedding_batching.py tests/test_test_models.py \
-	tests/test_predict.py tests/test_train.py tests/test_embed_combined.py tests/test_fp8.py \
-	tests/test_pool.py tests/test_gpu_paths.py
+FLOOR_TESTS := tests/unit/test_classifier.py tests/unit/test_dnabert_s.py tests/unit/test_esm2.py \
+	tests/unit/test_embedding_engine.py tests/unit/test_embedding_batching.py tests/unit/test_test_models.py \
+	tests/unit/test_predict.py tests/unit/test_train.py tests/cli/test_embed_combined.py tests/unit/test_fp8.py \
+	tests/unit/test_pool.py tests/system/test_gpu_paths.py
 
 $(FLOOR_VENV)/.installed: pyproject.toml
 	test -x $(FLOOR_VENV)/bin/python || $(PYTHON) -m venv $(FLOOR_VENV)
@@ -59,8 +75,8 @@ test-floor: $(FLOOR_VENV)/.installed
 REPLICA_VENV ?= .venv-gpu-replica
 REPLICA_PYTHON ?= $(shell command -v python3.12 || echo python3)
 REPLICA_PINS := torch==2.11.0 transformers==5.17.0 pyarrow tokenizers safetensors numpy typer rich pytest hypothesis
-REPLICA_TESTS := tests/test_kernels.py tests/test_embedding_engine.py tests/test_pool.py tests/test_gpu_paths.py \
-	tests/test_fp8.py tests/test_dnabert_s.py tests/test_bench_gpu.py
+REPLICA_TESTS := tests/unit/test_kernels.py tests/unit/test_embedding_engine.py tests/unit/test_pool.py tests/system/test_gpu_paths.py \
+	tests/unit/test_fp8.py tests/unit/test_dnabert_s.py tests/system/test_bench_gpu.py
 
 $(REPLICA_VENV)/.installed: pyproject.toml
 	test -x $(REPLICA_VENV)/bin/python || $(REPLICA_PYTHON) -m venv $(REPLICA_VENV)

@@ -480,7 +480,11 @@ class Bench:
 
     def gpu_tests(self, log_dir: Path | None, seconds: float) -> None:
         """The GPU tests, in a subprocess with its own time limit; the whole log is kept."""
-        tests = ["tests/test_gpu_paths.py", "tests/test_embedding_engine.py", "tests/test_pool.py"]
+        tests = [
+            "tests/system/test_gpu_paths.py",
+            "tests/unit/test_embedding_engine.py",
+            "tests/unit/test_pool.py",
+        ]
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", *tests]
         env = {**os.environ, "PYTHONPATH": str(REPO / "python"), "HF_HUB_OFFLINE": "1"}
         try:

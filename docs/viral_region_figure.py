@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "python"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "python"), str(ROOT / "tests" / "helpers")]
 
 from synthetic import scripted_sample  # noqa: E402  (the tests' scripted samples)
 from virnucpro.stages.report import report  # noqa: E402

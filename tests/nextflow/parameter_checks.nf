@@ -2,7 +2,7 @@
  * Runs the pipeline's parameter checker (validateParameters, subworkflows/local/utils_params_schema)
  * on every case of --cases (a JSON list of parameter maps) against --schema, and writes to
  * --results a JSON list with, per case, null when the checker accepts it or its error message.
- * One Nextflow start for all the cases: tests/test_nextflow.py makes them from the schema.
+ * One Nextflow start for all the cases: tests/pipeline/test_nextflow.py makes them from the schema.
  */
 
 include { validateParameters } from '../../subworkflows/local/utils_params_schema'

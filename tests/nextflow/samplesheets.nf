@@ -2,7 +2,7 @@
  * Reads every samplesheet listed in --sheets (one path a line) with the pipeline's own reader
  * (subworkflows/local/utils_input_samples) and writes one line per sheet to --results:
  * `ok<TAB>samples<TAB>files` or `<exception class><TAB>message`.
- * One Nextflow start for many sheets: tests/test_properties.py gives it generated ones.
+ * One Nextflow start for many sheets: tests/unit/test_properties.py gives it generated ones.
  */
 
 include { samplesheetSamples } from '../../subworkflows/local/utils_input_samples'

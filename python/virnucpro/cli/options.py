@@ -2,7 +2,7 @@
 
 Commands declare them as `workers: Workers = DEFAULT_WORKERS`; the defaults come from
 `virnucpro.defaults` (typer takes a default from the signature, not from `Annotated`), and
-`tests/test_cli_options.py` checks that every command gives a shared option the same default and
+`tests/cli/test_cli_options.py` checks that every command gives a shared option the same default and
 bounds. Values a command cannot know are checked later, once, by the stage (e.g. whether the
 chosen device runs `--precision fp8`).
 """

@@ -213,9 +213,11 @@ class Record:
         if os.path.lexists(self.path):
             return
         try:
-            tmp = Path(
-                tempfile.mkstemp(prefix=f"{TMP_PREFIX}{self.path.name}.{os.getpid()}.", dir=self.folder)[1]
+            descriptor, name = tempfile.mkstemp(
+                prefix=f"{TMP_PREFIX}{self.path.name}.{os.getpid()}.", dir=self.folder
             )
+            os.close(descriptor)  # written by name below; left open, each record would leak one
+            tmp = Path(name)
         except OSError as err:
             from virnucpro.errors import output_error
 

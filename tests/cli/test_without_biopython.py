@@ -4,25 +4,14 @@ same files as with Biopython. `bench/gpu.py --smoke` runs the same way in test_b
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import DATA, cli_env, run_cli
-
-BLOCKER = """raise ModuleNotFoundError("No module named 'Bio' (hidden by the test)", name="Bio")\n"""
-
-
-def env_without_biopython(folder: Path) -> dict[str, str]:
-    """`cli_env()` with a `Bio` package first on the path whose import fails, as if not installed."""
-    (folder / "Bio").mkdir(parents=True, exist_ok=True)
-    (folder / "Bio" / "__init__.py").write_text(BLOCKER)
-    env = cli_env()
-    env["PYTHONPATH"] = os.pathsep.join([str(folder), env["PYTHONPATH"]])
-    return env
+from conftest import DATA, run_cli
+from without_biopython import env_without_biopython
 
 
 def run_without_biopython(blocker: Path, *args) -> subprocess.CompletedProcess:

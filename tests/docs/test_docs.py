@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 README_LIMIT = 12_288  # bytes: the size of the READMEs of nf-core/taxprofiler and nf-core/mag
 TOP_LEVEL = ("README.md", "CONTRIBUTING.md", "CHANGELOG.md", "CITATIONS.md")
 DOCS = sorted([*(REPO / name for name in TOP_LEVEL), *(REPO / "docs").glob("*.md")])

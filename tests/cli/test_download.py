@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from conftest import run_cli
-from test_classifier import make_original_pth
+from original_classifier import make_original_pth
 from virnucpro.models.classifier_weights import load_classifier
 from virnucpro.models.sources import content_hash
 

@@ -17,7 +17,7 @@ MAX_PARAMETERS = 8
 
 
 def source_root() -> Path:
-    return Path(os.environ.get("VIRNUCPRO_SOURCE", Path(__file__).resolve().parent.parent / "python"))
+    return Path(os.environ.get("VIRNUCPRO_SOURCE", Path(__file__).resolve().parents[2] / "python"))
 
 
 def is_command(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:

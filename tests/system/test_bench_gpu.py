@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import REPO
-from test_without_biopython import env_without_biopython
+from without_biopython import env_without_biopython
 
 ROW_FIELDS = {
     "model",

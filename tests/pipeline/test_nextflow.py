@@ -39,8 +39,6 @@ from nextflow_support import (
 )
 from synthetic import write_calibration_json
 
-pytestmark = pytest.mark.nextflow
-
 PROCESSES = ("MAKE_TEST_MODELS", "MODEL_IDENTITY", "PREPARE", "EMBED", "REPORT")
 # Tasks are named after the workflow that runs them (VIRNUCPRO:EMBED); versions.yml by the short name
 TASK_PROCESSES = tuple(f"VIRNUCPRO:{process}" for process in PROCESSES)
@@ -55,6 +53,7 @@ def schema_parameters() -> dict[str, dict]:
 # scripts/nextflow
 
 
+@pytest.mark.nextflow
 def test_bootstrap_runs_nextflow_from_maven_central_and_is_idempotent(tmp_path):
     env = nextflow_env(NXF_USE_PATH="0")
     first = run_nextflow("-version", cwd=tmp_path, env=env)
@@ -119,6 +118,7 @@ def test_bootstrap_prefers_a_recent_nextflow_on_path(tmp_path):
     assert "Nextflow 25.10.0" in result.stderr
 
 
+@pytest.mark.nextflow
 def test_bootstrap_ignores_an_old_nextflow_on_path(tmp_path):
     _fake_nextflow(tmp_path / "old", "23.04.1")
     env = nextflow_env()
@@ -133,6 +133,7 @@ def test_bootstrap_ignores_an_old_nextflow_on_path(tmp_path):
 # parameters
 
 
+@pytest.mark.nextflow
 def test_every_config_parameter_is_in_the_schema_with_its_default(tmp_path):
     result = run_nextflow("config", "-flat", REPO, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -152,6 +153,7 @@ def test_every_config_parameter_is_in_the_schema_with_its_default(tmp_path):
         assert schema[name]["description"], name
 
 
+@pytest.mark.nextflow
 def test_help_lists_every_parameter(tmp_path):
     result = run_pipeline("--help", cwd=tmp_path)
     for name, spec in schema_parameters().items():
@@ -160,6 +162,7 @@ def test_help_lists_every_parameter(tmp_path):
     assert not any((tmp_path / "work").glob("*/*"))  # no task ran
 
 
+@pytest.mark.nextflow
 def test_nextflow_files_pass_the_language_server():
     """Strict syntax as current Nextflow parses it (24.10 itself does not check it): no error or
     warning from the Nextflow language server on any script or config file."""
@@ -298,6 +301,7 @@ BAD_PARAMETERS = [
 ]
 
 
+@pytest.mark.nextflow
 @pytest.mark.parametrize(("arguments", "message"), BAD_PARAMETERS, ids=[m[:60] for _, m in BAD_PARAMETERS])
 def test_bad_parameter_fails_with_its_message(tmp_path, arguments, message):
     result = run_nextflow("run", REPO, *arguments, "-stub-run", cwd=tmp_path)
@@ -348,6 +352,7 @@ def constraint_cases(name: str, spec: dict) -> list[tuple[object, bool]]:
     return cases
 
 
+@pytest.mark.nextflow
 def test_the_parameter_checker_enforces_every_schema_constraint(tmp_path):
     """For every parameter with a type, choices, bounds or a pattern in nextflow_schema.json, values
     on both sides of each constraint, given one at a time with every other parameter at its default,
@@ -391,6 +396,7 @@ def test_the_parameter_checker_enforces_every_schema_constraint(tmp_path):
         assert f"got '{given}'" in message or (value is True and "needs a value" in message), message
 
 
+@pytest.mark.nextflow
 def test_each_sample_ends_with_its_outcome(tmp_path):
     """What each sample reached gives its outcome, [meta, status, failed stage, result folder] (the
     channel VIRNUCPRO emits as `outcomes` for steps after all samples), and the run's closing lines."""
@@ -431,6 +437,7 @@ def test_each_sample_ends_with_its_outcome(tmp_path):
     ]
 
 
+@pytest.mark.nextflow
 @pytest.mark.parametrize("form", ["published file name", "converted folder"])
 def test_a_classifier_for_another_chunk_size_is_refused(tmp_path, form):
     """Before any task: a classifier whose file name (300_model.pth) or config.json says it was
@@ -453,6 +460,7 @@ def test_a_classifier_for_another_chunk_size_is_refused(tmp_path, form):
     assert not any((tmp_path / "work").glob("*/*"))
 
 
+@pytest.mark.nextflow
 def test_two_files_named_as_one_sample_are_refused(tmp_path):
     (tmp_path / "a").mkdir()
     shutil.copy(DATA / "example.fa", tmp_path / "a" / "reads.fa")
@@ -475,6 +483,7 @@ BAD_SAMPLESHEETS = [
 ]
 
 
+@pytest.mark.nextflow
 @pytest.mark.parametrize(("content", "message"), BAD_SAMPLESHEETS, ids=[m[:40] for _, m in BAD_SAMPLESHEETS])
 def test_bad_samplesheet_fails_with_its_message(tmp_path, content, message):
     sheet = tmp_path / "sheets" / "samples.csv"
@@ -487,6 +496,7 @@ def test_bad_samplesheet_fails_with_its_message(tmp_path, content, message):
     assert not any((tmp_path / "work").glob("*/*"))
 
 
+@pytest.mark.nextflow
 def test_a_samplesheet_saved_with_a_byte_order_mark_is_read(tmp_path):
     """Excel's "CSV UTF-8" starts the file with a byte-order mark: the header is still the header.
     (The run then stops at the first check after the samplesheet: an offline hub model.)"""
@@ -502,6 +512,7 @@ def test_a_samplesheet_saved_with_a_byte_order_mark_is_read(tmp_path):
     assert "--dnabert_model 'nobody/not-cached': the run is offline" in output
 
 
+@pytest.mark.nextflow
 @pytest.mark.parametrize(
     "case", ["another chunk size", "another classifier", "not a calibration", "target out of reach"]
 )
@@ -544,6 +555,7 @@ def test_a_calibration_that_cannot_fit_is_refused_before_any_task(tmp_path, test
 # the pipeline
 
 
+@pytest.mark.nextflow
 def test_stub_run_completes_every_process(tmp_path):
     result = run_pipeline("-profile", "test", "-stub-run", "--outdir", "out", cwd=tmp_path)
     trace = read_trace(tmp_path / "out")
@@ -561,6 +573,7 @@ def test_stub_run_completes_every_process(tmp_path):
     assert "example: finished: out/example/" in result.stdout
 
 
+@pytest.mark.nextflow
 def test_file_names_with_spaces_and_leading_dashes_become_samples(tmp_path):
     """A quoted glob that matches awkward names: each file is staged and named as it is."""
     reads = tmp_path / "my reads"
@@ -604,6 +617,8 @@ TEST_PROFILE_TASKS = [
 ]
 
 
+@pytest.mark.xdist_group("test-profile-run")  # one worker owns the shared launch folder
+@pytest.mark.nextflow
 @pytest.mark.slow
 def test_test_profile_outputs_equal_virnucpro_run(test_profile_run, example_reference):
     outdir = test_profile_run / "out"
@@ -636,6 +651,8 @@ def test_test_profile_outputs_equal_virnucpro_run(test_profile_run, example_refe
             assert staged == ["chunk_frames.tsv", "input_sequences.tsv", "prepare.json"]
 
 
+@pytest.mark.xdist_group("test-profile-run")  # one worker owns the shared launch folder
+@pytest.mark.nextflow
 @pytest.mark.slow
 def test_resume_reruns_nothing_then_only_what_a_new_precision_touches(test_profile_run):
     launch = test_profile_run
@@ -666,6 +683,8 @@ def test_resume_reruns_nothing_then_only_what_a_new_precision_touches(test_profi
     assert run_info["params"]["precision"] == "bf16"
 
 
+@pytest.mark.xdist_group("test-profile-run")  # one worker owns the shared launch folder
+@pytest.mark.nextflow
 @pytest.mark.slow
 def test_keep_embeddings_publishes_the_files_embed_writes(test_profile_run, example_reference, tmp_path):
     """--keep_embeddings: the embedding files are written beside the scores and published; the
@@ -688,6 +707,8 @@ def test_keep_embeddings_publishes_the_files_embed_writes(test_profile_run, exam
         assert table.vectors.shape[0] == int(table.metadata["rows"]) and "dtype" not in table.metadata
 
 
+@pytest.mark.xdist_group("test-profile-run")  # one worker owns the shared launch folder
+@pytest.mark.nextflow
 @pytest.mark.slow
 def test_run_json_records_the_batch_settings_of_reused_embeddings(test_profile_run):
     """After a resume with other batch sizes, run.json still names the batch settings the reused
@@ -705,6 +726,7 @@ def test_run_json_records_the_batch_settings_of_reused_embeddings(test_profile_r
     assert recorded == {"batch_size": "256", "tokens_per_batch": "16384"}, models
 
 
+@pytest.mark.nextflow
 @pytest.mark.slow
 def test_two_inputs_give_two_samples_and_touching_one_reruns_only_it(tmp_path, example_reference):
     inputs = tmp_path / "reads"
@@ -731,6 +753,7 @@ def test_two_inputs_give_two_samples_and_touching_one_reruns_only_it(tmp_path, e
         assert row["status"] == ("COMPLETED" if sample == "subset" else "CACHED"), row["name"]
 
 
+@pytest.mark.nextflow
 @pytest.mark.slow
 def test_samplesheet_awkward_names_and_a_failing_sample(tmp_path, example_reference):
     """A samplesheet whose samples have spaces and leading dashes in their names and files, one
@@ -775,6 +798,7 @@ def test_samplesheet_awkward_names_and_a_failing_sample(tmp_path, example_refere
     assert statuses["VIRNUCPRO:REPORT (Sample 1)"] == statuses["VIRNUCPRO:REPORT (-dash)"] == "COMPLETED"
 
 
+@pytest.mark.nextflow
 @pytest.mark.slow
 def test_a_sample_is_reported_while_another_still_waits(tmp_path, example_reference):
     """Each sample's REPORT starts when its own groups are scored, not when every sample's are:
@@ -818,6 +842,7 @@ def test_a_sample_is_reported_while_another_still_waits(tmp_path, example_refere
     assert_scores_match(tmp_path / "out" / "large", example_reference, large)
 
 
+@pytest.mark.nextflow
 @pytest.mark.slow
 def test_a_calibration_is_staged_into_the_report(tmp_path, example_reference, test_models):
     """--calibration: REPORT gets the file staged (a container sees it too) and calls as
@@ -844,6 +869,7 @@ def test_a_calibration_is_staged_into_the_report(tmp_path, example_reference, te
     assert "--calibration calibration/calibration.json" in script
 
 
+@pytest.mark.nextflow
 @pytest.mark.slow
 def test_samplesheet_sample_of_several_files(tmp_path, example_reference):
     """Two files of one sample, read in the samplesheet's order, give one sample with both files'

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_safety import copy_of, refused, run_args, snapshot
 
 from conftest import DATA, cli_env, run_cli
 from synthetic import scripted_sample, write_calibration_json
-from test_safety import copy_of, refused, run_args, snapshot
 from virnucpro.files.layout import OUTDIR_MARKER, RUN_JSON, RunLayout
 
 EXAMPLE = DATA / "example.fa"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -25,3 +26,23 @@ def test_a_failed_write_leaves_neither_the_file_nor_a_temporary(tmp_path):
         raise RuntimeError("interrupted")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.txt"]
     assert (tmp_path / "result.txt").read_text() == "previous\n"
+
+
+def test_starting_a_folders_record_leaves_no_file_open(tmp_path):
+    """A long-lived process (a notebook, the in-process test runner) keeps no descriptor per
+    record: one left open kept a full disk's folder from being unmounted."""
+    from virnucpro.files.ownership import Record
+
+    def open_files() -> set[str]:
+        names = set()
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+                names.add(os.readlink(f"/proc/self/fd/{fd}"))
+        return names
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("no /proc/self/fd to list open files")
+    before = open_files()
+    Record(tmp_path).create()
+    assert (tmp_path / ".virnucpro-outputs").is_file()
+    assert not {name for name in open_files() - before if str(tmp_path) in name}

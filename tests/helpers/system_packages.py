@@ -3,9 +3,12 @@ missing: what `make test` does for itself on a fresh CI machine, where it runs a
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 
 def apt_install(packages: tuple[str, ...], tools: tuple[str, ...]) -> str | None:
@@ -19,11 +22,16 @@ def apt_install(packages: tuple[str, ...], tools: tuple[str, ...]) -> str | None
     if not shutil.which("apt-get"):
         return f"no apt-get to install {names}"
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for command in (
-        ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
-    ):
-        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
-        if result.returncode != 0:
-            return f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}"
+    # One apt-get at a time across test workers (pytest-xdist): a second would fail on dpkg's lock.
+    with open(Path(tempfile.gettempdir()) / "virnucpro-tests-apt.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if all(shutil.which(tool) for tool in tools):  # another worker installed them meanwhile
+            return None
+        for command in (
+            ["apt-get", "update", "-q"],
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
+        ):
+            result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+            if result.returncode != 0:
+                return f"{' '.join(command)} failed: {result.stderr.strip()[-500:]}"
     return None

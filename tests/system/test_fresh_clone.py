@@ -78,6 +78,7 @@ def test_launcher_without_dependencies_or_venv_says_what_to_do(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.nextflow
+@pytest.mark.xdist_group("fresh-clone")  # one clone and its 6 GB venv at a time under pytest-xdist
 def test_a_fresh_clone_runs_after_make_venv_without_path_changes(tmp_path, example_reference):
     if not system_python_lacks_the_dependencies():
         pytest.skip("the system python3 has the dependencies: there is nothing to fall back from")

@@ -242,9 +242,10 @@ def test_concatenated_gzip_members_are_read_whole(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
+        # mtime=0: the bytes name the test, and every xdist worker must collect the same names
         (b"", "empty file"),
-        (gzip.compress(b""), "no records"),
-        (gzip.compress(b">a\nACGT\n" * 5000)[:-100], "truncated or corrupt gzip"),
+        (gzip.compress(b"", mtime=0), "no records"),
+        (gzip.compress(b">a\nACGT\n" * 5000, mtime=0)[:-100], "truncated or corrupt gzip"),
         (b"@r1\nACGTACGT\n+\nIIII\n@r2\nACGT\n+\nIIII\n", "record 1: malformed FASTQ"),
         (b">a\nAC\xe9GT\n", "not a text file"),
         (b">a\nACGT\xc3\xa9\n", "unexpected character '\xe9' at sequence position 5"),

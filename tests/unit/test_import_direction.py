@@ -28,7 +28,7 @@ LEAF_LAYER = -1
 
 
 def source_root() -> Path:
-    return Path(os.environ.get("VIRNUCPRO_SOURCE", Path(__file__).resolve().parent.parent / "python"))
+    return Path(os.environ.get("VIRNUCPRO_SOURCE", Path(__file__).resolve().parents[2] / "python"))
 
 
 def package_modules(root: Path) -> dict[str, Path]:

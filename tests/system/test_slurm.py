@@ -1,5 +1,5 @@
 """The pipeline's slurm profile against a real scheduler: a single-node SLURM cluster started on
-this machine (tests/nextflow_slurm.py) runs every task as a batch job."""
+this machine (tests/helpers/nextflow_slurm.py) runs every task as a batch job."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from nextflow_support import (
     run_pipeline,
 )
 
-pytestmark = [pytest.mark.nextflow, pytest.mark.slurm, pytest.mark.slow]
+# One worker holds the module's cluster (pytest-xdist --dist loadgroup)
+pytestmark = [pytest.mark.nextflow, pytest.mark.slurm, pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 
 def quick_polling(folder: Path) -> Path:

@@ -29,7 +29,8 @@ from nextflow_support import (
     run_pipeline,
 )
 
-pytestmark = [pytest.mark.nextflow, pytest.mark.docker, pytest.mark.slow]
+# One worker holds the module's Docker daemon and image (pytest-xdist --dist loadgroup)
+pytestmark = [pytest.mark.nextflow, pytest.mark.docker, pytest.mark.slow, pytest.mark.xdist_group("docker")]
 
 IMAGE = "virnucpro-test:latest"
 

@@ -3,7 +3,7 @@ reorganised by stage (tests/data/reference_outputs.json): the bundled example, a
 longer coding-like sequences cut into many shards. A change of any output digit fails here.
 
 To record the reference again (only for an intended change of outputs, said in CHANGELOG.md):
-    python tests/test_outputs_unchanged.py /path/to/test-models
+    python tests/cli/test_outputs_unchanged.py /path/to/test-models
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 REFERENCE = TESTS / "data" / "reference_outputs.json"
 # Records of when and where, not of what: they hold paths, sizes and mtimes.
 VARYING = {"run.json", ".virnucpro-outputs", "hashes.tsv", "request.sha256"}
