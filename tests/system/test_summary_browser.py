@@ -11,10 +11,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
-
-from conftest import run_cli
 from test_report_browser import ARTIFACTS, ERROR_HOOK, chromium, run_chromium, screenshot  # noqa: F401
 from test_summary import results  # noqa: F401  (the fixture: two finished samples and a failed one)
+
+from conftest import run_cli
 
 pytestmark = pytest.mark.browser
 
