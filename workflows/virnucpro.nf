@@ -101,7 +101,7 @@ workflow VIRNUCPRO {
     // --outdir (failed samples included) and MultiQC's report, from REPORT's results (not the
     // published folders, which may still be copying). A resumed run with the same samples reuses them.
     def report_folders = REPORT.out.results.map { meta, files -> [meta.id, (files instanceof List ? files[0] : files).parent] }
-    def summary_input = sample_outcomes.toList().map { list -> [list] }
+    summary_input = sample_outcomes.toList().map { list -> [list] }
         .combine(report_folders.toList().map { list -> [list] })
         .map { outcomes, folders -> summaryInputs(outcomes, folders) }
     SUMMARY(summary_input)
