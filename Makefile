@@ -17,7 +17,7 @@ FAST_MARKERS := not slow and not nextflow and not docker and not slurm and not b
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test,multiqc]'
 	touch $(STAMP)
 
 venv: $(STAMP)

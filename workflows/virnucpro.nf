@@ -4,7 +4,8 @@
  * shard is scored where its embeddings are made, and the embeddings are kept only with
  * --keep_embeddings); REPORT writes the sample's outputs to <outdir>/<sample>/, the same files as
  * `virnucpro run`, as soon as that sample's groups are scored. A failed task stops only its own
- * sample. Every step is one call of the `virnucpro` command; this file only wires channels.
+ * sample. Once every sample has ended, SUMMARY writes summary.tsv/.json/.html across the samples
+ * and MULTIQC (unless --skip_multiqc) multiqc/multiqc_report.html. Every step is one call of the `virnucpro` command; this file only wires channels.
  */
 
 include { MAKE_TEST_MODELS } from '../modules/make_test_models'
@@ -12,8 +13,10 @@ include { MODEL_IDENTITY } from '../modules/model_identity'
 include { PREPARE } from '../modules/prepare'
 include { EMBED } from '../modules/embed'
 include { REPORT } from '../modules/report'
+include { SUMMARY } from '../modules/summary'
+include { MULTIQC } from '../modules/multiqc'
 include { modelInput; publishedClassifier } from '../subworkflows/local/utils_models'
-include { sampleOutcomes } from '../subworkflows/local/utils_virnucpro_pipeline'
+include { sampleOutcomes; summaryInputs } from '../subworkflows/local/utils_virnucpro_pipeline'
 
 workflow VIRNUCPRO {
     take:
@@ -75,8 +78,8 @@ workflow VIRNUCPRO {
     REPORT(report_inputs, runInfo(settings), calibration)
 
     // Each process's versions.yml names it by its short name (EMBED, not VIRNUCPRO:EMBED)
+    versions = versions.mix(PREPARE.out.versions, EMBED.out.versions, REPORT.out.versions)
     versions
-        .mix(PREPARE.out.versions, EMBED.out.versions, REPORT.out.versions)
         .map { file -> file.text.replaceFirst(/^"[^"]*:([^":]+)":/, '"$1":') }
         .unique()
         .collectFile(name: 'software_versions.yml', storeDir: "${settings.outdir}/pipeline_info", sort: true, newLine: false)
@@ -93,6 +96,19 @@ workflow VIRNUCPRO {
     // summarise the run across samples start from it.
     def outdir = settings.outdir
     sample_outcomes = reached.toList().flatMap { events -> sampleOutcomes(events, outdir) }
+
+    // The run as one, once every sample has ended: summary.tsv, .json and .html at the top of
+    // --outdir (failed samples included) and MultiQC's report, from REPORT's results (not the
+    // published folders, which may still be copying). A resumed run with the same samples reuses them.
+    def report_folders = REPORT.out.results.map { meta, files -> [meta.id, (files instanceof List ? files[0] : files).parent] }
+    summary_input = sample_outcomes.toList().map { list -> [list] }
+        .combine(report_folders.toList().map { list -> [list] })
+        .map { outcomes, folders -> summaryInputs(outcomes, folders) }
+    SUMMARY(summary_input)
+    if (!settings.skip_multiqc) {
+        def multiqc_config = channel.value(file("${projectDir}/assets/multiqc_config.yaml"))
+        MULTIQC(SUMMARY.out.multiqc_files, versions.mix(SUMMARY.out.versions).collect(), multiqc_config)
+    }
 
     emit:
     outcomes = sample_outcomes // [meta, status, failed stage, result folder] per sample, after all
@@ -129,7 +145,7 @@ def sampleCounts(tables) {
 // were made with, and run.json's models entry carries it.
 def runInfo(settings) {
     def speedOrPlace = [
-        'help', 'outdir', 'publish_dir_mode', 'publish_embeddings', 'keep_embeddings', 'embedding_dtype', 'trace_report_suffix',
+        'help', 'outdir', 'publish_dir_mode', 'publish_embeddings', 'keep_embeddings', 'embedding_dtype', 'trace_report_suffix', 'skip_multiqc',
         'dnabert_batch_size', 'esm_tokens_per_batch', 'gpus', 'cpu_workers', 'accelerator_type', 'gpu_lock_dir',
         'max_cpus', 'max_memory', 'max_time', 'max_retries', 'slurm_queue', 'slurm_gpu_queue', 'slurm_options',
     ]

@@ -8,6 +8,7 @@
 
 include { SUMMARY } from '../../modules/summary'
 include { MULTIQC } from '../../modules/multiqc'
+include { summaryInputs } from '../../subworkflows/local/utils_virnucpro_pipeline'
 
 params.outcomes = null
 params.skip_multiqc = false
@@ -29,13 +30,4 @@ workflow {
         def multiqc_config = params.multiqc_config ? channel.value(file(params.multiqc_config)) : channel.value([])
         MULTIQC(SUMMARY.out.multiqc_files, SUMMARY.out.versions.collect(), multiqc_config)
     }
-}
-
-// SUMMARY's input: [[id, status, failed stage], ...] in --input's order, and REPORT's results
-// folder of each finished sample, in the same order (utils_virnucpro_pipeline is its home)
-def summaryInputs(outcomes, reportFolders) {
-    def folderOf = reportFolders.collectEntries { id, folder -> [id, folder] }
-    def samples = outcomes.collect { meta, status, stage, _published -> [meta.id, status, stage ?: ''] }
-    def folders = samples.findAll { sample -> sample[1] == 'finished' }.collect { sample -> folderOf[sample[0]] }
-    return [samples, folders]
 }

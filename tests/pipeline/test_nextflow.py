@@ -39,7 +39,7 @@ from nextflow_support import (
 )
 from synthetic import write_calibration_json
 
-PROCESSES = ("MAKE_TEST_MODELS", "MODEL_IDENTITY", "PREPARE", "EMBED", "REPORT")
+PROCESSES = ("MAKE_TEST_MODELS", "MODEL_IDENTITY", "PREPARE", "EMBED", "REPORT", "SUMMARY", "MULTIQC")
 # Tasks are named after the workflow that runs them (VIRNUCPRO:EMBED); versions.yml by the short name
 TASK_PROCESSES = tuple(f"VIRNUCPRO:{process}" for process in PROCESSES)
 
@@ -431,6 +431,7 @@ def test_each_sample_ends_with_its_outcome(tmp_path):
         "  one group short: FAILED in EMBED (1 of 3 shard groups embedded and scored)",
         "  nothing to embed: finished: out/nothing to embed/",
         "  report fails: FAILED in REPORT",
+        "All samples in one table: out/summary.tsv (summary.html, multiqc/ beside it)",
         "3 sample(s) failed (the other samples are complete); the failed tasks are marked FAILED in "
         "out/pipeline_info/execution_trace_*.txt, with their error in the work folder's .command.err. "
         "Fix the cause and run again with -resume.",
@@ -610,10 +611,12 @@ TEST_PROFILE_TASKS = [
     "VIRNUCPRO:EMBED (example:1)",
     "VIRNUCPRO:EMBED (example:2)",
     "VIRNUCPRO:MAKE_TEST_MODELS (test models)",
+    "VIRNUCPRO:MULTIQC",
     "VIRNUCPRO:MODEL_IDENTITY (dnabert)",
     "VIRNUCPRO:MODEL_IDENTITY (esm)",
     "VIRNUCPRO:PREPARE (example)",
     "VIRNUCPRO:REPORT (example)",
+    "VIRNUCPRO:SUMMARY (1 samples)",
 ]
 
 
@@ -747,7 +750,7 @@ def test_two_inputs_give_two_samples_and_touching_one_reruns_only_it(tmp_path, e
     os.utime(inputs / "subset.fa")  # touched: same content, newer time
     run_pipeline(*options, "-resume", cwd=tmp_path)
     trace = read_trace(outdir)
-    assert len(trace) == 9  # models 3, then per sample PREPARE, EMBED (scored there), REPORT
+    assert len(trace) == 11  # models 3, per sample PREPARE, EMBED (scored there), REPORT; SUMMARY, MULTIQC
     for row in trace:
         sample = row["tag"].split(":")[0]
         assert row["status"] == ("COMPLETED" if sample == "subset" else "CACHED"), row["name"]

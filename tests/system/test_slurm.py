@@ -60,8 +60,8 @@ def test_slurm_profile_runs_every_task_as_a_job(slurm_cluster, tmp_path, request
     trace = read_trace(launch / "out")
     jobs = slurm_cluster.completed_jobs()
     assert (
-        len(trace) == 7
-    )  # MAKE_TEST_MODELS, MODEL_IDENTITY x2, PREPARE, EMBED x2 (scored there too), REPORT
+        len(trace) == 9
+    )  # MAKE_TEST_MODELS, MODEL_IDENTITY x2, PREPARE, EMBED x2 (scored there too), REPORT, SUMMARY, MULTIQC
     for row in trace:
         assert row["status"] == "COMPLETED", row["name"]
         job = jobs.get(row["native_id"])

@@ -113,6 +113,7 @@ def completionSummary(outcomes, outdir) {
             : "FAILED in ${stage}"
         lines << "  ${meta.id}: ${state}"
     }
+    lines << "All samples in one table: ${outdir}/summary.tsv (summary.html, multiqc/ beside it)"
     def failed = outcomes.count { _meta, status, _stage, _folder -> status == 'failed' }
     if (failed) {
         lines << "${failed} sample(s) failed (the other samples are complete); the failed tasks are marked FAILED in ${outdir}/pipeline_info/execution_trace_*.txt, with their error in the work folder's .command.err. Fix the cause and run again with -resume."
@@ -149,4 +150,13 @@ def summary(settings, samples) {
         "  models     : ${settings.make_test_models ? 'test models (virnucpro make-test-models)' : "${settings.dnabert_model}, ${settings.esm_model}, ${settings.classifier ?: "published ${settings.chunk_size}_model.pth"}"}",
         "  chunk size : ${settings.chunk_size}, precision ${settings.precision}, GPUs per embedding task ${settings.gpus}",
     ].join('\n')
+}
+
+// SUMMARY's input: [[id, status, failed stage], ...] in --input's order, and REPORT's results
+// folder of each finished sample, in the same order
+def summaryInputs(outcomes, reportFolders) {
+    def folderOf = reportFolders.collectEntries { id, folder -> [id, folder] }
+    def samples = outcomes.collect { meta, status, stage, _published -> [meta.id, status, stage ?: ''] }
+    def folders = samples.findAll { sample -> sample[1] == 'finished' }.collect { sample -> folderOf[sample[0]] }
+    return [samples, folders]
 }
