@@ -181,6 +181,28 @@ def test_nextflow_files_pass_the_language_server():
     assert f"{len(files)} files, 0 errors or warnings" in result.stdout
 
 
+def test_language_server_check_waits_for_every_file_it_opened(tmp_path):
+    """The server also reports workspace files nobody opened (the test workflows under tests/);
+    those once ended the wait early and left a pipeline file unchecked ("gave no result")."""
+    shutil.copytree(REPO / "scripts", tmp_path / "scripts")
+    skipped = {".venv", ".nf-runtime", "work", ".git"}
+    for path in [*REPO.rglob("*.nf"), *REPO.rglob("*.config")]:
+        relative = path.relative_to(REPO)
+        if not skipped & set(relative.parts):
+            (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, tmp_path / relative)
+    assert any(tmp_path.glob("tests/**/*.nf"))  # the files that are reported but not asked for
+    result = subprocess.run(
+        [sys.executable, tmp_path / "scripts" / "nextflow-lint"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "NXF_RUNTIME_DIR": os.environ.get("NXF_RUNTIME_DIR", str(REPO / ".nf-runtime"))},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "tests/" not in result.stdout
+
+
 def test_readme_documents_every_parameter():
     usage = (REPO / "docs" / "usage.md").read_text()
     table = usage[usage.index("## Parameters") : usage.index("## Options without a parameter")]
