@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DATA, REPO
+from conftest import DATA, REPO, run_cli
 from nextflow_support import (
     CALIBRATED_TARGET_FDR,
     NEXTFLOW,
@@ -37,6 +37,7 @@ from nextflow_support import (
     trace_files,
     write_records,
 )
+from summary_rows import expected_row, read_tsv
 from synthetic import write_calibration_json
 
 PROCESSES = ("MAKE_TEST_MODELS", "MODEL_IDENTITY", "PREPARE", "EMBED", "REPORT", "SUMMARY", "MULTIQC")
@@ -821,6 +822,64 @@ def test_samplesheet_awkward_names_and_a_failing_sample(tmp_path, example_refere
     statuses = {row["name"]: row["status"] for row in read_trace(outdir)}
     assert statuses["VIRNUCPRO:PREPARE (broken)"] == "FAILED"
     assert statuses["VIRNUCPRO:REPORT (Sample 1)"] == statuses["VIRNUCPRO:REPORT (-dash)"] == "COMPLETED"
+
+
+@pytest.mark.nextflow
+@pytest.mark.slow
+def test_a_run_of_three_samples_reads_as_one(tmp_path, example_reference):
+    """Two good samples and one whose input is empty: summary.tsv has three rows in the
+    samplesheet's order, the finished rows' counts equal their own sequences.tsv, the third says
+    failed at PREPARE; MultiQC's General Statistics hold both finished samples with summary.tsv's
+    values; `virnucpro summarize` on the two result folders writes the same rows."""
+    records = fasta_records(DATA / "example.fa")
+    data = tmp_path / "data"
+    data.mkdir()
+    write_records(data / "first.fa", records[:4])
+    write_records(data / "second.fa", records[4:9])
+    (data / "empty.fa").write_bytes(b"")
+    sheet = tmp_path / "samples.csv"
+    sheet.write_text("sample,file\nfirst,data/first.fa\nsecond,data/second.fa\nempty,data/empty.fa\n")
+
+    result = run_nextflow(
+        *("run", REPO, "-profile", "test", "--input", sheet, "--outdir", "out", "--shard_size", "100"),
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0, result.stdout  # a sample failed
+    out = tmp_path / "out"
+    assert "All samples in one table: out/summary.tsv (summary.html, multiqc/ beside it)" in result.stdout
+    assert {"summary.tsv", "summary.json", "summary.html", "multiqc"} <= {p.name for p in out.iterdir()}
+
+    rows = read_tsv(out / "summary.tsv")
+    assert [row["sample"] for row in rows] == ["first", "second", "empty"]
+    for row in rows[:2]:
+        assert {k: v for k, v in row.items() if k != "sample"} == expected_row(out / row["sample"])
+    assert (rows[2]["status"], rows[2]["failed_stage"]) == ("failed", "PREPARE")
+    assert json.loads((out / "summary.json").read_text())["samples"][2]["status"] == "failed"
+
+    stats = read_tsv(out / "multiqc" / "multiqc_data" / "multiqc_general_stats.txt")
+    assert (out / "multiqc" / "multiqc_report.html").is_file()
+    by_sample = {row["Sample"]: row for row in stats}
+    assert sorted(by_sample) == ["first", "second"]
+    for row in rows[:2]:
+        (key,) = [k for k in by_sample[row["sample"]] if k.endswith("-viral_bases_in_regions")]
+        assert float(by_sample[row["sample"]][key]) == int(row["viral_bases_in_regions"])
+    from virnucpro import __version__
+
+    versions = {
+        row["Sample"]: row
+        for row in read_tsv(out / "multiqc" / "multiqc_data" / "multiqc_software_versions.txt")
+    }
+    assert {
+        "VIRNUCPRO:PREPARE",
+        "VIRNUCPRO:EMBED",
+        "VIRNUCPRO:REPORT",
+        "VIRNUCPRO:SUMMARY",
+    } <= versions.keys()
+    assert {row["virnucpro"] for row in versions.values()} == {__version__}
+
+    done = run_cli("summarize", out / "first", out / "second", "--outdir", tmp_path / "cli", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert read_tsv(tmp_path / "cli" / "summary.tsv") == rows[:2]
 
 
 @pytest.mark.nextflow

@@ -6,7 +6,6 @@ custom content into General Statistics with summary.tsv's values."""
 
 from __future__ import annotations
 
-import csv
 import html
 import json
 import re
@@ -20,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO, run_cli
+from summary_rows import expected_row, read_tsv
 from synthetic import scripted_sample, write_calibration_json
 from virnucpro.errors import InputError
 from virnucpro.files.manifest import SampleSpec, parse_manifest
@@ -51,38 +51,6 @@ def results(tmp_path_factory) -> Path:
     (root / "s3").mkdir()
     (root / "s3" / "sequences.tsv").write_text("a stray file of an unfinished run\n")
     return root
-
-
-def read_tsv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
-
-
-def expected_row(folder: Path) -> dict[str, str]:
-    """A finished sample's counts, from its files with nothing of the code under test."""
-    sequences = read_tsv(folder / "sequences.tsv")
-    regions = read_tsv(folder / "viral_regions.tsv")
-    run = json.loads((folder / "run.json").read_text())
-    viral = [s for s in sequences if s["call"] == "virus"]
-    calibrated = run["calls"]["rule"] == "calibrated"
-    return {
-        "status": "finished",
-        "failed_stage": "",
-        "input_files": str(len(run["inputs"])),
-        "sequences": str(len(sequences)),
-        "bases": str(sum(int(s["length"]) for s in sequences)),
-        "chunks": str(sum(int(s["n_chunks"]) for s in sequences)),
-        "chunks_scored": str(sum(int(s["chunks_scored"]) for s in sequences)),
-        "viral_chunks": str(sum(int(s["viral_chunks"]) for s in sequences)),
-        "viral_sequences": str(len(viral)),
-        "sequences_with_regions": str(sum(int(s["viral_regions"]) > 0 for s in sequences)),
-        "viral_bases_in_regions": str(sum(int(r["length"]) for r in regions)),
-        "viral_high": str(sum(s["confidence"] == "high" for s in viral)),
-        "viral_medium": str(sum(s["confidence"] == "medium" for s in viral)),
-        "viral_low": str(sum(s["confidence"] == "low" for s in viral)),
-        "calibrated": "yes" if calibrated else "no",
-        "target_fdr": str(run["calls"]["target_fdr"]) if calibrated else "",
-    }
 
 
 def summarize_folders(results: Path, outdir: Path, *extra: str):
