@@ -9,11 +9,20 @@ the whole process tree (the run and its workers) and attributed to the stage its
 running; "parent" is the run's own process.
 
     python bench/scale.py                                   # 10^5 and 10^6 reads, then the shard series
-    python bench/scale.py --reads 100000 1000000 10000000   # 10^7 too (about 40 minutes on 2 cores)
+    python bench/scale.py --reads 100000 1000000 10000000 --bench-scores-from 10000000
+                                                            # 10^7 too, its scores written by the bench
     python bench/scale.py --shards-only                     # the shard series alone
 
 Reads are coding-like DNA (sense codons, half reverse-complemented), so chunks keep stop-free
 frames as genes do; the run reports how many frames per read were kept.
+
+Embedding 10^7 reads with the test models on 2 CPU cores would take about 5 hours (1,717 s for
+10^6). From `--bench-scores-from READS` on, the bench makes what the workers would: it runs
+`virnucpro prepare` into the run's work folder, then writes each shard's scores file with the
+package's own writer and the provenance a worker records (the same models, classifier and shard
+hashes; scores drawn at random, fixed seed), and checks that the run's resume check takes every
+shard as done. `virnucpro run` then does what it does after embedding (its report, on real files)
+and the no-op rerun is the real one; only the embedding stage's seconds are missing from that row.
 """
 
 from __future__ import annotations
@@ -159,11 +168,91 @@ def disk_use(outdir: Path) -> dict[str, tuple[int, int]]:
     return use
 
 
+def write_bench_scores(
+    inputs: Path, outdir: Path, models: Path, workers: int
+) -> tuple[float, tuple[int, int]]:
+    """Start `virnucpro run` and stop it (SIGINT, as a user's Ctrl-C) once prepare has finished and
+    embedding begins; then write every shard's scores file as an embedding worker would (see the
+    module's docstring), recorded in the scores folder's record as the run's own writes are; refuse
+    to go on unless the run's own resume check takes every shard as done. Returns the stopped
+    run's seconds to the start of embedding (imports included) and its peak RSS (tree, parent)."""
+    import signal
+
+    from virnucpro.embedding.jobs import EmbedJob, FileTask, ShardTask
+    from virnucpro.embedding.options import EmbeddingOptions
+    from virnucpro.embedding.pool import Scoring, model_job
+    from virnucpro.files.checksums import file_sha256
+    from virnucpro.files.layout import PrepareLayout, RunLayout, scores_file
+    from virnucpro.files.ownership import track
+    from virnucpro.files.score_files import score_provenance, write_scores
+    from virnucpro.models.classifier_weights import load_classifier
+
+    layout = RunLayout(outdir)
+    clock = time.perf_counter()
+    command = [sys.executable, "-m", "virnucpro", "run", str(inputs), "--outdir", str(outdir)]
+    command += ["--dnabert-model", str(models / "dnabert-s"), "--esm-model", str(models / "esm2")]
+    command += ["--classifier", str(models / "classifier"), "--devices", "cpu", "--workers", str(workers)]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "python"), "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    sampler = TreeSampler(process.pid)
+    for line in process.stderr:
+        if STAGE_OF_LINE[0][0].search(line):
+            process.send_signal(signal.SIGINT)
+            break
+    prepare_seconds = time.perf_counter() - clock
+    sampler.done.set()
+    sampler.thread.join()
+    process.stderr.read()
+    process.wait()
+    if not (layout.prepare.folder / "prepare.json").is_file() or not layout.scores.is_dir():
+        raise SystemExit(f"{outdir}: `virnucpro run` stopped before prepare finished and embedding began")
+    print(
+        f"(prepared by `virnucpro run`, stopped as embedding began, in {time.perf_counter() - clock:.0f} s)"
+    )
+    track(layout.scores)
+    options = EmbeddingOptions(
+        dnabert_model=str(models / "dnabert-s"),
+        esm_model=str(models / "esm2"),
+        devices="cpu",
+        workers=workers,
+    )
+    jobs = {kind: model_job(kind, options)[0] for kind in ("dnabert", "esm")}
+    scoring = Scoring(load_classifier(str(models / "classifier"), None), layout.scores, False, "float32")
+    job = EmbedJob(jobs, options.precision, options.threads_per_worker, scoring=scoring.job())
+    prepared = PrepareLayout(layout.prepare.folder)
+    rng = np.random.default_rng(7)
+    clock = time.perf_counter()
+    shards = list(zip(prepared.nucleotide_shards(), prepared.protein_shards(), strict=True))
+    for nucleotide, protein in shards:
+        name = nucleotide.name.split(".")[0]
+        ids = [line[1:].split()[0] for line in nucleotide.read_text().splitlines() if line.startswith(">")]
+        sources = {"dnabert": file_sha256(nucleotide), "esm": file_sha256(protein)}
+        metadata = {
+            kind: {
+                **jobs[kind].recorded("n/a", "bench"),
+                "source_sha256": sources[kind],
+                "dim": "0",
+                "rows": str(len(ids)),
+            }
+            for kind in jobs
+        }
+        virus = rng.random(len(ids), dtype=np.float32)
+        path = scores_file(layout.scores, name)
+        write_scores(path, ids, 1 - virus, virus, score_provenance(job.scoring.fields, metadata))
+        task = ShardTask(name, (FileTask("dnabert", nucleotide, path), FileTask("esm", protein, path)), path)
+        if not task.is_done(job, sources, len(ids)):
+            raise SystemExit(f"{path}: the run's resume check does not take this bench-written file as done")
+    print(f"(wrote {len(shards):,} scores files in {time.perf_counter() - clock:.0f} s)", flush=True)
+    return prepare_seconds, sampler.peaks["prepare"]
+
+
 def ratio(now: float, before: float | None) -> str:
     return f" ({now / before:.2f}x)" if before else ""
 
 
-def sizes(reads: list[int], workdir: Path, models: Path, workers: int) -> list[dict]:
+def sizes(
+    reads: list[int], workdir: Path, models: Path, workers: int, bench_scores_from: int | None = None
+) -> list[dict]:
     rows, previous = [], None
     for count in reads:
         inputs = workdir / f"reads-{count}.fa"
@@ -173,18 +262,25 @@ def sizes(reads: list[int], workdir: Path, models: Path, workers: int) -> list[d
             print(f"(generated {count:,} reads in {time.perf_counter() - clock:.0f} s)", flush=True)
         outdir = workdir / f"run-{count}"
         args = [str(inputs), "--outdir", str(outdir), "--workers", str(workers)]
-        if outdir.exists():
+        bench_scores = bench_scores_from is not None and count >= bench_scores_from
+        if bench_scores:
+            prepare_seconds, prepare_peak = write_bench_scores(inputs, outdir, models, workers)
+        elif outdir.exists():
             args.append("--force")
         seconds, peaks, _ = run_virnucpro(args, models)
         run_json = json.loads((outdir / "run.json").read_text())
         frames = run_json["counts"]["frames"]
         rerun_seconds, rerun_peaks, _ = run_virnucpro(args[:-1] if "--force" in args else args, models)
         timings = run_json["timings"]
+        if bench_scores:  # prepare ran in the stopped run (imports included); embedding never ran
+            timings = {**timings, "prepare_s": prepare_seconds, "embed_and_score_s": None}
+            peaks = {**peaks, "prepare": prepare_peak, "embed+score": (0, 0)}
         use = disk_use(outdir)
         row = {
             "reads": count,
             "frames": frames,
             "frames_per_read": frames / count,
+            "bench_scores": bench_scores,
             "seconds": seconds,
             "stage_seconds": {k: timings.get(k) for k in ("prepare_s", "embed_and_score_s", "report_s")},
             "peaks": peaks,
@@ -196,6 +292,7 @@ def sizes(reads: list[int], workdir: Path, models: Path, workers: int) -> list[d
         per_m = 1e6 / frames
         print(
             f"\n## {count:,} reads: {frames:,} frames ({frames / count:.2f} per read), {seconds:.0f} s in all"
+            + (" (scores written by the bench: no embedding)" if bench_scores else "")
         )
         print("| stage | seconds | s per M frames | peak RSS (tree) | peak RSS (parent) |")
         print("|---|---|---|---|---|")
@@ -205,12 +302,16 @@ def sizes(reads: list[int], workdir: Path, models: Path, workers: int) -> list[d
             ("embed+score", "embed_and_score_s"),
             ("report", "report_s"),
         ):
-            secs = timings.get(key) or 0.0
+            if timings.get(key) is None:
+                print(f"| {stage} | (not run) | | | |")
+                continue
+            secs = timings[key]
             tree, parent = peaks.get(stage, (0, 0))
             old = before.get("stage_seconds", {}).get(key)
             old_peak = before.get("peaks", {}).get(stage, (0, 0))[0]
+            label = f"{stage} (with the run's start-up)" if bench_scores and stage == "prepare" else stage
             print(
-                f"| {stage} | {secs:.1f}{ratio(secs, old)} | {secs * per_m:.1f} | {tree / 2**20:.0f} MB"
+                f"| {label} | {secs:.1f}{ratio(secs, old)} | {secs * per_m:.1f} | {tree / 2**20:.0f} MB"
                 f"{ratio(tree, old_peak)} | {parent / 2**20:.0f} MB |"
             )
         print(
@@ -292,6 +393,12 @@ def main() -> None:
     parser.add_argument(
         "--shard-reads", type=int, default=20_000, help="reads of the shard series' input (default 20,000)"
     )
+    parser.add_argument(
+        "--bench-scores-from",
+        type=int,
+        metavar="READS",
+        help="from this many reads on, the bench writes the scores instead of embedding (see above)",
+    )
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args()
     from virnucpro.stages.make_test_models import make_test_models
@@ -304,7 +411,7 @@ def main() -> None:
             make_test_models(models)
         result = {}
         if not args.shards_only:
-            result["sizes"] = sizes(args.reads, workdir, models, args.workers)
+            result["sizes"] = sizes(args.reads, workdir, models, args.workers, args.bench_scores_from)
         if not args.no_shards:
             result["shards"] = shard_series(workdir, models, args.workers, args.shard_reads)
         if args.json:
