@@ -7,9 +7,10 @@
  * Per sample (one input file, or the files of one samplesheet sample): PREPARE chunks and
  * translates into shards, EMBED embeds and scores them in groups, REPORT writes the sample's
  * outputs to <outdir>/<sample>/, the same files as `virnucpro run`. A failed task stops only its
- * own sample; the run ends with a line per sample.
+ * own sample. Once every sample has ended, SUMMARY writes <outdir>/summary.tsv (.json, .html), a
+ * row per sample, and MULTIQC <outdir>/multiqc/; the run ends with a line per sample.
  *
- *   workflows/virnucpro.nf                          the workflow: models, PREPARE, EMBED, REPORT
+ *   workflows/virnucpro.nf                          the workflow: models, PREPARE, EMBED, REPORT, SUMMARY
  *   modules/                                        one process each, one `virnucpro` call each
  *   subworkflows/local/utils_virnucpro_pipeline/    checks before the first task, the closing lines
  *   subworkflows/local/utils_params_schema/         parameter checks read from nextflow_schema.json

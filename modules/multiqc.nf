@@ -11,6 +11,7 @@
  * task.ext.args.
  */
 process MULTIQC {
+    tag 'all samples'
     label 'process_single'
 
     input:

@@ -77,12 +77,7 @@ workflow VIRNUCPRO {
     def calibration = settings.calibration ? channel.value(file(settings.calibration)) : channel.value([])
     REPORT(report_inputs, runInfo(settings), calibration)
 
-    // Each process's versions.yml names it by its short name (EMBED, not VIRNUCPRO:EMBED)
     versions = versions.mix(PREPARE.out.versions, EMBED.out.versions, REPORT.out.versions)
-    versions
-        .map { file -> file.text.replaceFirst(/^"[^"]*:([^":]+)":/, '"$1":') }
-        .unique()
-        .collectFile(name: 'software_versions.yml', storeDir: "${settings.outdir}/pipeline_info", sort: true, newLine: false)
 
     // What each sample got to, as it gets there: [id, stage, count]
     reached = samples.map { meta, _files -> [meta.id, 'listed', 1] }
@@ -105,10 +100,18 @@ workflow VIRNUCPRO {
         .combine(report_folders.toList().map { list -> [list] })
         .map { outcomes, folders -> summaryInputs(outcomes, folders) }
     SUMMARY(summary_input)
+    versions = versions.mix(SUMMARY.out.versions)
     if (!settings.skip_multiqc) {
         def multiqc_config = channel.value(file("${projectDir}/assets/multiqc_config.yaml"))
-        MULTIQC(SUMMARY.out.multiqc_files, versions.mix(SUMMARY.out.versions).collect(), multiqc_config)
+        MULTIQC(SUMMARY.out.multiqc_files, versions.collect(), multiqc_config)
+        versions = versions.mix(MULTIQC.out.versions)
     }
+
+    // Every process's versions.yml, named by its short name (EMBED, not VIRNUCPRO:EMBED)
+    versions
+        .map { file -> file.text.replaceFirst(/^"[^"]*:([^":]+)":/, '"$1":') }
+        .unique()
+        .collectFile(name: 'software_versions.yml', storeDir: "${settings.outdir}/pipeline_info", sort: true, newLine: false)
 
     emit:
     outcomes = sample_outcomes // [meta, status, failed stage, result folder] per sample, after all

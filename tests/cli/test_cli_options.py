@@ -133,7 +133,8 @@ CHOICES = {"--chunk-size": CHUNK_SIZES, "--precision": PRECISIONS, "--embedding-
 # Pipeline parameters that are not a `virnucpro` option of the same name: Nextflow's own settings
 # (where, how, what to publish, resources), or CLI options under another name (`gpus` and
 # `cpu_workers` become `--devices`/`--workers` per task, `publish_embeddings` is an alias of
-# `keep_embeddings`), or a path whose CLI form is required (`input`, `outdir`).
+# `keep_embeddings`), a step of the pipeline alone (`skip_multiqc`), or a path whose CLI form is
+# required (`input`, `outdir`).
 NOT_CLI_OPTIONS = frozenset(
     {
         "input",
@@ -155,6 +156,7 @@ NOT_CLI_OPTIONS = frozenset(
         "max_cpus",
         "max_memory",
         "max_time",
+        "skip_multiqc",
         "help",
     }
 )

@@ -97,6 +97,12 @@ def final_outputs(run_outdir: Path) -> dict[str, bytes]:
 TEST_PROFILE_OPTIONS = ("--chunk-size", "500", "--shard-size", "12", "--workers", "1")
 # report's outputs that every sample folder holds, besides the figures
 SAMPLE_FILES = tuple(name for name in OUTPUTS if not name.endswith(".png"))
+# What a run publishes at the outdir's top beside one folder per sample
+RUN_FILES = ("multiqc", "pipeline_info", "summary.html", "summary.json", "summary.tsv")
+
+
+def outdir_entries(samples: list[str]) -> list[str]:
+    return sorted([*samples, *RUN_FILES])
 
 
 def run_like_the_test_profile(reads: Path, outdir: Path, models: Path, *extra: str | os.PathLike) -> Path:

@@ -30,6 +30,7 @@ from nextflow_support import (
     final_outputs,
     make_calibration,
     nextflow_env,
+    outdir_entries,
     read_trace,
     run_like_the_test_profile,
     run_nextflow,
@@ -608,7 +609,7 @@ def test_file_names_with_spaces_and_leading_dashes_become_samples(tmp_path):
         "-profile", "test", "-stub-run", "--input", f"{reads}/*", "--outdir", "out", cwd=tmp_path
     )
     outdir = tmp_path / "out"
-    assert sorted(p.name for p in outdir.iterdir()) == ["-dash", "Sample 1", "pipeline_info", "plain"]
+    assert sorted(p.name for p in outdir.iterdir()) == outdir_entries(["-dash", "Sample 1", "plain"])
     for sample in ("-dash", "Sample 1", "plain"):
         assert f"  {sample}: finished: out/{sample}/" in result.stdout
     prepare = {row["tag"]: row["hash"] for row in read_trace(outdir) if row["process"] == "VIRNUCPRO:PREPARE"}
@@ -634,9 +635,9 @@ TEST_PROFILE_TASKS = [
     "VIRNUCPRO:EMBED (example:1)",
     "VIRNUCPRO:EMBED (example:2)",
     "VIRNUCPRO:MAKE_TEST_MODELS (test models)",
-    "VIRNUCPRO:MULTIQC",
     "VIRNUCPRO:MODEL_IDENTITY (dnabert)",
     "VIRNUCPRO:MODEL_IDENTITY (esm)",
+    "VIRNUCPRO:MULTIQC (all samples)",
     "VIRNUCPRO:PREPARE (example)",
     "VIRNUCPRO:REPORT (example)",
     "VIRNUCPRO:SUMMARY (1 samples)",
@@ -765,7 +766,7 @@ def test_two_inputs_give_two_samples_and_touching_one_reruns_only_it(tmp_path, e
 
     run_pipeline(*options, cwd=tmp_path)
     outdir = tmp_path / "out"
-    assert sorted(p.name for p in outdir.iterdir()) == ["example", "pipeline_info", "subset"]
+    assert sorted(p.name for p in outdir.iterdir()) == outdir_entries(["example", "subset"])
     for sample, chosen in (("example", records), ("subset", records[:5])):
         assert sorted(p.name for p in (outdir / sample).iterdir()) == sorted(final_outputs(example_reference))
         assert_scores_match(outdir / sample, example_reference, [header.split()[0] for header, _ in chosen])
@@ -808,7 +809,7 @@ def test_samplesheet_awkward_names_and_a_failing_sample(tmp_path, example_refere
     )
     assert result.returncode != 0, result.stdout
     outdir = tmp_path / "out"
-    assert sorted(p.name for p in outdir.iterdir()) == ["-dash", "Sample 1", "pipeline_info", "unknown"]
+    assert sorted(p.name for p in outdir.iterdir()) == outdir_entries(["-dash", "Sample 1", "unknown"])
     assert_scores_match(outdir / "Sample 1", example_reference, first)
     assert_scores_match(outdir / "-dash", example_reference, second)
     sequences = (outdir / "unknown" / "sequences.tsv").read_text().splitlines()

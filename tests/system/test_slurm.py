@@ -116,7 +116,15 @@ def test_slurm_records_the_resources_and_gpus_of_every_job(slurm_cluster, tmp_pa
     jobs = slurm_cluster.completed_jobs()
     assert {row["process"] for row in trace} == {
         f"VIRNUCPRO:{process}"
-        for process in ("MAKE_TEST_MODELS", "MODEL_IDENTITY", "PREPARE", "EMBED", "REPORT")
+        for process in (
+            "MAKE_TEST_MODELS",
+            "MODEL_IDENTITY",
+            "PREPARE",
+            "EMBED",
+            "REPORT",
+            "SUMMARY",
+            "MULTIQC",
+        )
     }
     for row in trace:
         job = jobs[row["native_id"]]

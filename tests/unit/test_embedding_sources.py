@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli_process
 from virnucpro.errors import InputError, VirNucProError
 from virnucpro.files.embedding_files import read_embeddings
 from virnucpro.models.sources import resolve_model
@@ -51,8 +51,10 @@ def test_hub_model_from_the_offline_cache_records_its_commit(test_models, tmp_pa
     fake_hub_cache(tmp_path / "hub", "someone/tiny-dnabert", test_models / "dnabert-s")
     shard = tmp_path / "shard_00001.nucleotide.fa"
     shard.write_text(">a_chunk_1F1\nATGGCGTACCTGAAAGGTTGA\n>b_chunk_1R2\nATGCCCGGGTTT\n")
+    # huggingface_hub reads HF_HUB_CACHE when it is first imported: a process of its own, as a user's
+    # command is (in this process an earlier test may have imported it already)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    result = run_cli(
+    result = run_cli_process(
         "embed-dna",
         shard,
         "--outdir",
@@ -66,7 +68,7 @@ def test_hub_model_from_the_offline_cache_records_its_commit(test_models, tmp_pa
     metadata = read_embeddings(tmp_path / "out" / "shard_00001.dnabert.parquet").metadata
     assert metadata["model"] == "someone/tiny-dnabert" and metadata["revision"] == COMMIT
     # A revision that is not cached fails at once, saying how to pre-fetch it.
-    result = run_cli(
+    result = run_cli_process(
         "embed-dna", shard, "--outdir", tmp_path / "out2", "--model", "someone/tiny-dnabert",
         "--revision", "v2", "--devices", "cpu",
     )  # fmt: skip
