@@ -33,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
+from virnucpro.files.checksums import file_sha256
 from virnucpro.files.layout import PREPARE_JSON, PrepareLayout
 from virnucpro.files.prepared import CHUNK_FRAMES_COLUMNS, INPUT_SEQUENCES_COLUMNS, PrepareSummary
 from virnucpro.files.score_files import write_scores
@@ -194,7 +195,7 @@ def generate(folder: Path, n_chunks: int, layout: str, seed: int = 5) -> None:
         "path": str(folder / "input.fa"),
         "format": "fasta",
         "compressed": False,
-        "sha256": "",
+        "sha256": file_sha256(folder / "input.fa"),  # read_summary accepts a real hash only
         "records": n_sequences,
     }
     summary = PrepareSummary(
