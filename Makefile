@@ -39,7 +39,7 @@ test: venv
 	$(BIN)/ruff check python tests bench
 	$(BIN)/ruff format --check python tests bench
 	HF_HUB_OFFLINE=1 PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest \
-		-n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+		-n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 ## Lint and every module's logic in a few minutes: the suite without the slow, Nextflow, Docker,
 ## SLURM, browser and GPU tests. A test of this tier that runs longer than 30 s fails (tests/conftest.py).
