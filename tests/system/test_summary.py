@@ -213,7 +213,7 @@ def test_never_overwrites_a_file_it_did_not_write(results, tmp_path):
     assert len(read_tsv(out / "summary.tsv")) == 2 and (out / "summary.json").read_bytes() != first
 
 
-# --- The manifest's parser, property-tested (see tests/test_properties.py) ---
+# --- The manifest's parser, property-tested (see tests/unit/test_properties.py) ---
 
 SETTINGS = settings(
     max_examples=300,

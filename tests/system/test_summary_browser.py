@@ -1,5 +1,5 @@
 """`summary.html` in a real headless browser (Debian's chromium, networking off, as
-tests/test_report_browser.py opens report.html): the table, a bar per finished sample and the links
+tests/system/test_report_browser.py opens report.html): the table, a bar per finished sample and the links
 to the samples' reports are visible, each link leads to a report that exists, nothing is logged to
 the console; a screenshot is kept in `test-artifacts/`."""
 
