@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import OUTPUTS, golden_or_skip, run_cli
 from synthetic import prepared_example, random_classifier, scripted_sample, write_random_embeddings
@@ -20,6 +22,7 @@ from virnucpro.files.layout import CHUNK_FRAMES_TSV, OUTDIR_MARKER
 from virnucpro.files.score_files import read_scores, write_scores
 from virnucpro.files.sequences import read_sequences
 from virnucpro.method.calls import CALLS
+from virnucpro.report.data import first_in_lexsort
 from virnucpro.report.tables import CHUNK_COLUMNS, SEQUENCE_COLUMNS, float32_text
 from virnucpro.stages.predict import predict_files
 from virnucpro.stages.report import ReportOptions, report
@@ -396,3 +399,29 @@ def test_sequence_means_are_numpys_mean_exactly():
     )
     assert np.array_equal(means.astype(np.float32), expected.astype(np.float32))
     assert means[-1] == expected[-1] == 1.0 + 2.0**-24
+
+
+@given(
+    st.integers(0, 80).flatmap(
+        lambda size: st.tuples(
+            st.lists(
+                st.one_of(
+                    st.lists(st.integers(-3, 3), min_size=size, max_size=size).map(np.array),
+                    st.lists(st.sampled_from([0.0, 0.5, 1.0]), min_size=size, max_size=size).map(np.array),
+                    st.lists(st.booleans(), min_size=size, max_size=size).map(
+                        lambda v: np.array(v, dtype=bool)
+                    ),
+                ),
+                min_size=1,
+                max_size=3,
+            ),
+            st.integers(1, 90),
+        )
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_first_in_lexsort_is_the_start_of_lexsort(case):
+    """The page's top rows are chosen without sorting every sequence: the same rows, in the same
+    order (ties in position order), as the first `count` of a full lexsort."""
+    keys, count = case
+    assert np.array_equal(first_in_lexsort(keys, count), np.lexsort(keys)[:count])

@@ -73,6 +73,30 @@ _SEQUENCE_TABLE_TYPES = {
 }
 
 
+def first_in_lexsort(keys: Sequence[np.ndarray], count: int) -> np.ndarray:
+    """The first `count` positions of `np.lexsort(keys)` (the last key primary; ties in position
+    order), in that order, without sorting every position: each key in turn narrows the candidates
+    to those tied at the count-th place (`np.partition`), so the page's top rows of 10^7 sequences
+    need no sort of all of them."""
+    keys = [key.view(np.uint8) if key.dtype == np.bool_ else key for key in keys]
+    size = len(keys[0]) if keys else 0
+    if size <= count:
+        return np.lexsort(keys) if size else np.empty(0, dtype=np.int64)
+    chosen, candidates, need = [], None, count
+    for key in reversed(keys):
+        values = key if candidates is None else key[candidates]
+        threshold = np.partition(values, need - 1)[need - 1]
+        ahead, tied = values < threshold, values == threshold
+        chosen.append(np.flatnonzero(ahead) if candidates is None else candidates[ahead])
+        need -= len(chosen[-1])
+        candidates = np.flatnonzero(tied) if candidates is None else candidates[tied]
+        if len(candidates) == need:
+            break
+    chosen.append(candidates[:need])  # still tied after every key: the earliest positions
+    top = np.sort(np.concatenate(chosen))
+    return top[np.lexsort([key[top] for key in keys])]
+
+
 @dataclass
 class ChunkTable:
     """Every chunk in input order; unscored chunks (no stop-free frame) hold NaN scores."""

@@ -27,7 +27,7 @@ from virnucpro.method.calibration import (
     fdr_upper,
 )
 from virnucpro.method.calls import CALLS, PUBLISHED_CHUNK_THRESHOLD, REGION_KIND
-from virnucpro.report.data import SCORE_BINS
+from virnucpro.report.data import SCORE_BINS, first_in_lexsort
 
 if TYPE_CHECKING:
     from virnucpro.report.data import ReportData
@@ -69,12 +69,22 @@ def histogram_figure(data: ReportData) -> bytes:
     return png_bytes(figure)
 
 
-def ranked_sequences(data: ReportData, rows: np.ndarray | None = None) -> np.ndarray:
-    """Rows of the sequences (all, or `rows`), most viral first, then longest, then input order."""
+def ranked_sequences(
+    data: ReportData, rows: np.ndarray | None = None, count: int | None = None
+) -> np.ndarray:
+    """Rows of the sequences (all, or `rows`), most viral first, then longest, then input order;
+    the first `count` of them (default all)."""
     sequences = data.sequences
-    rows = np.arange(len(sequences)) if rows is None else rows
-    fraction = np.nan_to_num(sequences.viral_fraction[rows], nan=0.0)
-    return rows[np.lexsort((sequences.record[rows], -sequences.length[rows], -fraction))]
+    fraction = np.nan_to_num(
+        sequences.viral_fraction if rows is None else sequences.viral_fraction[rows], nan=0.0
+    )
+    keys = (
+        sequences.record if rows is None else sequences.record[rows],
+        -(sequences.length if rows is None else sequences.length[rows]),
+        -fraction,
+    )
+    order = np.lexsort(keys) if count is None else first_in_lexsort(keys, count)
+    return order if rows is None else rows[order]
 
 
 def track_sequences(data: ReportData) -> np.ndarray:
@@ -82,10 +92,15 @@ def track_sequences(data: ReportData) -> np.ndarray:
     to a quarter of the tracks kept for sequences not called virus that hold a viral region
     (prophage-like), which a ranking by viral fraction would leave out."""
     sequences = data.sequences
-    ranked = ranked_sequences(data, np.flatnonzero(sequences.chunks_scored))
-    region_only = ranked[sequences.kind[ranked] == REGION_KIND][: MAX_TRACKS // 4]
-    rest = ranked[~np.isin(ranked, region_only)][: MAX_TRACKS - len(region_only)]
-    return ranked[np.isin(ranked, np.concatenate([region_only, rest]))]
+    scored = sequences.chunks_scored > 0
+    region_only = ranked_sequences(
+        data, np.flatnonzero(scored & (sequences.kind == REGION_KIND)), MAX_TRACKS // 4
+    )
+    # at most len(region_only) of the first MAX_TRACKS scored ones are among region_only
+    first = ranked_sequences(data, np.flatnonzero(scored), MAX_TRACKS)
+    rest = first[~np.isin(first, region_only)][: MAX_TRACKS - len(region_only)]
+    chosen = np.sort(np.concatenate([region_only, rest]))
+    return ranked_sequences(data, chosen)
 
 
 def tracks_figure(data: ReportData) -> bytes:

@@ -19,6 +19,7 @@ from virnucpro.files.atomic import atomic_open
 from virnucpro.files.layout import HISTOGRAM_PNG, REPORT_HTML, TRACKS_PNG
 from virnucpro.method.calls import CALLS, KINDS, REGION_KIND
 from virnucpro.method.confidence import HIGH, LOW, MEDIUM, TIERS
+from virnucpro.report.data import first_in_lexsort
 from virnucpro.report.figures import (
     MAX_TRACKS,
     histogram_figure,
@@ -77,10 +78,11 @@ def _tier_text(tiers: np.ndarray) -> str:
 
 
 def ranked_regions(data: ReportData) -> np.ndarray:
-    """Region rows: those of sequences not called virus first (prophage-like), then by length."""
+    """The first MAX_TABLE_ROWS region rows: those of sequences not called virus first
+    (prophage-like), then by length."""
     table = data.regions.table
     in_viral = data.sequences.kind[table.sequence] != REGION_KIND
-    return np.lexsort((table.sequence, -table.length, in_viral))
+    return first_in_lexsort((table.sequence, -table.length, in_viral), MAX_TABLE_ROWS)
 
 
 def render_html(data: ReportData, title: str, histogram_png: bytes, tracks_png: bytes) -> str:
@@ -117,7 +119,7 @@ def render_html(data: ReportData, title: str, histogram_png: bytes, tracks_png: 
         ],
     ]
     model_rows = [[key, value] for key, value in sorted(data.provenance.items())]
-    shown_rows = ranked_sequences(data)[:MAX_TABLE_ROWS]
+    shown_rows = ranked_sequences(data, count=MAX_TABLE_ROWS)
     sequence_rows = [
         [
             sequence_id, length, n_chunks, scored, viral, f"{fraction:.4f}" if scored else "", CALLS[call],
@@ -138,7 +140,7 @@ def render_html(data: ReportData, title: str, histogram_png: bytes, tracks_png: 
         )
     ]  # fmt: skip
     table = regions.table
-    region_shown = ranked_regions(data)[:MAX_TABLE_ROWS]
+    region_shown = ranked_regions(data)
     region_rows = [
         [
             f"{sequence_id}|region_{number}",

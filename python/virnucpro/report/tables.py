@@ -155,7 +155,15 @@ def text_order(data: ReportData, rows: np.ndarray) -> np.ndarray:
     if not len(rows):
         return np.empty(0, dtype=np.int64)
     ids = data.sequences.ids
-    if pc.any(pc.match_substring(pc.binary_join_element_wise(ids, "_chunk", ""), "_chunk_")).as_py():
+    # Checked a batch at a time (the suffixed ids of every sequence at once cost as much as the ids)
+    if any(
+        pc.any(
+            pc.match_substring(
+                pc.binary_join_element_wise(ids.slice(low, ROWS_PER_BATCH), "_chunk", ""), "_chunk_"
+            )
+        ).as_py()
+        for low in range(0, len(ids), ROWS_PER_BATCH)
+    ):
         return pc.sort_indices(chunk_ids(data, rows)).to_numpy()
     prefix_rank = np.empty(len(ids), dtype=np.int32)
     prefix_rank[pc.sort_indices(pc.binary_join_element_wise(ids, "_chunk_", "")).to_numpy()] = np.arange(
@@ -185,12 +193,16 @@ def write_highest_score(data: ReportData, path: Path) -> None:
 
 
 def write_chunks(data: ReportData, path: Path) -> None:
+    # Calls and margins are computed a batch at a time: whole-table temporaries of every chunk
+    # were the largest part of this writer's memory at 10^7 chunks.
     chunks = data.chunks
-    calls = np.where(chunks.scored, np.where(chunks.called_viral, VIRUS, OTHERS), UNSCORED).astype(np.uint8)
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
         out.write("\t".join(CHUNK_COLUMNS) + "\n")
         for rows in _batches(len(chunks)):
             sequence_ids = data.sequences.ids.take(chunks.sequence[rows]).to_pylist()
+            masks = chunks.frame_mask[rows]
+            calls = np.where(masks != 0, np.where(chunks.called_viral[rows], VIRUS, OTHERS), UNSCORED)
+            margins = chunks.max_virus[rows] - chunks.max_others[rows]
             out.writelines(
                 f"{sequence_id}\t{index}\t{sequence_id}_chunk_{index}\t{start}\t{end}\t{end - start + 1}\t"
                 f"{FRAME_COUNTS[mask]}\t{FRAME_SETS[mask]}\t{_BEST_FRAME_TEXT[best + 1]}\t{others}\t{virus}\t"
@@ -200,12 +212,12 @@ def write_chunks(data: ReportData, path: Path) -> None:
                     chunks.index[rows].tolist(),
                     chunks.start[rows].tolist(),
                     chunks.end[rows].tolist(),
-                    chunks.frame_mask[rows].tolist(),
+                    masks.tolist(),
                     chunks.best_frame[rows].tolist(),
                     float32_texts(chunks.max_others[rows]),
                     float32_texts(chunks.max_virus[rows]),
-                    calls[rows].tolist(),
-                    float32_texts(chunks.margin[rows]),
+                    calls.tolist(),
+                    float32_texts(margins),
                     chunks.tier[rows].tolist(),
                     _optional(chunks.estimated_fdr, rows),
                     strict=True,
@@ -215,10 +227,12 @@ def write_chunks(data: ReportData, path: Path) -> None:
 
 def write_sequences(data: ReportData, path: Path) -> None:
     sequences = data.sequences
-    fractions = sequences.viral_fraction
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
         out.write("\t".join(SEQUENCE_COLUMNS) + "\n")
         for rows, ids in zip(_batches(len(sequences)), sequences.id_batches(), strict=True):
+            scored, viral = sequences.chunks_scored[rows], sequences.viral_chunks[rows]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                fractions = np.where(scored > 0, viral / scored, np.nan)  # as SequenceTable.viral_fraction
             high, medium, low = share_texts(sequences.tier_counts[rows])
             out.writelines(
                 f"{sequence_id}\t{record}\t{length}\t{n_chunks}\t{scored}\t{viral}\t"
@@ -234,7 +248,7 @@ def write_sequences(data: ReportData, path: Path) -> None:
                     sequences.n_chunks[rows].tolist(),
                     sequences.chunks_scored[rows].tolist(),
                     sequences.viral_chunks[rows].tolist(),
-                    fixed_texts(fractions[rows]),  # NaN (unscored): empty
+                    fixed_texts(fractions),  # NaN (unscored): empty
                     float32_texts(sequences.max_virus[rows]),
                     float32_texts(sequences.mean_virus[rows]),
                     sequences.call[rows].tolist(),
@@ -260,8 +274,6 @@ def write_regions(data: ReportData, tsv_path: Path, bed_path: Path) -> None:
     half-open; name `SEQ|region_N`, score from the mean P(virus), no strand)."""
     summary, sequences = data.regions, data.sequences
     table = summary.table
-    fraction = table.length / sequences.length[table.sequence]
-    scores = bed_scores(summary.mean_virus)
     with (
         atomic_open(tsv_path, "w", encoding="utf-8", newline="\n") as tsv,
         atomic_open(bed_path, "w", encoding="utf-8", newline="\n") as bed,
@@ -275,6 +287,8 @@ def write_regions(data: ReportData, tsv_path: Path, bed_path: Path) -> None:
                 table.end[rows].tolist(),
             )
             high, medium, low = share_texts(summary.tier_counts[rows])
+            fraction = (table.end[rows] - table.start[rows] + 1) / sequences.length[table.sequence[rows]]
+            scores = bed_scores(summary.mean_virus[rows])
             tsv.writelines(
                 f"{sequence_id}\t{number}\t{start}\t{end}\t{end - start + 1}\t{viral}\t{scored}\t{mean}\t"
                 f"{minimum}\t{share_of_sequence}\t{share_high}\t{share_medium}\t{share_low}\t{TIERS[tier]}\n"
@@ -287,7 +301,7 @@ def write_regions(data: ReportData, tsv_path: Path, bed_path: Path) -> None:
                     summary.scored_chunks[rows].tolist(),
                     float32_texts(summary.mean_virus[rows]),
                     float32_texts(summary.min_virus[rows]),
-                    fixed_texts(fraction[rows]),
+                    fixed_texts(fraction),
                     high, medium, low,
                     summary.tier[rows].tolist(),
                     strict=True,
@@ -296,7 +310,7 @@ def write_regions(data: ReportData, tsv_path: Path, bed_path: Path) -> None:
             bed.writelines(
                 f"{sequence_id}\t{start - 1}\t{end}\t{sequence_id}|region_{number}\t{score}\t.\n"
                 for sequence_id, number, start, end, score in zip(
-                    ids, numbers, starts, ends, scores[rows].tolist(), strict=True
+                    ids, numbers, starts, ends, scores.tolist(), strict=True
                 )
             )
 
