@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,7 +24,7 @@ from virnucpro.files.score_files import read_scores, write_scores
 from virnucpro.files.sequences import read_sequences
 from virnucpro.method.calls import CALLS
 from virnucpro.report.data import first_in_lexsort
-from virnucpro.report.tables import CHUNK_COLUMNS, SEQUENCE_COLUMNS, float32_text
+from virnucpro.report.tables import CHUNK_COLUMNS, SEQUENCE_COLUMNS, float32_text, suffixed_order
 from virnucpro.stages.predict import predict_files
 from virnucpro.stages.report import ReportOptions, report
 
@@ -425,3 +426,22 @@ def test_first_in_lexsort_is_the_start_of_lexsort(case):
     order (ties in position order), as the first `count` of a full lexsort."""
     keys, count = case
     assert np.array_equal(first_in_lexsort(keys, count), np.lexsort(keys)[:count])
+
+
+@given(
+    st.lists(st.text(alphabet="ab_1.0é", min_size=1, max_size=6), unique=True, max_size=40),
+    st.integers(1, 5),
+)
+@settings(max_examples=300, deadline=None)
+def test_suffixed_order_sorts_as_python_with_the_suffix(ids, batch):
+    """Chunk ids' prefixes are ranked without making `id + "_chunk_"` for every id: the same order
+    as Python's sorted() of the suffixed ids, whatever the batch boundaries."""
+    import virnucpro.report.tables as tables
+
+    saved = tables.ROWS_PER_BATCH
+    tables.ROWS_PER_BATCH = batch
+    try:
+        got = suffixed_order(pa.chunked_array([pa.array(ids, type=pa.string())]), "_chunk_").tolist()
+    finally:
+        tables.ROWS_PER_BATCH = saved
+    assert got == sorted(range(len(ids)), key=lambda i: ids[i] + "_chunk_")

@@ -144,50 +144,103 @@ def chunk_ids(data: ReportData, rows: np.ndarray) -> pa.ChunkedArray:
     return pa.chunked_array(parts, type=pa.string())
 
 
-def text_order(data: ReportData, rows: np.ndarray) -> np.ndarray:
-    """Positions in `rows` (chunks) that put their chunk ids in order as text, like Python's sorted().
+def suffixed_order(ids: pa.ChunkedArray, suffix: str) -> np.ndarray:
+    """Positions of `ids` in the order of `id + suffix` as text, like Python's sorted() (Arrow
+    compares UTF-8 bytes: code point order). That is the ids' own order except among an id and the
+    ids it is a prefix of (`read_1`, `read_10`, `read_1.5`), which follow it in that order: each
+    such run is sorted again with the suffix. Only the sort indices are made for every id."""
+    order = pc.sort_indices(ids).to_numpy()
+    runs, head, start, previous, position = [], None, 0, None, 0
+    for low in range(0, len(order), ROWS_PER_BATCH):
+        for text in ids.take(order[low : low + ROWS_PER_BATCH]).to_pylist():
+            if head is not None and not text.startswith(head):
+                runs.append((start, position))
+                head = None
+            if head is None and previous is not None and text.startswith(previous):
+                head, start = previous, position - 1
+            previous = text
+            position += 1
+    if head is not None:
+        runs.append((start, position))
+    if runs:
+        order = order.copy()  # Arrow's indices are read-only
+    for low, high in runs:
+        texts = [text + suffix for text in ids.take(order[low:high]).to_pylist()]
+        order[low:high] = order[low:high][sorted(range(high - low), key=texts.__getitem__)]
+    return order
 
-    Every id of a sequence's chunks starts with the same prefix, `{sequence_id}_chunk_`, followed by
-    the number. When no prefix is the start of another one (which needs a sequence id holding
-    `_chunk_`), ids sort by prefix, then by number as text, without making every id; otherwise
-    the ids themselves are sorted (Arrow compares UTF-8 bytes: Python's code point order).
-    """
-    if not len(rows):
-        return np.empty(0, dtype=np.int64)
-    ids = data.sequences.ids
-    # Checked a batch at a time (the suffixed ids of every sequence at once cost as much as the ids)
-    if any(
+
+def _ids_hold_chunk_marker(ids: pa.ChunkedArray) -> bool:
+    """Whether an id holds `_chunk_` or ends in `_chunk`: then a sequence's chunk ids can
+    interleave with another's. Checked a batch at a time."""
+    return any(
         pc.any(
             pc.match_substring(
                 pc.binary_join_element_wise(ids.slice(low, ROWS_PER_BATCH), "_chunk", ""), "_chunk_"
             )
         ).as_py()
         for low in range(0, len(ids), ROWS_PER_BATCH)
-    ):
-        return pc.sort_indices(chunk_ids(data, rows)).to_numpy()
-    prefix_rank = np.empty(len(ids), dtype=np.int32)
-    prefix_rank[pc.sort_indices(pc.binary_join_element_wise(ids, "_chunk_", "")).to_numpy()] = np.arange(
-        len(ids), dtype=np.int32
     )
-    index = data.chunks.index[rows]
-    numbers = np.arange(1, int(index.max()) + 1)
-    number_rank = np.empty(len(numbers) + 1, dtype=np.int32)
-    number_rank[np.argsort(numbers.astype(str), kind="stable") + 1] = np.arange(len(numbers), dtype=np.int32)
-    return np.lexsort((number_rank[index], prefix_rank[data.chunks.sequence[rows]]))
+
+
+def highest_score_batches(data: ReportData) -> Iterator[np.ndarray]:
+    """Rows of the scored chunks sorted by chunk id as text, like Python's sorted() (the original's
+    pandas groupby), a batch at a time.
+
+    Every id of a sequence's chunks starts with the same prefix, `{sequence_id}_chunk_`, followed by
+    the number. When no prefix is the start of another one (which needs a sequence id holding
+    `_chunk_`), ids sort by prefix (`suffixed_order`), then by number as text, so the sequences are
+    taken in that order and each one's chunks in the text order of their numbers; otherwise the
+    chunk ids themselves are sorted.
+    """
+    chunks, sequences = data.chunks, data.sequences
+    if not len(chunks):
+        return
+    if _ids_hold_chunk_marker(sequences.ids):
+        scored = np.flatnonzero(chunks.scored)
+        ordered = scored[pc.sort_indices(chunk_ids(data, scored)).to_numpy()]
+        yield from (ordered[part] for part in _batches(len(ordered)))
+        return
+    numbers = np.arange(1, int(sequences.n_chunks.max()) + 1)
+    number_rank = np.empty(len(numbers) + 1, dtype=np.int64)
+    number_rank[np.argsort(numbers.astype(str), kind="stable") + 1] = np.arange(len(numbers))
+    sequence_order = suffixed_order(sequences.ids, "_chunk_")
+    first = sequences.first_chunk
+    for chosen in _sequence_batches(sequence_order, sequences.n_chunks):
+        counts = sequences.n_chunks[chosen].astype(np.int64)
+        # each sequence's chunks, numbered 1..n, in the text order of their numbers
+        owner = np.repeat(np.arange(len(chosen)), counts)
+        number = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts) + 1
+        in_order = np.lexsort((number_rank[number], owner))
+        rows = first[chosen][owner[in_order]] + number[in_order] - 1
+        yield rows[chunks.frame_mask[rows] != 0]
+
+
+def _sequence_batches(order: np.ndarray, n_chunks: np.ndarray) -> Iterator[np.ndarray]:
+    """`order` (sequence rows) in batches of about ROWS_PER_BATCH chunks (a longer sequence alone)."""
+    for part in _batches(len(order)):
+        chosen = order[part]
+        ends = np.cumsum(n_chunks[chosen], dtype=np.int64)
+        if not len(ends) or ends[-1] <= 4 * ROWS_PER_BATCH:
+            yield chosen
+            continue
+        cuts = (
+            np.searchsorted(ends, np.arange(ROWS_PER_BATCH, int(ends[-1]), ROWS_PER_BATCH), side="left") + 1
+        )
+        yield from (piece for piece in np.split(chosen, np.unique(cuts)) if len(piece))
 
 
 def write_highest_score(data: ReportData, path: Path) -> None:
     """The original's per-chunk consensus: scored chunks, sorted by id as text (pandas groupby)."""
-    scored = np.flatnonzero(data.chunks.scored)
-    ordered = scored[text_order(data, scored)]
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
         out.write("Modified_ID\tIs_Virus\n")
-        for part in _batches(len(ordered)):
-            rows = ordered[part]
+        for rows in highest_score_batches(data):
             out.writelines(
                 f"{chunk_id}\t{flag}\n"
                 for chunk_id, flag in zip(
-                    chunk_ids(data, rows).to_pylist(), data.chunks.viral[rows].tolist(), strict=True
+                    chunk_ids(data, rows).to_pylist(),
+                    (data.chunks.max_virus[rows] >= data.chunks.max_others[rows]).tolist(),
+                    strict=True,
                 )
             )
 
