@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 from virnucpro.files.checksums import file_sha256
-from virnucpro.files.layout import PREPARE_JSON, PrepareLayout
+from virnucpro.files.layout import OUTDIR_MARKER, PREPARE_JSON, PrepareLayout
 from virnucpro.files.prepared import CHUNK_FRAMES_COLUMNS, INPUT_SEQUENCES_COLUMNS, PrepareSummary
 from virnucpro.files.score_files import write_scores
 from virnucpro.method.frames import FRAME_LABELS, FRAME_SETS, chunk_table
@@ -265,7 +265,8 @@ def compare_outputs(mine: Path, other: Path) -> list[str]:
     """Files (and TSV columns) that differ; a TSV is compared on the columns both wrote."""
     differences = []
     for path in sorted(other.iterdir()):
-        if path.name == "run.json" or not path.is_file():
+        # run.json holds times; the folder's record, each file's modification time
+        if path.name in ("run.json", OUTDIR_MARKER) or not path.is_file():
             continue
         ours = mine / path.name
         if not ours.exists():
