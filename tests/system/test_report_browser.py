@@ -98,6 +98,19 @@ def run_chromium(chromium: Path, profile: Path, *args: str) -> subprocess.Comple
     return subprocess.run(command, capture_output=True, text=True, timeout=180)
 
 
+def check_result(dumped: subprocess.CompletedProcess) -> dict:
+    """What a check script wrote into the dumped DOM (`<pre id="check-result">`), with no error
+    logged to the page's console."""
+    assert dumped.returncode == 0, dumped.stderr[-2000:]
+    match = re.search(r'<pre id="check-result">(.*?)</pre>', dumped.stdout, re.S)
+    assert match, f"the check script did not run:\n{dumped.stdout[-2000:]}\n{dumped.stderr[-2000:]}"
+    result = json.loads(
+        match.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    )
+    assert result["errors"] == []
+    return result
+
+
 def check_page(chromium: Path, page_path: Path, tmp_path: Path) -> dict:
     """The page with the check scripts added, as the browser saw it (see CHECK)."""
     page = page_path.read_text(encoding="utf-8")
@@ -108,13 +121,7 @@ def check_page(chromium: Path, page_path: Path, tmp_path: Path) -> dict:
     dumped = run_chromium(
         chromium, tmp_path / "profile-1", "--virtual-time-budget=10000", "--dump-dom", checked_path.as_uri()
     )
-    assert dumped.returncode == 0, dumped.stderr[-2000:]
-    match = re.search(r'<pre id="check-result">(.*?)</pre>', dumped.stdout, re.S)
-    assert match, f"the check script did not run:\n{dumped.stdout[-2000:]}\n{dumped.stderr[-2000:]}"
-    result = json.loads(
-        match.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-    )
-    assert result["errors"] == []
+    result = check_result(dumped)
     for image in result["images"]:
         assert image["complete"] and image["width"] > 0 and image["height"] > 0, image
     return result

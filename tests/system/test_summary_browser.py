@@ -5,13 +5,11 @@ the console; a screenshot is kept in `test-artifacts/`."""
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
-from test_report_browser import ARTIFACTS, ERROR_HOOK, chromium, run_chromium, screenshot  # noqa: F401
+from test_report_browser import ARTIFACTS, ERROR_HOOK, check_result, chromium, run_chromium, screenshot  # noqa: F401
 from test_summary import results  # noqa: F401  (the fixture: two finished samples and a failed one)
 
 from conftest import run_cli
@@ -65,13 +63,7 @@ def test_summary_page_in_headless_chromium(chromium, results, tmp_path):  # noqa
         checked.as_uri(),
     )
     checked.unlink()
-    assert dumped.returncode == 0, dumped.stderr[-2000:]
-    match = re.search(r'<pre id="check-result">(.*?)</pre>', dumped.stdout, re.S)
-    assert match, f"the check script did not run:\n{dumped.stderr[-2000:]}"
-    result = json.loads(
-        match.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-    )
-    assert result["errors"] == []
+    result = check_result(dumped)
     summary = (outdir / "summary.tsv").read_text().splitlines()
     # The table: summary.tsv's header and rows, every row drawn.
     assert result["header"] == summary[0].split("\t")
