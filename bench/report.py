@@ -7,12 +7,14 @@ and what viral regions and confidence tiers add to it.
     python bench/report.py --package OTHER/python   # the same inputs through another checkout's code
     python bench/report.py --compare-with OTHER/python   # and check that both write the same bytes
     python bench/report.py --chunks 1000000 --repeat 3 --compare-with OTHER/python   # best of 3 each
+    python bench/report.py --layout reads --chunks 1000000 --phases   # and the peak RSS of each step
 
 Each size gets a generated sample in `--workdir` (kept, so later runs reuse it): an input FASTA,
 a prepare folder (chunk table, sequence table, prepare.json) and score files of 10,000 frames, as
 the pipeline would have written them. The `mixed` layout is half reads (one chunk) and half contigs
 of 2 to 60 chunks, some viral, some hosts with a prophage-like stretch; about 35% of frames are
-kept. The report runs in a child process, which measures its own peak RSS (`ru_maxrss`) and its
+kept. The report runs in a child process, which measures its own peak RSS (the kernel's VmHWM, not
+`ru_maxrss`: after exec that keeps the parent's RSS at the fork, here the generated sample) and its
 RSS before the report starts (the imports); "MB per M chunks" is the difference per million chunks.
 Then it does the work of viral regions and confidence tiers again on the same data, timed piece by
 piece (see CHILD), and prints its share of the rest of the report.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,7 +53,7 @@ _FRAME_COUNTS = np.array([bin(mask).count("1") for mask in range(64)])
 # again on the same data: annotate (tiers, regions, their summaries), the region files, the region
 # FASTA (the FASTA pass with regions minus one without) and the added columns' text.
 CHILD = """
-import json, resource, sys, tempfile, time
+import json, sys, tempfile, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import numpy as np
@@ -64,17 +67,34 @@ except ImportError:  # a checkout from before the package was laid out by stage 
     import virnucpro.report_html
     tables = r
     add_regions_and_tiers = getattr(r, "annotate", None)
-def rss_kb():
+def rss_kb(field="VmRSS:"):
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(field):
             return int(line.split()[1])
+phases = {}
+def measured(name, work):
+    def run(*args, **kwargs):
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")  # the kernel's peak RSS (VmHWM) starts again from the current RSS
+        try:
+            return work(*args, **kwargs)
+        finally:
+            phases[name] = (rss_kb("VmHWM:"), rss_kb())
+    return run
+if sys.argv[6] == "phases":
+    import virnucpro.report.html as html
+    for module, name in [(r, "read_report_data"), (r, "add_regions_and_tiers"), (r, "check_inputs_prepared")] + [
+        (r, name) for name in dir(r) if name.startswith("write_") and name != "write_run_json"
+    ] + [(html, "write_html_report")]:
+        if hasattr(module, name):
+            setattr(module, name, measured(name, getattr(module, name)))
 start_kb = rss_kb()
 started = time.perf_counter()
 data = r.report(sys.argv[2], sys.argv[3], sorted(__import__("glob").glob(sys.argv[4] + "/*.parquet")),
                 sys.argv[5], quiet=True)
 result = {"seconds": time.perf_counter() - started, "start_kb": start_kb,
-          "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
-if add_regions_and_tiers is not None:
+          "peak_kb": rss_kb("VmHWM:"), "phases_kb": phases}
+if add_regions_and_tiers is not None and sys.argv[6] != "phases":
     from virnucpro.method.regions import call_regions, summarise_regions
     tmp, parts = Path(tempfile.mkdtemp(dir=sys.argv[5])), {}
     def timed(name, work):
@@ -96,8 +116,10 @@ if add_regions_and_tiers is not None:
         for rows in tables._batches(len(chunks)):
             tables.float32_texts(chunks.margin[rows]), [tables.TIERS[t] for t in chunks.tier[rows].tolist()]
             tables._optional(chunks.estimated_fdr, rows)
-        for rows in tables._batches(len(sequences)):
-            tables.share_texts(sequences.tier_counts[rows]), [tables.KINDS[k] for k in sequences.kind[rows].tolist()]
+        spans = sequences.spans() if hasattr(sequences, "spans") else ((rows, None) for rows in tables._batches(len(sequences)))
+        for rows, chunk_rows in spans:
+            counts = sequences.tier_counts[rows] if chunk_rows is None else data.sequence_tiers(rows, chunk_rows)[0]
+            tables.share_texts(counts), [tables.KINDS[k] for k in sequences.kind[rows].tolist()]
             [tables.TIERS[t] for t in sequences.tier[rows].tolist()], sequences.viral_regions[rows].tolist()
     timed("added columns", columns)
     parts["region fasta"] = max(0.0, parts.pop("fasta with regions") - parts.pop("fasta without"))
@@ -119,8 +141,9 @@ def sequence_lengths(rng: np.random.Generator, n_chunks: int, layout: str) -> np
     return (counts - 1) * CHUNK_SIZE + tail
 
 
-def generate(folder: Path, n_chunks: int, layout: str, seed: int = 5) -> None:
-    """Write input.fa, prepared/ and scores/ for a sample of `n_chunks` chunks."""
+def generate(folder: Path, n_chunks: int, layout: str, seed: int = 5, final: Path | None = None) -> None:
+    """Write input.fa, prepared/ and scores/ for a sample of `n_chunks` chunks (to be moved to
+    `final`, the folder prepare.json names)."""
     rng = np.random.default_rng(seed)
     lengths = sequence_lengths(rng, n_chunks, layout)
     n_sequences = lengths.size
@@ -192,7 +215,7 @@ def generate(folder: Path, n_chunks: int, layout: str, seed: int = 5) -> None:
             frames_written += len(frame_ids)
     shard.flush(final=True)
     source = {
-        "path": str(folder / "input.fa"),
+        "path": str((final or folder) / "input.fa"),
         "format": "fasta",
         "compressed": False,
         "sha256": file_sha256(folder / "input.fa"),  # read_summary accepts a real hash only
@@ -249,11 +272,12 @@ def write_input(path: Path, ids: list[str], lengths: np.ndarray, rng: np.random.
             out.write(b">%s\n%s\n" % (seq_id.encode(), body))
 
 
-def run_report(package: Path, sample: Path, outdir: Path) -> dict:
-    """The report in a child process on `package`'s code; its seconds, start and peak RSS."""
+def run_report(package: Path, sample: Path, outdir: Path, phases: bool = False) -> dict:
+    """The report in a child process on `package`'s code; its seconds, start and peak RSS (and with
+    `phases`, the peak of each step: slower, the extra work of regions and tiers is not redone)."""
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(package), str(sample / "input.fa"), str(sample / "prepared"),
-         str(sample / "scores"), str(outdir)],
+         str(sample / "scores"), str(outdir), "phases" if phases else "total"],
         capture_output=True, text=True,
     )  # fmt: skip
     if done.returncode != 0:
@@ -302,6 +326,9 @@ def main() -> None:
     parser.add_argument("--package", type=Path, default=Path(__file__).resolve().parents[1] / "python")
     parser.add_argument("--compare-with", type=Path, default=None, help="another checkout's python/ folder")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each; the fastest counts")
+    parser.add_argument(
+        "--phases", action="store_true", help="print the peak RSS of each step of the report (its own run)"
+    )
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-report-"))
@@ -311,7 +338,10 @@ def main() -> None:
         sample = workdir / f"{args.layout}-{n_chunks}"
         if not (sample / "prepared" / PREPARE_JSON).exists():
             started = time.perf_counter()
-            generate(sample, n_chunks, args.layout)
+            partial = sample.with_name(sample.name + ".partial")  # a stopped generation leaves only this
+            shutil.rmtree(partial, ignore_errors=True)
+            generate(partial, n_chunks, args.layout, final=sample)
+            partial.rename(sample)
             print(f"  (generated {sample.name} in {time.perf_counter() - started:.0f} s)")
         sequences = json.loads((sample / "prepared" / PREPARE_JSON).read_text())["sequences"]
         with tempfile.TemporaryDirectory(prefix="out-", dir=workdir) as out:
@@ -338,6 +368,12 @@ def main() -> None:
                         f"{name} {seconds:.2f} s" for name, seconds in result["regions_and_tiers"].items()
                     )
                     + ")"
+                )
+            if args.phases:
+                steps = run_report(args.package, sample, Path(out) / "phases", phases=True)["phases_kb"]
+                print(
+                    f"{'':>10} peak RSS by step, MB: "
+                    + ", ".join(f"{name} {peak / 1024:.0f} ({after / 1024:.0f} after)" for name, (peak, after) in steps.items())
                 )
             if args.compare_with:
                 best = min(other, key=lambda r: r["seconds"])

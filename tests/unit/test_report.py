@@ -353,7 +353,21 @@ def test_chunk_table_read_in_small_blocks_gives_the_same_outputs(scored, reporte
     monkeypatch.setattr(virnucpro.report.data, "_BLOCK_BYTES", 97)
     monkeypatch.setattr(virnucpro.report.data, "ROWS_PER_BATCH", 3)
     monkeypatch.setattr(virnucpro.report.tables, "ROWS_PER_BATCH", 3)
-    report(example, prepared, scores, tmp_path / "out", quiet=True)
+    data = report(example, prepared, scores, tmp_path / "out", quiet=True)
+    assert_same_outputs(reported, tmp_path / "out")
+    # One array however many blocks: a ChunkedArray's take() copies all of its text on every call.
+    assert isinstance(data.sequences.ids, pa.Array) and data.sequences.ids.type == pa.string()
+
+
+def test_ids_past_2_gib_of_text_give_the_same_outputs(scored, reported, tmp_path, monkeypatch):
+    """Ids whose text passes what a string array holds are held as large_string (forced here by
+    lowering the limit): every writer joins and sorts them as before."""
+    import virnucpro.report.data
+
+    example, prepared, scores = scored
+    monkeypatch.setattr(virnucpro.report.data, "_STRING_ARRAY_BYTES", 0)
+    data = report(example, prepared, scores, tmp_path / "out", quiet=True)
+    assert data.sequences.ids.type == pa.large_string()
     assert_same_outputs(reported, tmp_path / "out")
 
 
@@ -426,6 +440,59 @@ def test_first_in_lexsort_is_the_start_of_lexsort(case):
     order (ties in position order), as the first `count` of a full lexsort."""
     keys, count = case
     assert np.array_equal(first_in_lexsort(keys, count), np.lexsort(keys)[:count])
+
+
+@given(
+    st.integers(0, 60).flatmap(
+        lambda size: st.tuples(
+            st.lists(st.integers(0, 3), min_size=size, max_size=size),  # scored chunks
+            st.lists(st.integers(0, 3), min_size=size, max_size=size),  # of which viral
+            st.lists(st.sampled_from([150, 500, 900]), min_size=size, max_size=size),
+            st.lists(st.booleans(), min_size=size, max_size=size),  # where
+        )
+    ),
+    st.integers(1, 12),
+    st.integers(1, 9),
+)
+@settings(max_examples=300, deadline=None)
+def test_top_sequences_are_the_start_of_the_ranking(columns, count, batch):
+    """The page's most viral sequences, ranked a batch at a time: the same rows, in the same order,
+    as the first `count` of every (chosen) sequence ranked at once, whatever the batch size."""
+    from types import SimpleNamespace
+
+    from virnucpro.report.data import SequenceTable
+    from virnucpro.report.figures import ranked_sequences, top_sequences
+
+    scored, viral, length, where = (np.array(c, dtype=np.int32) for c in columns)
+    size = len(scored)
+    table = SequenceTable(
+        ids=pa.array([f"s{i}" for i in range(size)], pa.string()),
+        record=np.arange(1, size + 1, dtype=np.int32),
+        length=length,
+        n_chunks=np.maximum(scored, 1),
+        chunks_scored=scored,
+        viral_chunks=np.minimum(viral, scored),
+        max_virus=np.zeros(size, np.float32),
+        mean_virus=np.zeros(size, np.float32),
+        call=np.zeros(size, np.uint8),
+    )
+    data = SimpleNamespace(sequences=table)
+    chosen = where.astype(bool)
+    expected = ranked_sequences(data, np.flatnonzero(chosen))[:count]
+    found = top_sequences(data, count, lambda rows: chosen[rows], batch=batch)
+    assert found.tolist() == expected.tolist()
+    assert top_sequences(data, count, batch=batch).tolist() == ranked_sequences(data, np.arange(size))[:count].tolist()
+
+
+@given(st.lists(st.integers(0, 2**20), max_size=50), st.booleans())
+def test_exclusive_cumsum_is_where_each_group_starts(counts, huge):
+    """Where each sequence's chunks start, int32 while the total fits (no int64 temporaries)."""
+    from virnucpro.report.data import exclusive_cumsum
+
+    counts = np.array(counts + ([2**31] if huge else []), dtype=np.int64)
+    starts = exclusive_cumsum(counts)
+    assert starts.tolist() == (np.cumsum(counts) - counts).tolist()
+    assert starts.dtype == (np.int64 if counts.sum() >= 2**31 else np.int32)
 
 
 @given(

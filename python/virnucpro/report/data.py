@@ -42,6 +42,7 @@ from virnucpro.method.calls import (
     group_means,
     margin_calls,
 )
+from virnucpro.method.confidence import summarise_tiers
 from virnucpro.method.frames import FRAME_LABELS, FRAME_SETS
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ FRAME_COUNTS = np.array([mask.bit_count() for mask in range(64)], dtype=np.int64
 SCORE_BINS = np.linspace(0.0, 1.0, 21)
 ROWS_PER_BATCH = 65_536  # rows formatted or compared at a time: bounds the memory of text
 _BLOCK_BYTES = 1 << 23  # prepare's chunk table is parsed in blocks of this size
+_STRING_ARRAY_BYTES = 2**31 - 1  # the most text an Arrow string array holds (int32 offsets)
 _FRAME_SET_VALUES = pa.array(FRAME_SETS, type=pa.string())
 _LABEL_VALUES = pa.array(FRAME_LABELS, type=pa.string())
 _PARSE = pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False)
@@ -71,6 +73,33 @@ _SEQUENCE_TABLE_TYPES = {
     "length": pa.int64(),
     "n_chunks": pa.int64(),
 }
+
+
+def exclusive_cumsum(counts: np.ndarray) -> np.ndarray:
+    """0, counts[0], counts[0] + counts[1], ...: where each group starts; int32 when the total fits
+    (half the memory of int64, and no temporary beside it)."""
+    total = int(counts.sum(dtype=np.int64)) if len(counts) else 0
+    starts = np.zeros(len(counts), dtype=np.int32 if total < 2**31 else np.int64)
+    if len(counts) > 1:
+        np.cumsum(counts[:-1], dtype=starts.dtype, out=starts[1:])
+    return starts
+
+
+def one_text_array(parts: Sequence[pa.Array]) -> pa.Array:
+    """The string arrays as one (large_string past 2 GiB of text). Not a ChunkedArray: its take()
+    joins every chunk into one first, a copy of all of the text on each call (256 MB for the ids
+    of 10^7 reads, in each writer)."""
+    text_bytes = sum(pc.sum(pc.binary_length(part)).as_py() or 0 for part in parts)
+    kind = pa.string() if text_bytes <= _STRING_ARRAY_BYTES else pa.large_string()
+    return pa.concat_arrays([part.cast(kind) for part in parts]) if parts else pa.array([], kind)
+
+
+def numbered_texts(texts: pa.Array, separator: str, numbers: np.ndarray) -> pa.Array:
+    """`{text}{separator}{number}` of each row, in the type of `texts` (string or large_string)."""
+    kind = texts.type
+    return pc.binary_join_element_wise(
+        texts, pa.scalar(separator, kind), pc.cast(pa.array(numbers), kind), pa.scalar("", kind)
+    )
 
 
 def first_in_lexsort(keys: Sequence[np.ndarray], count: int) -> np.ndarray:
@@ -141,7 +170,7 @@ class ChunkTable:
 class SequenceTable:
     """Every input sequence in input order, with its chunk counts, best scores and call."""
 
-    ids: pa.ChunkedArray  # string
+    ids: pa.Array  # string (large_string past 2 GiB of text): one array, see `one_text_array`
     record: np.ndarray  # int32 (int64 past 2^31): 1-based number in the input
     length: np.ndarray  # int32 (int64 past 2^31)
     n_chunks: np.ndarray  # int32
@@ -153,8 +182,7 @@ class SequenceTable:
     # Filled by report.annotate:
     viral_regions: np.ndarray | None = None  # int32
     kind: np.ndarray | None = None  # uint8: position in calls.KINDS
-    tier_counts: np.ndarray | None = None  # int32 (n, 3): low, medium, high scored chunks
-    tier: np.ndarray | None = None  # uint8: the sequence's confidence tier for its call
+    tier: np.ndarray | None = None  # uint8: the sequence's confidence tier for its call (see ReportData.sequence_tiers)
     estimated_fdr: np.ndarray | None = None  # float64, NaN where not called virus; None uncalibrated
 
     def __len__(self) -> int:
@@ -163,21 +191,27 @@ class SequenceTable:
     @property
     def first_chunk(self) -> np.ndarray:
         """Row of each sequence's first chunk in the ChunkTable (its chunks follow in order)."""
-        return np.cumsum(self.n_chunks, dtype=np.int64) - self.n_chunks
+        return exclusive_cumsum(self.n_chunks)
 
-    @property
-    def viral_fraction(self) -> np.ndarray:
-        """viral / scored chunks (float64), NaN when unscored."""
+    def viral_fraction(self, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """viral / scored chunks (float64) of the rows, NaN when unscored. Of some rows at a time:
+        of every sequence it is 8 bytes a sequence, and as many for each temporary."""
+        scored, viral = self.chunks_scored[rows], self.viral_chunks[rows]
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.chunks_scored > 0, self.viral_chunks / self.chunks_scored, np.nan)
+            return np.where(scored > 0, viral / scored, np.nan)
 
-    def id_batches(self, rows: np.ndarray | None = None) -> Iterator[list[str]]:
-        """The ids (of `rows`, default all) as Python strings, ROWS_PER_BATCH at a time."""
-        count = len(self) if rows is None else len(rows)
-        for low in range(0, count, ROWS_PER_BATCH):
-            part = slice(low, low + ROWS_PER_BATCH)
-            ids = self.ids.slice(low, ROWS_PER_BATCH) if rows is None else self.ids.take(rows[part])
-            yield ids.to_pylist()
+    def spans(self, batch: int | None = None) -> Iterator[tuple[slice, slice]]:
+        """The sequence rows `batch` (default ROWS_PER_BATCH) at a time, each batch with the rows of
+        its chunks."""
+        first, batch = 0, batch or ROWS_PER_BATCH
+        for low in range(0, len(self), batch):
+            rows = slice(low, min(low + batch, len(self)))
+            last = first + int(self.n_chunks[rows].sum(dtype=np.int64))
+            yield rows, slice(first, last)
+            first = last
+
+    def id_list(self, rows: slice) -> list[str]:
+        return self.ids.slice(rows.start, rows.stop - rows.start).to_pylist()
 
 
 # A source of frame rows in chunk-table order: (ids, score_others, score_virus) per batch.
@@ -199,6 +233,16 @@ class ReportData:
     provenance: dict[str, str]  # classifier and embedding models, from the scores files
     regions: RegionSummary | None = None  # filled by stages.report.add_regions_and_tiers
     settings: dict = field(default_factory=dict)  # how calls, regions and tiers were made (run.json)
+
+    def sequence_tiers(self, rows: slice, chunk_rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        """`confidence.summarise_tiers` of the sequences `rows`, whose chunks are `chunk_rows`
+        (`SequenceTable.spans`): their tier counts (low, medium, high) and tiers. Made a batch at a
+        time when needed: the counts of every sequence would be 12 bytes a sequence, held throughout."""
+        chunks = self.chunks
+        scored = chunks.frame_mask[chunk_rows] != 0
+        owner = chunks.sequence[chunk_rows][scored] - rows.start
+        agrees = chunks.called_viral[chunk_rows][scored] == (self.sequences.call[rows] == VIRUS)[owner]
+        return summarise_tiers(owner, chunks.tier[chunk_rows][scored], agrees, rows.stop - rows.start)
 
     def counts(self) -> dict[str, int]:
         calls = np.bincount(self.sequences.call, minlength=len(CALLS))
@@ -293,7 +337,7 @@ def _read_sequence_table(path: Path) -> SequenceTable:
         n_chunks.append(batch.column("n_chunks").to_numpy().astype(np.int32))
     n = sum(len(part) for part in record)
     return SequenceTable(
-        ids=pa.chunked_array(ids, type=pa.string()),
+        ids=one_text_array(ids),
         record=_narrow(record),
         length=_narrow(length),
         n_chunks=np.concatenate(n_chunks) if n_chunks else np.zeros(0, np.int32),
@@ -341,8 +385,8 @@ def _scan(prepared: Path, sequences: SequenceTable, scores) -> tuple[ChunkTable,
     """Read the chunk table block by block, each with its frames' scores; per chunk the best scores."""
     path = PrepareLayout(prepared).chunk_frames
     n_chunks = int(sequences.n_chunks.sum(dtype=np.int64))
-    chunk_ends = np.cumsum(sequences.n_chunks, dtype=np.int64)
-    first_chunk = chunk_ends - sequences.n_chunks
+    first_chunk = sequences.first_chunk
+    chunk_ends = first_chunk + sequences.n_chunks
     positions = sequences.length.dtype  # a chunk's start and end lie within its sequence
     chunks = ChunkTable(
         sequence=np.empty(n_chunks, dtype=np.int32),
@@ -366,9 +410,7 @@ def _scan(prepared: Path, sequences: SequenceTable, scores) -> tuple[ChunkTable,
         index = np.arange(row, row + n) - first_chunk[sequence] + 1
         chunk_ids = batch.column("chunk_id")
         sequence_ids = sequences.ids.take(sequence)
-        expected_ids = pc.binary_join_element_wise(
-            sequence_ids, "_chunk_", pc.cast(pa.array(index), pa.string()), ""
-        )
+        expected_ids = numbered_texts(sequence_ids, "_chunk_", index)
         if not (
             pc.all(pc.equal(batch.column("sequence_id"), sequence_ids)).as_py()
             and np.array_equal(batch.column("chunk_index").to_numpy(), index)
@@ -420,23 +462,30 @@ def _best_scores(chunks: ChunkTable, rows: slice, mask, frame_label, others, vir
 
 
 def _summarise_sequences(sequences: SequenceTable, chunks: ChunkTable, min_viral_fraction: float) -> None:
-    """Per sequence: scored and viral chunks, best and mean P(virus), call."""
-    scored = chunks.scored
-    sequences.chunks_scored[:] = np.bincount(chunks.sequence[scored], minlength=len(sequences))
-    sequences.viral_chunks[:] = np.bincount(chunks.sequence[chunks.called_viral], minlength=len(sequences))
-    scored_sequences = np.flatnonzero(sequences.chunks_scored)
-    if scored_sequences.size:
-        # Each group runs from a scored sequence's first chunk to the next one's; the chunks of
-        # unscored sequences between them hold NaN, which fmax skips.
-        sequences.max_virus[scored_sequences] = np.fmax.reduceat(
-            chunks.max_virus, sequences.first_chunk[scored_sequences]
-        )
-        sequences.mean_virus[scored_sequences] = group_means(
-            chunks.max_virus[scored], sequences.chunks_scored[scored_sequences]
-        )
-    sequences.call[:] = OTHERS
-    sequences.call[sequences.viral_fraction >= min_viral_fraction] = VIRUS  # NaN compares false
-    sequences.call[sequences.chunks_scored == 0] = UNSCORED
+    """Per sequence: scored and viral chunks, best and mean P(virus), call; a batch of sequences
+    (and their chunks) at a time, so the temporaries do not grow with the input."""
+    for rows, chunk_rows in sequences.spans():
+        n = rows.stop - rows.start
+        owner = chunks.sequence[chunk_rows] - rows.start
+        scored = chunks.frame_mask[chunk_rows] != 0
+        counts = sequences.chunks_scored[rows]  # views: filled in place
+        counts[:] = np.bincount(owner[scored], minlength=n)
+        sequences.viral_chunks[rows] = np.bincount(owner[chunks.called_viral[chunk_rows]], minlength=n)
+        scored_sequences = np.flatnonzero(counts)
+        if scored_sequences.size:
+            # Each group runs from a scored sequence's first chunk to the next one's; the chunks of
+            # unscored sequences between them hold NaN, which fmax skips.
+            max_virus = chunks.max_virus[chunk_rows]
+            sequences.max_virus[rows][scored_sequences] = np.fmax.reduceat(
+                max_virus, exclusive_cumsum(sequences.n_chunks[rows])[scored_sequences]
+            )
+            sequences.mean_virus[rows][scored_sequences] = group_means(
+                max_virus[scored], counts[scored_sequences]
+            )
+        calls = sequences.call[rows]
+        calls[:] = OTHERS
+        calls[sequences.viral_fraction(rows) >= min_viral_fraction] = VIRUS  # NaN compares false
+        calls[counts == 0] = UNSCORED
 
 
 class _NotInOrder(Exception):

@@ -8,6 +8,7 @@ so two runs on the same input give identical files.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import matplotlib
@@ -27,10 +28,10 @@ from virnucpro.method.calibration import (
     fdr_upper,
 )
 from virnucpro.method.calls import CALLS, PUBLISHED_CHUNK_THRESHOLD, REGION_KIND
-from virnucpro.report.data import SCORE_BINS, first_in_lexsort
+from virnucpro.report.data import ROWS_PER_BATCH, SCORE_BINS, exclusive_cumsum, first_in_lexsort
 
 if TYPE_CHECKING:
-    from virnucpro.report.data import ReportData
+    from virnucpro.report.data import ReportData, SequenceTable
 
 # Sequences drawn as tracks and listed in the page's table; the TSV files have all of them.
 MAX_TRACKS = 40
@@ -53,38 +54,54 @@ def histogram_figure(data: ReportData) -> bytes:
     """P(virus) per frame and per chunk (the chunk's best frame), with the 0.5 line."""
     chunks = data.chunks
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
-    # The frames were counted per bin while they were read: one weighted value per bin draws the
-    # same bars as every value would.
+    # Frames and chunks counted per bin, a batch at a time (the frames while they were read): one
+    # weighted value per bin draws the same bars as every value would.
     centres = (SCORE_BINS[:-1] + SCORE_BINS[1:]) / 2
-    for ax, values, weights, count, what in (
-        (axes[0], centres, data.frame_histogram, data.frames, "frames"),
-        (axes[1], chunks.max_virus[chunks.scored], None, int(chunks.scored.sum()), "chunks (best frame)"),
+    chunk_counts = np.zeros(len(centres), dtype=np.int64)
+    for low in range(0, len(chunks), ROWS_PER_BATCH):
+        part = slice(low, low + ROWS_PER_BATCH)
+        chunk_counts += np.histogram(chunks.max_virus[part][chunks.frame_mask[part] != 0], SCORE_BINS)[0]
+    for ax, counts, total, what in (
+        (axes[0], data.frame_histogram, data.frames, "frames"),
+        (axes[1], chunk_counts, int(chunk_counts.sum()), "chunks (best frame)"),
     ):
-        ax.hist(values, bins=SCORE_BINS, weights=weights, color="#3b6ea5", edgecolor="white")
+        ax.hist(centres, bins=SCORE_BINS, weights=counts, color="#3b6ea5", edgecolor="white")
         ax.axvline(0.5, color="#b33", linestyle="--", linewidth=1)
         ax.set_xlim(0, 1)
         ax.set_xlabel("P(virus)")
         ax.set_ylabel("count")
-        ax.set_title(f"{count} {what}")
+        ax.set_title(f"{total} {what}")
     return png_bytes(figure)
 
 
-def ranked_sequences(
-    data: ReportData, rows: np.ndarray | None = None, count: int | None = None
+def _ranking_keys(sequences: SequenceTable, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """np.lexsort's keys (the last first): most viral, then longest, then input order."""
+    fraction = np.nan_to_num(sequences.viral_fraction(rows), nan=0.0)
+    return sequences.record[rows], -sequences.length[rows], -fraction
+
+
+def ranked_sequences(data: ReportData, rows: np.ndarray) -> np.ndarray:
+    """The sequence `rows`, most viral first, then longest, then input order."""
+    return rows[np.lexsort(_ranking_keys(data.sequences, rows))]
+
+
+def top_sequences(
+    data: ReportData,
+    count: int,
+    where: Callable[[slice], np.ndarray] | None = None,
+    batch: int | None = None,
 ) -> np.ndarray:
-    """Rows of the sequences (all, or `rows`), most viral first, then longest, then input order;
-    the first `count` of them (default all)."""
-    sequences = data.sequences
-    fraction = np.nan_to_num(
-        sequences.viral_fraction if rows is None else sequences.viral_fraction[rows], nan=0.0
-    )
-    keys = (
-        sequences.record if rows is None else sequences.record[rows],
-        -(sequences.length if rows is None else sequences.length[rows]),
-        -fraction,
-    )
-    order = np.lexsort(keys) if count is None else first_in_lexsort(keys, count)
-    return order if rows is None else rows[order]
+    """The first `count` rows of every sequence (or of those where `where(rows)` holds) in the
+    order of `ranked_sequences`. Ranked `batch` rows at a time (`SequenceTable.spans`), keeping
+    each batch's first `count`: the keys of every sequence would be about 20 bytes a sequence."""
+    sequences, kept = data.sequences, [np.empty(0, dtype=np.int64)]
+    for rows, _ in sequences.spans(batch):
+        candidates = np.arange(rows.start, rows.stop)
+        if where is not None:
+            candidates = candidates[where(rows)]
+        kept.append(candidates[first_in_lexsort(_ranking_keys(sequences, candidates), count)])
+    candidates = np.sort(np.concatenate(kept))  # position order: ties go to the earlier row
+    return candidates[first_in_lexsort(_ranking_keys(sequences, candidates), count)]
 
 
 def track_sequences(data: ReportData) -> np.ndarray:
@@ -92,12 +109,15 @@ def track_sequences(data: ReportData) -> np.ndarray:
     to a quarter of the tracks kept for sequences not called virus that hold a viral region
     (prophage-like), which a ranking by viral fraction would leave out."""
     sequences = data.sequences
-    scored = sequences.chunks_scored > 0
-    region_only = ranked_sequences(
-        data, np.flatnonzero(scored & (sequences.kind == REGION_KIND)), MAX_TRACKS // 4
+
+    def scored(rows: slice) -> np.ndarray:
+        return sequences.chunks_scored[rows] > 0
+
+    region_only = top_sequences(
+        data, MAX_TRACKS // 4, lambda rows: scored(rows) & (sequences.kind[rows] == REGION_KIND)
     )
     # at most len(region_only) of the first MAX_TRACKS scored ones are among region_only
-    first = ranked_sequences(data, np.flatnonzero(scored), MAX_TRACKS)
+    first = top_sequences(data, MAX_TRACKS, scored)
     rest = first[~np.isin(first, region_only)][: MAX_TRACKS - len(region_only)]
     chosen = np.sort(np.concatenate([region_only, rest]))
     return ranked_sequences(data, chosen)
@@ -114,7 +134,7 @@ def tracks_figure(data: ReportData) -> bytes:
     cmap = plt.get_cmap(_COLORMAP)
     longest = int(sequences.length[chosen].max()) if len(chosen) else 1
     first = sequences.first_chunk
-    first_region = np.cumsum(sequences.viral_regions) - sequences.viral_regions
+    first_region = exclusive_cumsum(sequences.viral_regions)
     for row, sequence in enumerate(chosen.tolist()):
         y = len(chosen) - 1 - row
         ax.add_patch(

@@ -23,7 +23,7 @@ from virnucpro.report.data import first_in_lexsort
 from virnucpro.report.figures import (
     MAX_TRACKS,
     histogram_figure,
-    ranked_sequences,
+    top_sequences,
     track_sequences,
     tracks_figure,
 )
@@ -119,7 +119,7 @@ def render_html(data: ReportData, title: str, histogram_png: bytes, tracks_png: 
         ],
     ]
     model_rows = [[key, value] for key, value in sorted(data.provenance.items())]
-    shown_rows = ranked_sequences(data, count=MAX_TABLE_ROWS)
+    shown_rows = top_sequences(data, MAX_TABLE_ROWS)
     sequence_rows = [
         [
             sequence_id, length, n_chunks, scored, viral, f"{fraction:.4f}" if scored else "", CALLS[call],
@@ -131,7 +131,7 @@ def render_html(data: ReportData, title: str, histogram_png: bytes, tracks_png: 
             sequences.n_chunks[shown_rows].tolist(),
             sequences.chunks_scored[shown_rows].tolist(),
             sequences.viral_chunks[shown_rows].tolist(),
-            sequences.viral_fraction[shown_rows].tolist(),
+            sequences.viral_fraction(shown_rows).tolist(),
             sequences.call[shown_rows].tolist(),
             sequences.kind[shown_rows].tolist(),
             sequences.viral_regions[shown_rows].tolist(),

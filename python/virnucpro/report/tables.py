@@ -28,7 +28,7 @@ from virnucpro.files.sequences import SequenceInputs
 from virnucpro.method.calls import CALLS, KINDS, OTHERS, UNSCORED, VIRUS
 from virnucpro.method.confidence import TIERS
 from virnucpro.method.frames import FRAME_LABELS, FRAME_SETS
-from virnucpro.report.data import FRAME_COUNTS, ROWS_PER_BATCH, ReportData
+from virnucpro.report.data import FRAME_COUNTS, ROWS_PER_BATCH, ReportData, numbered_texts, one_text_array
 
 CHUNK_COLUMNS = (
     *CHUNK_FRAMES_COLUMNS,  # prepare's chunk table, then the scores and calls
@@ -129,22 +129,20 @@ def write_prediction_results(data: ReportData, path: Path) -> None:
             )
 
 
-def chunk_ids(data: ReportData, rows: np.ndarray) -> pa.ChunkedArray:
+def chunk_ids(data: ReportData, rows: np.ndarray) -> pa.Array:
     """`{sequence_id}_chunk_{k}` of the given chunks, as prepare names them."""
     chunks = data.chunks
-    parts = [
-        pc.binary_join_element_wise(
-            data.sequences.ids.take(chunks.sequence[rows[part]]),
-            "_chunk_",
-            pc.cast(pa.array(chunks.index[rows[part]]), pa.string()),
-            "",
-        )
-        for part in _batches(len(rows))
-    ]
-    return pa.chunked_array(parts, type=pa.string())
+    return one_text_array(
+        [
+            numbered_texts(
+                data.sequences.ids.take(chunks.sequence[rows[part]]), "_chunk_", chunks.index[rows[part]]
+            )
+            for part in _batches(len(rows))
+        ]
+    )
 
 
-def suffixed_order(ids: pa.ChunkedArray, suffix: str) -> np.ndarray:
+def suffixed_order(ids: pa.Array, suffix: str) -> np.ndarray:
     """Positions of `ids` in the order of `id + suffix` as text, like Python's sorted() (Arrow
     compares UTF-8 bytes: code point order). That is the ids' own order except among an id and the
     ids it is a prefix of (`read_1`, `read_10`, `read_1.5`), which follow it in that order: each
@@ -170,13 +168,16 @@ def suffixed_order(ids: pa.ChunkedArray, suffix: str) -> np.ndarray:
     return order
 
 
-def _ids_hold_chunk_marker(ids: pa.ChunkedArray) -> bool:
+def _ids_hold_chunk_marker(ids: pa.Array) -> bool:
     """Whether an id holds `_chunk_` or ends in `_chunk`: then a sequence's chunk ids can
     interleave with another's. Checked a batch at a time."""
     return any(
         pc.any(
             pc.match_substring(
-                pc.binary_join_element_wise(ids.slice(low, ROWS_PER_BATCH), "_chunk", ""), "_chunk_"
+                pc.binary_join_element_wise(
+                    ids.slice(low, ROWS_PER_BATCH), pa.scalar("_chunk", ids.type), pa.scalar("", ids.type)
+                ),
+                "_chunk_",
             )
         ).as_py()
         for low in range(0, len(ids), ROWS_PER_BATCH)
@@ -282,11 +283,8 @@ def write_sequences(data: ReportData, path: Path) -> None:
     sequences = data.sequences
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as out:
         out.write("\t".join(SEQUENCE_COLUMNS) + "\n")
-        for rows, ids in zip(_batches(len(sequences)), sequences.id_batches(), strict=True):
-            scored, viral = sequences.chunks_scored[rows], sequences.viral_chunks[rows]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                fractions = np.where(scored > 0, viral / scored, np.nan)  # as SequenceTable.viral_fraction
-            high, medium, low = share_texts(sequences.tier_counts[rows])
+        for rows, chunk_rows in sequences.spans():
+            high, medium, low = share_texts(data.sequence_tiers(rows, chunk_rows)[0])
             out.writelines(
                 f"{sequence_id}\t{record}\t{length}\t{n_chunks}\t{scored}\t{viral}\t"
                 f"{fraction}\t{best}\t{mean}\t{CALLS[call]}\t"
@@ -295,13 +293,13 @@ def write_sequences(data: ReportData, path: Path) -> None:
                     sequence_id, record, length, n_chunks, scored, viral, fraction, best, mean, call, regions, kind,
                     share_high, share_medium, share_low, tier, fdr,
                 ) in zip(
-                    ids,
+                    sequences.id_list(rows),
                     sequences.record[rows].tolist(),
                     sequences.length[rows].tolist(),
                     sequences.n_chunks[rows].tolist(),
                     sequences.chunks_scored[rows].tolist(),
                     sequences.viral_chunks[rows].tolist(),
-                    fixed_texts(fractions),  # NaN (unscored): empty
+                    fixed_texts(sequences.viral_fraction(rows)),  # NaN (unscored): empty
                     float32_texts(sequences.max_virus[rows]),
                     float32_texts(sequences.mean_virus[rows]),
                     sequences.call[rows].tolist(),
@@ -371,14 +369,17 @@ def write_regions(data: ReportData, tsv_path: Path, bed_path: Path) -> None:
 def _sequence_rows(data: ReportData) -> Iterator[tuple[str, int, range]]:
     """(id, call, its rows in the region table) of every sequence in input order."""
     sequences = data.sequences
-    ends = np.cumsum(sequences.viral_regions)
-    for rows, ids in zip(_batches(len(sequences)), sequences.id_batches(), strict=True):
+    done = 0  # regions of the sequences before the batch
+    for rows, _ in sequences.spans():
+        counts = sequences.viral_regions[rows]
+        ends = done + np.cumsum(counts, dtype=np.int64)
         yield from zip(
-            ids,
+            sequences.id_list(rows),
             sequences.call[rows].tolist(),
-            map(range, (ends[rows] - sequences.viral_regions[rows]).tolist(), ends[rows].tolist()),
+            map(range, (ends - counts).tolist(), ends.tolist()),
             strict=True,
         )
+        done = int(ends[-1])
 
 
 def write_fastas(data: ReportData, inputs: Sequence[Path], viral_path: Path, regions_path: Path) -> None:

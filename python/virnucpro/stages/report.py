@@ -57,7 +57,7 @@ from virnucpro.method.calibration import (
     load_calibration,
 )
 from virnucpro.method.calls import PUBLISHED_CHUNK_THRESHOLD, VIRUS
-from virnucpro.method.confidence import check_thresholds, chunk_tiers, summarise_tiers
+from virnucpro.method.confidence import check_thresholds, chunk_tiers
 from virnucpro.method.regions import call_regions, check_region_bounds, sequence_kinds, summarise_regions
 from virnucpro.progress import progress_task
 from virnucpro.report.data import ReportData, read_report_data
@@ -182,17 +182,16 @@ def add_regions_and_tiers(
     sequences.viral_regions = np.bincount(table.sequence, minlength=len(sequences)).astype(np.int32)
     calls_virus = sequences.call == VIRUS
     sequences.kind = sequence_kinds(calls_virus, sequences.viral_regions)
-    owner = chunks.sequence[scored]
-    sequences.tier_counts, sequences.tier = summarise_tiers(
-        owner, chunks.tier[scored], chunks.called_viral[scored] == calls_virus[owner], len(sequences)
-    )
+    sequences.tier = np.empty(len(sequences), dtype=np.uint8)
+    for rows, chunk_rows in sequences.spans():
+        sequences.tier[rows] = data.sequence_tiers(rows, chunk_rows)[1]
     if calibration is not None:
         called = chunks.called_viral
         chunks.estimated_fdr = np.full(len(chunks), np.nan, dtype=np.float32)
         chunks.estimated_fdr[called] = calibration.chunk_fdr(chunks.margin[called])
         sequences.estimated_fdr = np.full(len(sequences), np.nan)
         sequences.estimated_fdr[calls_virus] = calibration.sequence_fdr(
-            chunk_row, sequences.viral_fraction[calls_virus]
+            chunk_row, sequences.viral_fraction(calls_virus)
         )
 
 
