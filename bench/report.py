@@ -373,7 +373,10 @@ def main() -> None:
                 steps = run_report(args.package, sample, Path(out) / "phases", phases=True)["phases_kb"]
                 print(
                     f"{'':>10} peak RSS by step, MB: "
-                    + ", ".join(f"{name} {peak / 1024:.0f} ({after / 1024:.0f} after)" for name, (peak, after) in steps.items())
+                    + ", ".join(
+                        f"{name} {peak / 1024:.0f} ({after / 1024:.0f} after)"
+                        for name, (peak, after) in steps.items()
+                    )
                 )
             if args.compare_with:
                 best = min(other, key=lambda r: r["seconds"])

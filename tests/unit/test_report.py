@@ -481,7 +481,10 @@ def test_top_sequences_are_the_start_of_the_ranking(columns, count, batch):
     expected = ranked_sequences(data, np.flatnonzero(chosen))[:count]
     found = top_sequences(data, count, lambda rows: chosen[rows], batch=batch)
     assert found.tolist() == expected.tolist()
-    assert top_sequences(data, count, batch=batch).tolist() == ranked_sequences(data, np.arange(size))[:count].tolist()
+    assert (
+        top_sequences(data, count, batch=batch).tolist()
+        == ranked_sequences(data, np.arange(size))[:count].tolist()
+    )
 
 
 @given(st.lists(st.integers(0, 2**20), max_size=50), st.booleans())

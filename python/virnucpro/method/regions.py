@@ -30,8 +30,8 @@ class RegionTable:
 
     sequence: np.ndarray  # int32: row of the region's sequence
     number: np.ndarray  # int32: 1, 2, ... within its sequence
-    first_chunk: np.ndarray  # int64: row of its first viral chunk
-    last_chunk: np.ndarray  # int64: row of its last viral chunk
+    first_chunk: np.ndarray  # int32 (int64 past 2^31 chunks): row of its first viral chunk
+    last_chunk: np.ndarray  # as first_chunk: row of its last viral chunk
     start: np.ndarray  # the chunk table's positions' dtype: 1-based, inclusive
     end: np.ndarray  # inclusive
     viral_chunks: np.ndarray  # int32
@@ -45,10 +45,14 @@ class RegionTable:
 
     def chunk_rows(self) -> tuple[np.ndarray, np.ndarray]:
         """Every chunk row from each region's first to last viral chunk, and the region of each."""
-        span = self.last_chunk - self.first_chunk + 1
+        span = self.last_chunk.astype(np.int64) - self.first_chunk + 1
         region = np.repeat(np.arange(len(self)), span)
         offset = np.cumsum(span) - span
         return self.first_chunk[region] + (np.arange(int(span.sum())) - offset[region]), region
+
+    def part(self, rows: slice) -> RegionTable:
+        """The regions `rows` (views of the columns)."""
+        return RegionTable(**{name: getattr(self, name)[rows] for name in self.__dataclass_fields__})
 
 
 def check_region_bounds(max_gap: int, min_chunks: int) -> None:
@@ -86,7 +90,9 @@ def call_regions(
     run_owner = owner[run_start]
     needed = np.where(n_chunks[run_owner] <= 2, 1, min_chunks)
     kept = count >= needed
-    first, last, run_owner = rows[run_start[kept]], rows[run_end[kept]], run_owner[kept]
+    positions = np.int32 if len(viral) < 2**31 else np.int64
+    first, last = rows[run_start[kept]].astype(positions), rows[run_end[kept]].astype(positions)
+    run_owner = run_owner[kept]
     new_sequence = np.ones(run_owner.size, dtype=bool)
     new_sequence[1:] = run_owner[1:] != run_owner[:-1]
     group_start = np.flatnonzero(new_sequence)
@@ -126,8 +132,7 @@ class RegionSummary:
     scored_chunks: np.ndarray  # int32: scored chunks from the first to the last viral chunk
     mean_virus: np.ndarray  # float64: numpy's mean of their best P(virus)
     min_virus: np.ndarray  # float32
-    tier_counts: np.ndarray  # int32 (n, 3): low, medium, high chunks among them
-    tier: np.ndarray  # uint8: the region's tier for its call (virus)
+    tier: np.ndarray  # uint8: the region's tier for its call (virus); see region_tiers
 
 
 def summarise_regions(
@@ -138,20 +143,32 @@ def summarise_regions(
     tiers: np.ndarray,
 ) -> RegionSummary:
     """Scores and confidence tiers of each region's scored chunks (bridged ones included)."""
-    rows, region = regions.chunk_rows()
-    kept = scored[rows]
-    rows, region = rows[kept], region[kept]
+    rows, region = _scored_chunk_rows(regions, scored)
     counts = np.bincount(region, minlength=len(regions)).astype(np.int32)  # each holds a viral, scored chunk
     values = max_virus[rows]
-    tier_counts, tier = summarise_tiers(region, tiers[rows], called_viral[rows], len(regions))
     return RegionSummary(
         table=regions,
         scored_chunks=counts,
         mean_virus=group_means(values, counts) if len(regions) else np.empty(0),
         min_virus=np.minimum.reduceat(values, np.cumsum(counts) - counts) if len(regions) else values,
-        tier_counts=tier_counts,
-        tier=tier,
+        tier=summarise_tiers(region, tiers[rows], called_viral[rows], len(regions))[1],
     )
+
+
+def region_tiers(
+    regions: RegionTable, scored: np.ndarray, tiers: np.ndarray, called_viral: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`confidence.summarise_tiers` of the regions' scored chunks: their tier counts (low, medium,
+    high) and tiers. Asked for a part of the regions at a time when writing: the counts of every
+    region would be 12 bytes a region, held throughout."""
+    rows, region = _scored_chunk_rows(regions, scored)
+    return summarise_tiers(region, tiers[rows], called_viral[rows], len(regions))
+
+
+def _scored_chunk_rows(regions: RegionTable, scored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rows, region = regions.chunk_rows()
+    kept = scored[rows]
+    return rows[kept], region[kept]
 
 
 def sequence_kinds(calls_virus: np.ndarray, viral_regions: np.ndarray) -> np.ndarray:

@@ -1,12 +1,14 @@
 """The report's data, column by column: prepare's chunk table joined with every frame's score.
 
-Memory grows by about 40 bytes per chunk (numpy arrays) plus the sequence table (ids in one Arrow
-string array), with no Python object per chunk or frame; with what the writers hold for a moment,
-the report of 10^7 chunks peaks near 1 GB (bench/report.py). Prepare's chunk table is read in blocks; the score files are read one at a time in
-name order, which is the order of the frames in the chunk table (shards are numbered in input
-order), so each block's frames are checked against the next rows of the scores, reduced to the
-chunk's best scores and dropped. Score files in another order (renamed files) are joined by id
-instead, holding every id in memory. Missing, extra and duplicated ids are named in the error.
+Memory grows by about 28 bytes per chunk and 35 per sequence (numpy arrays; viral regions and a
+calibration add their own), plus the ids in one Arrow string array, with no Python object per chunk
+or frame; the rest is made a batch of rows at a time. The report of 10^7 reads of 150 bp peaks near
+1.4 GB (`bench/report.py --phases` prints each step's peak). Prepare's chunk table is read in
+blocks; the score files are read one at a time in name order, which is the order of the frames in
+the chunk table (shards are numbered in input order), so each block's frames are checked against
+the next rows of the scores, reduced to the chunk's best scores and dropped. Score files in another
+order (renamed files) are joined by id instead, holding every id in memory. Missing, extra and
+duplicated ids are named in the error.
 
 Calls: a chunk is viral when its margin, max(score_virus) - max(score_others) over its frames, is at
 least `chunk_threshold`; the published rule (the original's consensus) is 0, i.e. max(score_virus)
@@ -182,7 +184,9 @@ class SequenceTable:
     # Filled by report.annotate:
     viral_regions: np.ndarray | None = None  # int32
     kind: np.ndarray | None = None  # uint8: position in calls.KINDS
-    tier: np.ndarray | None = None  # uint8: the sequence's confidence tier for its call (see ReportData.sequence_tiers)
+    tier: np.ndarray | None = (
+        None  # uint8: the sequence's confidence tier for its call (see ReportData.sequence_tiers)
+    )
     estimated_fdr: np.ndarray | None = None  # float64, NaN where not called virus; None uncalibrated
 
     def __len__(self) -> int:

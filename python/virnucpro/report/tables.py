@@ -28,6 +28,7 @@ from virnucpro.files.sequences import SequenceInputs
 from virnucpro.method.calls import CALLS, KINDS, OTHERS, UNSCORED, VIRUS
 from virnucpro.method.confidence import TIERS
 from virnucpro.method.frames import FRAME_LABELS, FRAME_SETS
+from virnucpro.method.regions import region_tiers
 from virnucpro.report.data import FRAME_COUNTS, ROWS_PER_BATCH, ReportData, numbered_texts, one_text_array
 
 CHUNK_COLUMNS = (
@@ -324,7 +325,7 @@ def write_regions(data: ReportData, tsv_path: Path, bed_path: Path) -> None:
     """viral_regions.tsv (1-based, inclusive, like chunks.tsv) and viral_regions.bed (BED6, 0-based,
     half-open; name `SEQ|region_N`, score from the mean P(virus), no strand)."""
     summary, sequences = data.regions, data.sequences
-    table = summary.table
+    table, scored = summary.table, data.chunks.scored
     with (
         atomic_open(tsv_path, "w", encoding="utf-8", newline="\n") as tsv,
         atomic_open(bed_path, "w", encoding="utf-8", newline="\n") as bed,
@@ -337,7 +338,8 @@ def write_regions(data: ReportData, tsv_path: Path, bed_path: Path) -> None:
                 table.start[rows].tolist(),
                 table.end[rows].tolist(),
             )
-            high, medium, low = share_texts(summary.tier_counts[rows])
+            counts = region_tiers(table.part(rows), scored, data.chunks.tier, data.chunks.called_viral)[0]
+            high, medium, low = share_texts(counts)
             fraction = (table.end[rows] - table.start[rows] + 1) / sequences.length[table.sequence[rows]]
             scores = bed_scores(summary.mean_virus[rows])
             tsv.writelines(
