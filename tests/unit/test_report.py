@@ -515,3 +515,52 @@ def test_suffixed_order_sorts_as_python_with_the_suffix(ids, batch):
     finally:
         tables.ROWS_PER_BATCH = saved
     assert got == sorted(range(len(ids)), key=lambda i: ids[i] + "_chunk_")
+
+
+def test_report_in_its_own_process_writes_the_same_and_says_why_it_failed(scored, reported, tmp_path):
+    """`virnucpro run` writes its report in a new interpreter (torch, imported for the embedding,
+    stays out of the report's memory): the same bytes and counts as in this process, its log lines
+    in this process's log, a user's error raised here as that error, a bug as an InternalError
+    carrying the child's traceback."""
+    import logging
+
+    from virnucpro.errors import InternalError
+    from virnucpro.stages.report import report_in_own_process
+
+    example, prepared, scores = scored
+    logger, records = logging.getLogger("virnucpro"), []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        counts = report_in_own_process(example, prepared, scores, tmp_path / "out", quiet=True)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert_same_outputs(reported, tmp_path / "out")
+    assert counts == report(example, prepared, scores, tmp_path / "here", quiet=True).counts()
+    assert any(
+        re.fullmatch(r"report: written in its own process, peak RSS \d+ MB", r.getMessage()) for r in records
+    )
+
+    with pytest.raises(InputError, match=r"frames without a score in the scores files: "):
+        report_in_own_process(example, prepared, scores[1:], tmp_path / "missing", quiet=True)
+    with pytest.raises(InternalError) as bug:
+        report_in_own_process(example, prepared, scores, tmp_path / "bug", options="not options", quiet=True)
+    assert "Traceback" in bug.value.details and "AttributeError" in str(bug.value)
+    assert not any((tmp_path / folder / "run.json").exists() for folder in ("missing", "bug"))
+
+
+def test_the_report_imports_no_torch():
+    """What makes the report's own process worth it: its modules load without torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import virnucpro.stages.report, virnucpro.report.html, virnucpro.report.tables; "
+        "print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
