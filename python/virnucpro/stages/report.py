@@ -32,7 +32,7 @@ from virnucpro.defaults import (
     DEFAULT_REGION_MIN_CHUNKS,
     DEFAULT_TARGET_FDR,
 )
-from virnucpro.errors import InputError, InternalError, VirNucProError
+from virnucpro.errors import InputError
 from virnucpro.files.atomic import atomic_open
 from virnucpro.files.checksums import file_sha256
 from virnucpro.files.layout import (
@@ -384,84 +384,3 @@ def report(
         outdir,
     )
     return data
-
-
-def report_in_own_process(*args, **kwargs) -> dict[str, int]:
-    """`report(*args, **kwargs)` in a new interpreter, returning its counts. `virnucpro run` has
-    imported torch for the embedding, about 500 MB that the report's peak would otherwise carry
-    (10^7 reads: 1.3 GB alone). Log lines come back to this process's log; an error a user can act
-    on is raised here as it was there, a bug as an `InternalError` with the child's traceback; if
-    this process is interrupted, the child is stopped (its outputs unfinished, run.json absent)."""
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
-    receiving, sending = context.Pipe(duplex=False)
-    child = context.Process(target=_report_child, args=(sending, args, kwargs), name="virnucpro-report")
-    child.start()
-    sending.close()
-    answered = False
-    try:
-        while True:
-            try:
-                message = receiving.recv()
-            except EOFError:
-                child.join()
-                raise InternalError(
-                    f"the report's process ended without a result (exit status {child.exitcode})", ""
-                ) from None
-            if message[0] == "log":
-                log.log(message[1], "%s", message[2])
-                continue
-            answered = True
-            if message[0] == "done":
-                return message[1]
-            if message[0] == "bug":  # its traceback as text: exceptions do not all pickle
-                raise InternalError(f"{message[1]} (in the report's process)", message[2])
-            raise message[1]  # "error": one a user can act on
-    finally:
-        if not answered:  # interrupted here (Ctrl-C, SIGTERM), or the child died
-            child.terminate()
-        child.join()
-
-
-class _ToParent(logging.Handler):
-    def __init__(self, connection):
-        super().__init__()
-        self.connection = connection
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.connection.send(("log", record.levelno, record.getMessage()))
-
-
-def _report_child(connection, args, kwargs) -> None:
-    """The child's side: the report's log records, then its counts or its error, sent up the pipe."""
-    import traceback
-
-    log.handlers[:] = [_ToParent(connection)]
-    log.setLevel(logging.DEBUG)  # the parent's handlers choose what is shown
-    log.propagate = False
-    try:
-        counts = report(*args, **kwargs).counts()
-        peak = _peak_rss_mb()
-        if peak is not None:
-            log.debug("report: written in its own process, peak RSS %d MB", peak)
-    except (VirNucProError, OSError) as err:
-        connection.send(("error", err))
-    except BaseException as err:  # a bug, or an interrupt: its traceback for the crash log
-        connection.send(("bug", f"{type(err).__name__}: {err}", "".join(traceback.format_exception(err))))
-    else:
-        connection.send(("done", counts))
-    finally:
-        connection.close()
-
-
-def _peak_rss_mb() -> int | None:
-    """This process's peak RSS (Linux's VmHWM), None where the system does not say."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) // 1024
-    except (OSError, ValueError):
-        pass
-    return None

@@ -54,7 +54,7 @@ from virnucpro.method.classifier import check_chunk_size
 from virnucpro.models.classifier_weights import load_classifier
 from virnucpro.stages.embed import embed_prepared
 from virnucpro.stages.prepare import ensure_prepared, input_hashes, prepare_is_current
-from virnucpro.stages.report import ReportOptions, check_calibration_made_for, report_in_own_process
+from virnucpro.stages.report import ReportData, ReportOptions, check_calibration_made_for, report
 
 log = logging.getLogger("virnucpro")
 
@@ -239,10 +239,9 @@ def run(
     options: RunOptions = RunOptions(),
     force: bool = False,
     quiet: bool = False,
-) -> dict[str, int] | None:
+) -> ReportData | None:
     """Run prepare, both embeddings and the scores, and report on one sample (one or several
-    files): the report's counts (`ReportData.counts`), or None when the folder already held this
-    very run's results (nothing was done)."""
+    files); None when the folder already held this very run's results (nothing was done)."""
     embedding, report_options = options.embedding, options.report
     classifier, classifier_revision = options.classifier, options.classifier_revision
     shard_size, min_viral_fraction = options.shard_size, report_options.min_viral_fraction
@@ -394,7 +393,7 @@ def run(
     summary = read_summary(layout.prepare.folder)  # prepare recorded the inputs' hashes as it read them
     fingerprint = request_fingerprint(layout, request, embedding, summary.input_sha256) if summary else None
     log.info("report: from %d score file(s)", len(scores))
-    counts = report_in_own_process(
+    data = report(
         input_paths,
         layout.prepare.folder,
         scores,
@@ -407,6 +406,7 @@ def run(
     if fingerprint is not None:
         with atomic_open(layout.request_fingerprint, "w", encoding="ascii") as out:
             out.write(fingerprint + "\n")
+    counts = data.counts()
     log.info(
         "virnucpro run: %d sequences (%d virus, %d others, %d unscored), %d of %d chunks scored, %d viral; "
         "outputs in %s (%.1f s)",
@@ -420,4 +420,4 @@ def run(
         outdir,
         time.monotonic() - started,
     )
-    return counts
+    return data
