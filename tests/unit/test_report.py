@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import OUTPUTS, golden_or_skip, run_cli
+from conftest import OUTPUTS, cli_env, golden_or_skip, run_cli
 from synthetic import prepared_example, random_classifier, scripted_sample, write_random_embeddings
 from virnucpro.errors import InputError
 from virnucpro.files.layout import CHUNK_FRAMES_TSV, OUTDIR_MARKER
@@ -515,3 +515,24 @@ def test_suffixed_order_sorts_as_python_with_the_suffix(ids, batch):
     finally:
         tables.ROWS_PER_BATCH = saved
     assert got == sorted(range(len(ids)), key=lambda i: ids[i] + "_chunk_")
+
+
+def test_virnucpro_report_loads_no_torch(scored, tmp_path):
+    """The pipeline's REPORT task runs `virnucpro report`: its memory figures (bench/report.py)
+    hold only while nothing it imports loads torch, about 500 MB of its own."""
+    import subprocess
+    import sys
+
+    example, prepared, scores = scored
+    argv = ["virnucpro", "report", "--input", str(example), "--prepared", str(prepared)]
+    argv += ["--scores", *map(str, scores), "--outdir", str(tmp_path / "out")]
+    code = (
+        f"import sys; sys.argv = {argv!r}\n"
+        "from virnucpro.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as exit_:\n    assert not exit_.code, exit_.code\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert (tmp_path / "out" / "run.json").is_file()
