@@ -193,6 +193,9 @@ def write_bench_scores(
     command += ["--dnabert-model", str(models / "dnabert-s"), "--esm-model", str(models / "esm2")]
     command += ["--classifier", str(models / "classifier"), "--devices", "cpu", "--workers", str(workers)]
     env = {**os.environ, "PYTHONPATH": str(REPO / "python"), "HF_HUB_OFFLINE": "1"}
+    # A bench started in the background (`nohup ... &`) inherits SIGINT ignored, and so would the
+    # run: it would embed everything instead of stopping. Handled here, it is default after exec.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     sampler = TreeSampler(process.pid)
     for line in process.stderr:
@@ -203,7 +206,10 @@ def write_bench_scores(
     sampler.done.set()
     sampler.thread.join()
     process.stderr.read()
-    process.wait()
+    if process.wait() != 130:  # what an interrupted run exits with
+        raise SystemExit(
+            f"{outdir}: `virnucpro run` was not stopped by SIGINT (exit status {process.returncode})"
+        )
     if not (layout.prepare.folder / "prepare.json").is_file() or not layout.scores.is_dir():
         raise SystemExit(f"{outdir}: `virnucpro run` stopped before prepare finished and embedding began")
     print(

@@ -16,9 +16,9 @@ from virnucpro.files.score_files import read_scores
 pytestmark = pytest.mark.slow
 
 
-def run_bench(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def run_bench(*args: str, timeout: int = 900, **options) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+        [sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, **options
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -36,11 +36,16 @@ def test_report_bench_runs_and_compares_with_itself(tmp_path):
 
 def test_scale_bench_with_bench_written_scores(tmp_path):
     """Two sizes, the larger one's scores written by the bench: the run takes every shard as
-    scored (no embedding), and its report and no-op rerun are the run's own."""
+    scored (no embedding), and its report and no-op rerun are the run's own. Started with SIGINT
+    ignored, as `nohup bench/scale.py ... &` starts it: the run it stops with SIGINT must stop
+    anyway (it once went on embedding every shard of 10^6 reads)."""
+    import signal
+
     figures = tmp_path / "figures.json"
     result = run_bench(
         "bench/scale.py", "--reads", "1000", "3000", "--bench-scores-from", "3000", "--no-shards",
         "--workdir", str(tmp_path / "work"), "--json", str(figures),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )  # fmt: skip
     small, large = json.loads(figures.read_text())["sizes"]
     assert (small["bench_scores"], large["bench_scores"]) == (False, True)
