@@ -114,7 +114,7 @@ if add_regions_and_tiers is not None and sys.argv[6] != "phases":
     def columns():
         sequences = data.sequences
         for rows in tables._batches(len(chunks)):
-            tables.float32_texts(chunks.margin[rows]), [tables.TIERS[t] for t in chunks.tier[rows].tolist()]
+            tables.float32_texts(chunks.margin(rows) if callable(chunks.margin) else chunks.margin[rows]), [tables.TIERS[t] for t in chunks.tier[rows].tolist()]
             tables._optional(chunks.estimated_fdr, rows)
         spans = sequences.spans() if hasattr(sequences, "spans") else ((rows, None) for rows in tables._batches(len(sequences)))
         for rows, chunk_rows in spans:

@@ -152,16 +152,15 @@ class ChunkTable:
     def scored(self) -> np.ndarray:
         return self.frame_mask != 0
 
-    @property
-    def viral(self) -> np.ndarray:
-        """The original's consensus (False for unscored chunks: NaN compares false), whatever the
-        chunk threshold: what prediction_results_highestscore.csv holds."""
-        return self.max_virus >= self.max_others
+    def viral(self, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """The original's consensus of the rows (False for unscored chunks: NaN compares false),
+        whatever the chunk threshold: what prediction_results_highestscore.csv holds."""
+        return self.max_virus[rows] >= self.max_others[rows]
 
-    @property
-    def margin(self) -> np.ndarray:
-        """max P(virus) - max P(others) (float32): >= 0 exactly when the consensus is viral."""
-        return self.max_virus - self.max_others
+    def margin(self, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """max P(virus) - max P(others) (float32) of the rows: >= 0 exactly when the consensus is
+        viral. Asked for a batch of rows where every chunk's would be a temporary too many."""
+        return self.max_virus[rows] - self.max_others[rows]
 
     @property
     def length(self) -> np.ndarray:
@@ -184,9 +183,7 @@ class SequenceTable:
     # Filled by report.annotate:
     viral_regions: np.ndarray | None = None  # int32
     kind: np.ndarray | None = None  # uint8: position in calls.KINDS
-    tier: np.ndarray | None = (
-        None  # uint8: the sequence's confidence tier for its call (see ReportData.sequence_tiers)
-    )
+    tier: np.ndarray | None = None  # uint8: its confidence tier for its call (ReportData.sequence_tiers)
     estimated_fdr: np.ndarray | None = None  # float64, NaN where not called virus; None uncalibrated
 
     def __len__(self) -> int:
@@ -315,7 +312,7 @@ def read_report_data(
         chunks, histogram = _scan(prepared, sequences, source)
         source.check_complete(prepared)
         frame_batches = source.batches
-    chunks.called_viral[:] = margin_calls(chunks.margin, chunk_threshold)
+    chunks.called_viral[:] = margin_calls(chunks.margin(), chunk_threshold)
     _summarise_sequences(sequences, chunks, min_viral_fraction)
     return ReportData(
         sequences=sequences,

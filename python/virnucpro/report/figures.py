@@ -123,11 +123,11 @@ def track_sequences(data: ReportData) -> np.ndarray:
     return ranked_sequences(data, chosen)
 
 
-def tracks_figure(data: ReportData) -> bytes:
-    """One line per sequence, each chunk coloured by its best P(virus) (grey: no stop-free frame),
-    and its viral regions as red bars above it."""
+def tracks_figure(data: ReportData, chosen: np.ndarray) -> bytes:
+    """One line per sequence of `chosen` (rows in drawing order: `track_sequences`), each chunk
+    coloured by its best P(virus) (grey: no stop-free frame), and its viral regions as red bars
+    above it."""
     sequences, chunks, regions = data.sequences, data.chunks, data.regions.table
-    chosen = track_sequences(data)
     height = 1.4 + 0.36 * max(len(chosen), 1)
     figure, ax = plt.subplots(figsize=(10, height), constrained_layout=True)
     norm = Normalize(0.0, 1.0)

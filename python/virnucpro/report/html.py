@@ -85,7 +85,8 @@ def ranked_regions(data: ReportData) -> np.ndarray:
     return first_in_lexsort((table.sequence, -table.length, in_viral), MAX_TABLE_ROWS)
 
 
-def render_html(data: ReportData, title: str, histogram_png: bytes, tracks_png: bytes) -> str:
+def render_html(data: ReportData, title: str, histogram_png: bytes, tracks_png: bytes, tracks: int) -> str:
+    """The page; `tracks`: how many sequences tracks_png draws."""
     counts = data.counts()
     sequences, chunks, regions = data.sequences, data.chunks, data.regions
     summary_rows = [
@@ -177,7 +178,7 @@ def render_html(data: ReportData, title: str, histogram_png: bytes, tracks_png: 
     )
     tracks_note = (
         f"the {MAX_TRACKS} most viral scored sequences, with room kept for sequences with a viral region"
-        if len(track_sequences(data)) == MAX_TRACKS
+        if tracks == MAX_TRACKS
         else "every scored sequence"
     )
     parts = [
@@ -228,13 +229,14 @@ def render_html(data: ReportData, title: str, histogram_png: bytes, tracks_png: 
 def write_html_report(data: ReportData, outdir: Path, title: str) -> list[Path]:
     """Write the two PNG figures and `report.html` (figures embedded) into `outdir`."""
     histogram_png = histogram_figure(data)
-    tracks_png = tracks_figure(data)
+    chosen = track_sequences(data)
+    tracks_png = tracks_figure(data, chosen)
     written = []
     for name, png in ((HISTOGRAM_PNG, histogram_png), (TRACKS_PNG, tracks_png)):
         with atomic_open(outdir / name, "wb") as out:
             out.write(png)
         written.append(outdir / name)
     with atomic_open(outdir / REPORT_HTML, "w", encoding="utf-8", newline="\n") as out:
-        out.write(render_html(data, title, histogram_png, tracks_png))
+        out.write(render_html(data, title, histogram_png, tracks_png, len(chosen)))
     written.append(outdir / REPORT_HTML)
     return written

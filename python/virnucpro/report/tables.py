@@ -241,7 +241,7 @@ def write_highest_score(data: ReportData, path: Path) -> None:
                 f"{chunk_id}\t{flag}\n"
                 for chunk_id, flag in zip(
                     chunk_ids(data, rows).to_pylist(),
-                    (data.chunks.max_virus[rows] >= data.chunks.max_others[rows]).tolist(),
+                    data.chunks.viral(rows).tolist(),
                     strict=True,
                 )
             )
@@ -257,7 +257,6 @@ def write_chunks(data: ReportData, path: Path) -> None:
             sequence_ids = data.sequences.ids.take(chunks.sequence[rows]).to_pylist()
             masks = chunks.frame_mask[rows]
             calls = np.where(masks != 0, np.where(chunks.called_viral[rows], VIRUS, OTHERS), UNSCORED)
-            margins = chunks.max_virus[rows] - chunks.max_others[rows]
             out.writelines(
                 f"{sequence_id}\t{index}\t{sequence_id}_chunk_{index}\t{start}\t{end}\t{end - start + 1}\t"
                 f"{FRAME_COUNTS[mask]}\t{FRAME_SETS[mask]}\t{_BEST_FRAME_TEXT[best + 1]}\t{others}\t{virus}\t"
@@ -272,7 +271,7 @@ def write_chunks(data: ReportData, path: Path) -> None:
                     float32_texts(chunks.max_others[rows]),
                     float32_texts(chunks.max_virus[rows]),
                     calls.tolist(),
-                    float32_texts(margins),
+                    float32_texts(chunks.margin(rows)),
                     chunks.tier[rows].tolist(),
                     _optional(chunks.estimated_fdr, rows),
                     strict=True,

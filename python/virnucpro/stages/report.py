@@ -188,7 +188,7 @@ def add_regions_and_tiers(
     if calibration is not None:
         called = chunks.called_viral
         chunks.estimated_fdr = np.full(len(chunks), np.nan, dtype=np.float32)
-        chunks.estimated_fdr[called] = calibration.chunk_fdr(chunks.margin[called])
+        chunks.estimated_fdr[called] = calibration.chunk_fdr(chunks.margin(called))
         sequences.estimated_fdr = np.full(len(sequences), np.nan)
         sequences.estimated_fdr[calls_virus] = calibration.sequence_fdr(
             chunk_row, sequences.viral_fraction(calls_virus)
